@@ -1,0 +1,60 @@
+"""Errors named by who is at fault.
+
+- :class:`RemoteProtocolError`: the peer sent something we cannot accept. It carries a
+  machine-readable ``code`` and whether the connection must be closed (``fatal``); the server
+  turns it into an error frame, never into a crash.
+- :class:`LocalProtocolError`: our own code misused an API (a bug on this side).
+- :class:`ConnectionLost`: the connection broke underneath us (reset, EOF mid-frame).
+"""
+
+from __future__ import annotations
+
+
+class ErrorCode:
+    """The machine-readable error codes carried by error frames (see docs/PROTOCOL.md)."""
+
+    BAD_HEADER = "bad_header"
+    FRAME_TOO_LARGE = "frame_too_large"
+    BAD_UTF8 = "bad_utf8"
+    BAD_JSON = "bad_json"
+    BAD_MESSAGE = "bad_message"
+    TEXT_TOO_LONG = "text_too_long"
+    EMPTY_TEXT = "empty_text"
+    NICK_INVALID = "nick_invalid"
+    NICK_TAKEN = "nick_taken"
+    BAD_VERSION = "bad_version"
+    NOT_REGISTERED = "not_registered"
+    ALREADY_REGISTERED = "already_registered"
+    UNKNOWN_COMMAND = "unknown_command"
+    HELLO_TIMEOUT = "hello_timeout"
+    SERVER_FULL = "server_full"
+    SEND_QUEUE_EXCEEDED = "send_queue_exceeded"
+    SHUTTING_DOWN = "shutting_down"
+
+
+class ChatError(Exception):
+    """Base class of every error game_chat raises on purpose."""
+
+
+class RemoteProtocolError(ChatError):
+    """The peer broke the protocol: bad header, bad JSON, a nick that is taken, ...
+
+    ``fatal`` errors end the connection after the error frame is sent; the others leave it open.
+    """
+
+    def __init__(self, code: str, message: str, *, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fatal = fatal
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code!r}, {self.message!r}, fatal={self.fatal})"
+
+
+class LocalProtocolError(ChatError):
+    """Our own code used the protocol objects wrongly (a bug on this side, not the peer's)."""
+
+
+class ConnectionLost(ChatError):
+    """The connection broke underneath: reset, or closed in the middle of a frame."""

@@ -1,0 +1,291 @@
+"""Typed messages of the rich dialect: frozen dataclasses and their JSON form.
+
+Every rich payload is a UTF-8 JSON object whose ``type`` names the message; the other keys are
+the dataclass fields with the same names. :func:`encode_message` turns a message into payload
+bytes; :func:`parse_client_message` and :func:`parse_server_message` turn payload bytes back
+into messages, raising :class:`RemoteProtocolError` for anything malformed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Union
+
+from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from .text import decode_utf8
+
+PROTOCOL_VERSION = 1
+
+#: A client-chosen message id: echoed back in the ack, never interpreted.
+ClientId = Union[str, int, None]
+
+
+# --- client to server -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello:
+    """First frame of a rich client: who it wants to be."""
+
+    TYPE: ClassVar[str] = "hello"
+    nick: str
+    version: int = PROTOCOL_VERSION
+    password: str | None = None
+
+
+@dataclass(frozen=True)
+class SendChat:
+    """A chat line from a client; ``id`` is the client's own and comes back in the ack."""
+
+    TYPE: ClassVar[str] = "chat"
+    text: str
+    id: ClientId = None
+
+
+@dataclass(frozen=True)
+class ChangeNick:
+    """Ask to be known under another nickname."""
+
+    TYPE: ClassVar[str] = "nick"
+    nick: str
+
+
+@dataclass(frozen=True)
+class Ping:
+    """Keepalive request, either direction; answered by a Pong with the same token."""
+
+    TYPE: ClassVar[str] = "ping"
+    token: ClientId = None
+
+
+@dataclass(frozen=True)
+class Pong:
+    TYPE: ClassVar[str] = "pong"
+    token: ClientId = None
+
+
+@dataclass(frozen=True)
+class Goodbye:
+    """Clean end of a session, either direction (the server sends it when shutting down)."""
+
+    TYPE: ClassVar[str] = "bye"
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ListUsers:
+    """Ask for the user list; answered by :class:`UserList`."""
+
+    TYPE: ClassVar[str] = "users"
+
+
+# --- server to client -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Welcome:
+    """Answer to a good hello: the nick granted, the server, its limits and who is here."""
+
+    TYPE: ClassVar[str] = "welcome"
+    nick: str
+    server: str
+    version: int
+    limits: dict[str, int]
+    users: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """A chat line as the server delivers it: stamped with sender, server id and time."""
+
+    TYPE: ClassVar[str] = "chat"
+    id: int
+    nick: str
+    text: str
+    ts: float
+
+
+@dataclass(frozen=True)
+class Ack:
+    """The sender's receipt for its chat line ``id`` (the rich form of "Message was Sent!")."""
+
+    TYPE: ClassVar[str] = "ack"
+    id: ClientId
+    msg_id: int
+    ts: float
+
+
+@dataclass(frozen=True)
+class UserJoined:
+    TYPE: ClassVar[str] = "join"
+    nick: str
+    ts: float
+
+
+@dataclass(frozen=True)
+class UserLeft:
+    TYPE: ClassVar[str] = "leave"
+    nick: str
+    reason: str
+    ts: float
+
+
+@dataclass(frozen=True)
+class NickChanged:
+    TYPE: ClassVar[str] = "nick_changed"
+    old: str
+    new: str
+    ts: float
+
+
+@dataclass(frozen=True)
+class UserList:
+    TYPE: ClassVar[str] = "users"
+    users: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    """Something the peer did was refused; ``fatal`` means the server closes the connection."""
+
+    TYPE: ClassVar[str] = "error"
+    code: str
+    message: str
+    fatal: bool = False
+
+    @classmethod
+    def from_exception(cls, exc: RemoteProtocolError) -> ErrorReply:
+        return cls(exc.code, exc.message, exc.fatal)
+
+
+ClientMessage = Union[Hello, SendChat, ChangeNick, Ping, Pong, Goodbye, ListUsers]
+ServerMessage = Union[
+    Welcome,
+    ChatMessage,
+    Ack,
+    UserJoined,
+    UserLeft,
+    NickChanged,
+    UserList,
+    Ping,
+    Pong,
+    Goodbye,
+    ErrorReply,
+]
+
+CLIENT_TYPES: dict[str, type] = {
+    cls.TYPE: cls for cls in (Hello, SendChat, ChangeNick, Ping, Pong, Goodbye, ListUsers)
+}
+SERVER_TYPES: dict[str, type] = {
+    cls.TYPE: cls
+    for cls in (
+        Welcome,
+        ChatMessage,
+        Ack,
+        UserJoined,
+        UserLeft,
+        NickChanged,
+        UserList,
+        Ping,
+        Pong,
+        Goodbye,
+        ErrorReply,
+    )
+}
+
+# Field name -> accepted JSON types. An int is accepted where a float is expected.
+_ID_TYPES = (str, int, type(None))
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "nick": (str,),
+    "text": (str,),
+    "password": (str, type(None)),
+    "version": (int,),
+    "id": _ID_TYPES,
+    "token": _ID_TYPES,
+    "reason": (str,),
+    "server": (str,),
+    "limits": (dict,),
+    "users": (list, tuple),
+    "msg_id": (int,),
+    "ts": (float, int),
+    "old": (str,),
+    "new": (str,),
+    "code": (str,),
+    "message": (str,),
+    "fatal": (bool,),
+}
+_MAX_ID_CHARS = 64
+
+
+def encode_message(message: Any) -> bytes:
+    """Return the JSON payload (UTF-8 bytes) of a message dataclass."""
+    if not dataclasses.is_dataclass(message) or not hasattr(message, "TYPE"):
+        raise LocalProtocolError(f"not a protocol message: {message!r}")
+    data: dict[str, Any] = {"type": message.TYPE}
+    for f in dataclasses.fields(message):
+        data[f.name] = getattr(message, f.name)
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def decode_json_object(payload: bytes) -> dict[str, Any]:
+    """Parse a payload as a JSON object, or raise RemoteProtocolError."""
+    text = decode_utf8(payload)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise RemoteProtocolError(ErrorCode.BAD_JSON, "payload is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise RemoteProtocolError(ErrorCode.BAD_JSON, "payload must be a JSON object")
+    return data
+
+
+def _build(data: dict[str, Any], types: dict[str, type]) -> Any:
+    kind = data.get("type")
+    cls = types.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise RemoteProtocolError(ErrorCode.BAD_MESSAGE, f"unknown message type {kind!r}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise RemoteProtocolError(
+                    ErrorCode.BAD_MESSAGE, f"{kind!r} message lacks the field {f.name!r}"
+                )
+            continue
+        value = data[f.name]
+        accepted = _FIELD_TYPES[f.name]
+        # bool is an int in Python; only "fatal" may be a bool.
+        if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted):
+            raise RemoteProtocolError(
+                ErrorCode.BAD_MESSAGE, f"field {f.name!r} of {kind!r} has the wrong type"
+            )
+        if f.name in ("id", "token") and isinstance(value, str) and len(value) > _MAX_ID_CHARS:
+            raise RemoteProtocolError(
+                ErrorCode.BAD_MESSAGE, f"{f.name!r} is longer than {_MAX_ID_CHARS} characters"
+            )
+        if f.name == "users":
+            value = tuple(str(u) for u in value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def parse_client_message(payload: bytes) -> ClientMessage:
+    """Parse a rich payload sent by a client; raises RemoteProtocolError if malformed."""
+    return _build(decode_json_object(payload), CLIENT_TYPES)
+
+
+def parse_server_message(payload: bytes) -> ServerMessage:
+    """Parse a rich payload sent by a server; raises RemoteProtocolError if malformed."""
+    return _build(decode_json_object(payload), SERVER_TYPES)
+
+
+def is_hello(payload: bytes) -> bool:
+    """True if a first frame asks for the rich dialect (a JSON object of type "hello")."""
+    if not payload.lstrip().startswith(b"{"):
+        return False
+    try:
+        return decode_json_object(payload).get("type") == Hello.TYPE
+    except RemoteProtocolError:
+        return False

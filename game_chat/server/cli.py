@@ -1,0 +1,113 @@
+"""``python run_server.py`` / ``python -m game_chat.server``: the headless server launch."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from ..protocol.limits import DEFAULT_MAX_FRAME_BYTES, Limits
+from .netinfo import lan_addresses
+from .server import DEFAULT_PORT, ChatServer, ServerConfig
+
+log = logging.getLogger("game_chat.server")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_server.py", description="Run the game_chat server (no display needed)."
+    )
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default 5050)")
+    parser.add_argument("--name", default="game_chat", help="server name shown to clients")
+    parser.add_argument(
+        "--max-clients", type=int, default=1000, help="connections served at once (default 1000)"
+    )
+    parser.add_argument(
+        "--max-frame-bytes",
+        type=int,
+        default=DEFAULT_MAX_FRAME_BYTES,
+        help=f"largest frame payload accepted from a client (default {DEFAULT_MAX_FRAME_BYTES})",
+    )
+    parser.add_argument(
+        "--max-text-chars", type=int, default=1000, help="longest chat line (default 1000)"
+    )
+    parser.add_argument(
+        "--send-queue-bytes",
+        type=int,
+        default=1024 * 1024,
+        help="bytes queued for a client before it is disconnected (default 1 MiB)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging threshold (default INFO)",
+    )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        server_name=args.name,
+        max_clients=args.max_clients,
+        limits=Limits(max_frame_bytes=args.max_frame_bytes, max_text_chars=args.max_text_chars),
+        send_queue_bytes=args.send_queue_bytes,
+    )
+
+
+def banner(server: ChatServer) -> str:
+    host, port = server.address
+    lines = [f"game_chat server listening on {host}:{port}"]
+    if host in ("0.0.0.0", "::"):
+        addresses = lan_addresses()
+        if addresses:
+            lines.append(
+                "clients on your network can connect to: "
+                + ", ".join(f"{a}:{port}" for a in addresses)
+            )
+        lines.append(f"on this machine: localhost:{port}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        server = ChatServer(config_from_args(args))
+        server.start()
+    except ValueError as exc:
+        print(f"run_server.py: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            message = f"port {args.port} is already in use (is another server running?)"
+        else:
+            message = f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+        print(f"run_server.py: error: {message}", file=sys.stderr)
+        return 1
+    print(banner(server), flush=True)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    # Wake up regularly so signal handlers run promptly on every platform.
+    while not stop.wait(0.5):
+        pass
+    server.shutdown()
+    log.info("server stopped")
+    return 0

@@ -1,0 +1,141 @@
+"""A client connection: its socket, its reader thread, its outbox.
+
+The reader thread only moves bytes: socket -> :class:`FrameDecoder` -> :class:`Session`.
+It never writes to the socket (the sender thread does) and it never closes it (the sender
+does that after flushing), so a slow or dead peer only ever blocks its own reader.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from ..protocol.errors import ConnectionLost, ErrorCode, RemoteProtocolError
+from ..protocol.framing import FrameDecoder
+from .outbox import Outbox
+from .session import Session
+
+if TYPE_CHECKING:
+    from .server import ChatServer
+
+log = logging.getLogger("game_chat.server")
+
+_RECV_SIZE = 65536
+
+
+def format_address(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)
+
+
+class _ReadWaiter:
+    """Waits until one socket is readable: poll() where it exists (no FD_SETSIZE limit)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._poll = select.poll() if hasattr(select, "poll") else None
+        if self._poll is not None:
+            self._poll.register(sock, select.POLLIN)
+
+    def wait(self, timeout: float | None) -> bool:
+        if self._poll is not None:
+            return bool(self._poll.poll(None if timeout is None else timeout * 1000))
+        return bool(select.select([self._sock], [], [], timeout)[0])
+
+
+class Connection:
+    """One accepted socket. Created and started by :class:`ChatServer`."""
+
+    def __init__(self, sock: socket.socket, address: object, server: ChatServer) -> None:
+        config = server.config
+        self.sock = sock
+        self.address = format_address(address)
+        self._server = server
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see PERFORMANCE.md
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sender = server.sender
+        self.outbox = Outbox(
+            config.send_queue_bytes,
+            on_ready=lambda: sender.ready(self),
+            on_overflow=lambda: sender.cut(self),
+        )
+        self.session = Session(server.state, self.outbox, self.address)
+        self._decoder = FrameDecoder(config.limits.max_frame_bytes)
+        self._hello_timeout = config.hello_timeout
+        self.thread = threading.Thread(target=self._run, name=f"chat-{self.address}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop_reading(self) -> None:
+        """Make the reader thread see end-of-input (used at server shutdown)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
+
+    def closed_by_sender(self) -> None:
+        self._server.forget(self)
+
+    # --- reader thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        reason = None
+        try:
+            reason = self._read_loop()
+        except Exception:  # a bug of ours: log it here, once, and drop only this client
+            log.exception("%s: internal error in connection handler", self.address)
+            reason = "internal server error"
+        finally:
+            if self.outbox.overflowed:
+                reason = "send queue exceeded"
+            self.session.end(reason)
+            self.outbox.close()
+            self._server.sender.finish(self, self._server.config.linger)
+
+    def _read_loop(self) -> str | None:
+        """Read until the session ends; returns the leave reason when it is not the session's."""
+        waiter = _ReadWaiter(self.sock)
+        deadline = time.monotonic() + self._hello_timeout
+        decoder, session = self._decoder, self.session
+        while True:
+            timeout = None if session.started else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                session.reject(
+                    RemoteProtocolError(
+                        ErrorCode.HELLO_TIMEOUT,
+                        f"no complete first frame within {self._hello_timeout:g} s",
+                        fatal=True,
+                    )
+                )
+                return None
+            if not waiter.wait(timeout):
+                continue
+            try:
+                data = self.sock.recv(min(decoder.room, _RECV_SIZE))
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as exc:
+                log.info("%s: connection lost: %s", self.address, exc.strerror or exc)
+                return "connection lost"
+            decoder.receive_data(data)
+            try:
+                for frame in decoder.frames():
+                    if not session.handle_frame(frame):
+                        return None
+            except RemoteProtocolError as exc:
+                session.reject(exc)
+                return None
+            except ConnectionLost as exc:
+                log.info("%s: %s", self.address, exc)
+                return "connection lost"
+            if decoder.closed:
+                log.debug("%s: peer closed the connection", self.address)
+                return None

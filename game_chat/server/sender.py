@@ -1,0 +1,203 @@
+"""The sender thread: the only code that writes to client sockets.
+
+One thread serves every connection. Outboxes tell it when they have data; it sends each
+connection's whole queue in one non-blocking ``send`` (so a burst of frames costs one system
+call, not one per frame) and parks connections whose socket buffer is full in a selector until
+they can take more. A client that stops reading therefore costs nothing but its own bounded
+outbox, and no other connection ever waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import threading
+import time
+from typing import Protocol
+
+from .outbox import Outbox
+
+log = logging.getLogger("game_chat.server")
+
+
+class Sendable(Protocol):
+    """What the sender needs from a connection."""
+
+    sock: socket.socket
+    outbox: Outbox
+    address: str
+
+    def closed_by_sender(self) -> None:
+        """Called once, on the sender thread, after the socket was closed."""
+
+
+class SendLoop:
+    """Drains outboxes into sockets on one background thread."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._lock = threading.Lock()
+        self._ready: set[Sendable] = set()
+        self._cut: set[Sendable] = set()  # to be cut off: outbox overflowed
+        self._finishing: list[tuple[Sendable, float]] = []  # (conn, linger seconds)
+        self._sleeping = False
+        self._stop = False
+        # Sender-thread-only state:
+        self._blocked: set[Sendable] = set()  # registered for EVENT_WRITE
+        self._closing: dict[Sendable, float] = {}  # conn -> monotonic deadline for close
+        self._dead: set[Sendable] = set()  # socket broken or cut: never send again
+        self._thread = threading.Thread(target=self._run, name="chat-sender", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    # --- called from any thread ----------------------------------------------------------
+
+    def ready(self, conn: Sendable) -> None:
+        """``conn``'s outbox went from empty to non-empty."""
+        self._post(lambda: self._ready.add(conn))
+
+    def cut(self, conn: Sendable) -> None:
+        """Disconnect ``conn`` now, dropping what it has queued (its outbox overflowed)."""
+        self._post(lambda: self._cut.add(conn))
+
+    def finish(self, conn: Sendable, linger: float) -> None:
+        """The reader is done with ``conn``: send what is queued (for at most ``linger``
+        seconds), then close the socket."""
+        self._post(lambda: self._finishing.append((conn, linger)))
+
+    def stop(self, timeout: float) -> None:
+        """Close what is still open once its linger ends, then end the thread."""
+        self._post(lambda: None, stop=True)
+        self._thread.join(timeout)
+
+    def _post(self, change, stop: bool = False) -> None:  # type: ignore[no-untyped-def]
+        with self._lock:
+            change()
+            self._stop = self._stop or stop
+            wake, self._sleeping = self._sleeping, False
+        if wake:
+            try:
+                self._wake_w.send(b"\0")
+            except BlockingIOError:  # the wake-up pipe is full: the thread is awake anyway
+                pass
+
+    # --- sender thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        busy: set[Sendable] = set()  # connections that still had data after their last send
+        try:
+            while True:
+                with self._lock:
+                    ready, self._ready = self._ready, set()
+                    cut, self._cut = self._cut, set()
+                    finishing, self._finishing = self._finishing, []
+                    stop = self._stop
+                    idle = not (ready or cut or finishing or busy)
+                    self._sleeping = idle
+                if stop and idle and not self._closing:
+                    return
+                timeout = self._select_timeout() if idle else 0
+                for key, _ in self._selector.select(timeout):
+                    if key.data is None:
+                        self._drain_wakeups()
+                    else:
+                        self._selector.unregister(key.fileobj)
+                        self._blocked.discard(key.data)
+                        ready.add(key.data)
+                for conn in cut:
+                    self._break(conn, "send queue exceeded")
+                now = time.monotonic()
+                for conn, linger in finishing:
+                    self._closing[conn] = now + (0 if conn in self._dead else linger)
+                    ready.add(conn)
+                work = (ready | busy) - self._blocked
+                busy = set()
+                for conn in work:
+                    if self._flush(conn):
+                        busy.add(conn)
+                self._close_expired()
+        finally:
+            for conn in list(self._closing):
+                self._close(conn)
+            self._selector.close()
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _select_timeout(self) -> float | None:
+        if not self._closing:
+            return None
+        return max(0.0, min(self._closing.values()) - time.monotonic())
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _flush(self, conn: Sendable) -> bool:
+        """One send of everything queued; True if more is waiting afterwards."""
+        if conn in self._dead or conn.sock.fileno() < 0:  # broken, or already closed
+            return False
+        data = conn.outbox.pending()
+        if data:
+            try:
+                sent = conn.sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                self._break(conn, f"send failed: {exc.strerror or exc}")
+                return False
+            conn.outbox.sent(sent)
+            if sent < len(data):
+                self._selector.register(conn.sock, selectors.EVENT_WRITE, conn)
+                self._blocked.add(conn)
+                return False
+        if conn.outbox.size:
+            return True
+        if conn in self._closing:
+            self._close(conn)
+        return False
+
+    def _break(self, conn: Sendable, reason: str) -> None:
+        """Stop sending to ``conn`` and wake its reader (which then calls finish)."""
+        if conn in self._dead:
+            return
+        self._dead.add(conn)
+        if conn.outbox.overflowed:
+            log.warning("%s: disconnected: %s", conn.address, reason)
+        if conn in self._blocked:
+            self._selector.unregister(conn.sock)
+            self._blocked.discard(conn)
+        try:
+            conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        if conn in self._closing:
+            self._close(conn)
+
+    def _close_expired(self) -> None:
+        if not self._closing:
+            return
+        now = time.monotonic()
+        for conn in [c for c, deadline in self._closing.items() if deadline <= now]:
+            self._close(conn)
+
+    def _close(self, conn: Sendable) -> None:
+        del self._closing[conn]
+        self._dead.discard(conn)
+        if conn in self._blocked:
+            self._selector.unregister(conn.sock)
+            self._blocked.discard(conn)
+        try:
+            conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        conn.sock.close()
+        conn.closed_by_sender()

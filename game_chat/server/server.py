@@ -1,0 +1,177 @@
+"""The chat server: listening socket, accept thread, connections, shutdown."""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from ..protocol.errors import ErrorCode
+from ..protocol.framing import encode_frame
+from ..protocol.limits import Limits
+from ..protocol.messages import ErrorReply, encode_message
+from .connection import Connection, format_address
+from .sender import SendLoop
+from .state import ChatState
+
+log = logging.getLogger("game_chat.server")
+
+DEFAULT_PORT = 5050
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything the server can be told; the defaults are the documented ones."""
+
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    server_name: str = "game_chat"
+    max_clients: int = 1000
+    limits: Limits = field(default_factory=Limits)
+    send_queue_bytes: int = 1024 * 1024
+    hello_timeout: float = 30.0
+    #: How long queued frames may still go out after a connection ends (goodbyes, errors).
+    linger: float = 1.0
+    backlog: int = 1024
+
+
+class ChatServer:
+    """A threaded chat server: one reader thread per client, one sender thread for all.
+
+    Use ``start()`` (binds and returns; raises OSError if the port is busy) and ``shutdown()``,
+    or ``with ChatServer(config) as server: ...``. ``address`` is the bound (host, port).
+    """
+
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.state = ChatState(self.config.server_name, self.config.limits)
+        self.sender = SendLoop()
+        self._connections: set[Connection] = set()
+        self._conn_lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._accept_thread = threading.Thread(
+            target=self._accept_loop, name="chat-accept", daemon=True
+        )
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+        self._listener = socket.create_server(
+            (self.config.host, self.config.port), family=family, backlog=self.config.backlog
+        )
+        self._listener.setblocking(False)
+        self.sender.start()
+        self._accept_thread.start()
+        host, port = self.address
+        log.info("listening on %s", format_address((host, port)))
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._listener is not None, "server not started"
+        host, port = self._listener.getsockname()[:2]
+        return host, port
+
+    @property
+    def client_count(self) -> int:
+        with self._conn_lock:
+            return len(self._connections)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server has shut down; True if it has."""
+        return self._stopped.wait(timeout)
+
+    def shutdown(self, reason: str = "server shutting down", timeout: float = 1.5) -> None:
+        """Tell every client goodbye, close every connection, stop the threads."""
+        if self._stopping.is_set():
+            self._stopped.wait(timeout)
+            return
+        self._stopping.set()
+        deadline = time.monotonic() + timeout
+        self._wake_w.send(b"\0")
+        self._accept_thread.join(max(0.0, deadline - time.monotonic()))
+        members = self.state.close_all(reason)
+        log.info("shutting down: %d clients told", len(members))
+        with self._conn_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            conn.stop_reading()
+        for conn in connections:
+            conn.thread.join(max(0.0, deadline - time.monotonic()))
+        self.sender.stop(max(0.0, deadline - time.monotonic()))
+        self._wake_r.close()
+        self._wake_w.close()
+        self._stopped.set()
+
+    def __enter__(self) -> ChatServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    # --- connections ---------------------------------------------------------------------
+
+    def forget(self, conn: Connection) -> None:
+        with self._conn_lock:
+            self._connections.discard(conn)
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._listener, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            try:
+                while not self._stopping.is_set():
+                    for key, _ in selector.select():
+                        if key.fileobj is self._listener:
+                            self._accept_pending()
+            finally:
+                self._listener.close()
+
+    def _accept_pending(self) -> None:
+        assert self._listener is not None
+        while True:
+            try:
+                sock, address = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. out of file descriptors: keep serving the others
+                log.error("accept failed: %s", exc)
+                time.sleep(0.05)
+                return
+            with self._conn_lock:
+                full = len(self._connections) >= self.config.max_clients
+                if not full:
+                    conn = Connection(sock, address, self)
+                    self._connections.add(conn)
+            if full:
+                self._refuse(sock, address)
+            else:
+                log.debug("%s: connected", conn.address)
+                conn.start()
+
+    def _refuse(self, sock: socket.socket, address: object) -> None:
+        log.warning(
+            "%s: refused: server full (%d clients)",
+            format_address(address),
+            self.config.max_clients,
+        )
+        reply = ErrorReply(
+            ErrorCode.SERVER_FULL,
+            f"server full ({self.config.max_clients} clients), try again later",
+            fatal=True,
+        )
+        try:
+            sock.setblocking(False)
+            sock.send(encode_frame(encode_message(reply)))
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()

@@ -1,0 +1,48 @@
+"""Shared fixtures. The SDL variables are set before anything can import pygame."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+from collections.abc import Iterator
+
+import pytest
+
+from game_chat.server import ChatServer, ServerConfig
+
+
+def start_server(**overrides: object) -> ChatServer:
+    config = ServerConfig(host="127.0.0.1", port=0, **overrides)  # type: ignore[arg-type]
+    server = ChatServer(config)
+    server.start()
+    return server
+
+
+@pytest.fixture
+def server() -> Iterator[ChatServer]:
+    """A real server on 127.0.0.1, on a free port, shut down after the test."""
+    srv = start_server()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+
+
+@pytest.fixture
+def server_factory() -> Iterator:  # type: ignore[type-arg]
+    """Start servers with custom config: ``server_factory(max_clients=2)``."""
+    started: list[ChatServer] = []
+
+    def make(**overrides: object) -> ChatServer:
+        srv = start_server(**overrides)
+        started.append(srv)
+        return srv
+
+    try:
+        yield make
+    finally:
+        for srv in started:
+            srv.shutdown()
