@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from .text import decode_utf8
@@ -19,7 +19,7 @@ from .text import decode_utf8
 PROTOCOL_VERSION = 1
 
 #: A client-chosen message id: echoed back in the ack, never interpreted.
-ClientId = Union[str, int, None]
+ClientId = str | int | None
 
 
 # --- client to server -----------------------------------------------------------------------
@@ -160,20 +160,20 @@ class ErrorReply:
         return cls(exc.code, exc.message, exc.fatal)
 
 
-ClientMessage = Union[Hello, SendChat, ChangeNick, Ping, Pong, Goodbye, ListUsers]
-ServerMessage = Union[
-    Welcome,
-    ChatMessage,
-    Ack,
-    UserJoined,
-    UserLeft,
-    NickChanged,
-    UserList,
-    Ping,
-    Pong,
-    Goodbye,
-    ErrorReply,
-]
+ClientMessage = Hello | SendChat | ChangeNick | Ping | Pong | Goodbye | ListUsers
+ServerMessage = (
+    Welcome
+    | ChatMessage
+    | Ack
+    | UserJoined
+    | UserLeft
+    | NickChanged
+    | UserList
+    | Ping
+    | Pong
+    | Goodbye
+    | ErrorReply
+)
 
 CLIENT_TYPES: dict[str, type] = {
     cls.TYPE: cls for cls in (Hello, SendChat, ChangeNick, Ping, Pong, Goodbye, ListUsers)
