@@ -52,7 +52,7 @@ class WireClient:
         assert frame is not None, "server closed the connection"
         return json.loads(frame)
 
-    def recv_until(self, predicate, limit: int = 100) -> Any:  # type: ignore[no-untyped-def]
+    def recv_until(self, predicate, limit: int = 10_000) -> Any:  # type: ignore[no-untyped-def]
         """Skip rich messages until one matches ``predicate``; return it."""
         for _ in range(limit):
             message = self.recv_json()

@@ -1,0 +1,157 @@
+"""Session: dialect detection and each frame's handling, without sockets."""
+
+from __future__ import annotations
+
+import json
+
+from fakes import RecordingMailbox
+
+from game_chat.protocol.errors import ErrorCode, RemoteProtocolError
+from game_chat.server.session import Session
+from game_chat.server.state import ChatState
+
+
+def new_session(state: ChatState) -> tuple[Session, RecordingMailbox]:
+    box = RecordingMailbox()
+    return Session(state, box, "127.0.0.1:1"), box
+
+
+def hello(nick: str, **extra: object) -> bytes:
+    return json.dumps({"type": "hello", "nick": nick, "version": 1, **extra}).encode()
+
+
+def test_keepalive_does_not_start_a_session() -> None:
+    session, box = new_session(ChatState())
+    assert session.handle_frame(b"")
+    assert not session.started
+    assert box.frames == []
+
+
+def test_rich_hello_then_chat() -> None:
+    state = ChatState()
+    session, box = new_session(state)
+    assert session.handle_frame(hello("alice"))
+    assert session.started and session.dialect == "rich"
+    assert box.types() == ["welcome"]
+    assert session.handle_frame(b'{"type":"chat","id":9,"text":"hi"}')
+    assert box.messages()[-1]["type"] == "ack"
+    assert box.messages()[-1]["id"] == 9
+
+
+def test_refused_hello_can_be_retried() -> None:
+    state = ChatState()
+    new_session(state)[0].handle_frame(hello("alice"))
+    session, box = new_session(state)
+    assert session.handle_frame(hello("ALICE"))
+    assert box.messages()[-1]["code"] == ErrorCode.NICK_TAKEN
+    assert session.handle_frame(b'{"type":"chat","text":"sneaky"}')
+    assert box.messages()[-1]["code"] == ErrorCode.NOT_REGISTERED
+    assert session.handle_frame(hello("alice2"))
+    assert box.messages()[-1]["type"] == "welcome"
+
+
+def test_bad_version_is_refused() -> None:
+    session, box = new_session(ChatState())
+    session.handle_frame(hello("alice", version=99))
+    assert box.messages()[-1]["code"] == ErrorCode.BAD_VERSION
+    assert session.member is None
+
+
+def test_rich_errors_keep_the_connection() -> None:
+    session, box = new_session(ChatState())
+    session.handle_frame(hello("alice"))
+    for payload in (b"{bad json", b"\xff\xfe", b'{"type":"chat","text":"' + b"x" * 1001 + b'"}'):
+        assert session.handle_frame(payload)
+    codes = [m["code"] for m in box.messages()[1:]]
+    assert codes == [ErrorCode.BAD_JSON, ErrorCode.BAD_UTF8, ErrorCode.TEXT_TOO_LONG]
+
+
+def test_rich_ping_and_goodbye() -> None:
+    state = ChatState()
+    session, box = new_session(state)
+    session.handle_frame(hello("alice"))
+    session.handle_frame(b'{"type":"ping","token":"t"}')
+    assert box.messages()[-1] == {"type": "pong", "token": "t"}
+    assert not session.handle_frame(b'{"type":"bye","reason":"dinner"}')
+    session.end()
+    assert state.nicks() == []
+
+
+def test_goodbye_reason_reaches_the_others() -> None:
+    state = ChatState()
+    other, other_box = new_session(state)
+    other.handle_frame(hello("bob"))
+    session, _ = new_session(state)
+    session.handle_frame(hello("alice"))
+    session.handle_frame(b'{"type":"bye","reason":"dinner"}')
+    session.end()
+    assert other_box.messages()[-1]["reason"] == "dinner"
+
+
+def test_any_other_first_frame_makes_a_plain_guest() -> None:
+    state = ChatState()
+    watcher, watcher_box = new_session(state)
+    watcher.handle_frame(hello("watcher"))
+    session, box = new_session(state)
+    assert session.handle_frame(b"hello everyone")
+    assert session.dialect == "plain"
+    assert box.texts()[0].startswith("* Welcome")
+    assert box.texts()[-1] == "Message was Sent!"
+    assert watcher_box.messages()[-1]["text"] == "hello everyone"
+    assert watcher_box.messages()[-1]["nick"].startswith("guest-")
+
+
+def test_json_that_is_not_a_hello_is_plain_text() -> None:
+    session, _ = new_session(ChatState())
+    session.handle_frame(b'{"type":"chat","text":"x"}')
+    assert session.dialect == "plain"
+
+
+def test_plain_nick_and_commands() -> None:
+    state = ChatState()
+    session, box = new_session(state)
+    session.handle_frame(b"hi")
+    assert session.handle_frame(b"/nick carol")
+    assert box.texts()[-1].endswith("is now known as carol")
+    assert session.handle_frame(b"/nick bad name")
+    assert box.texts()[-1].startswith("ERROR nick_invalid:")
+    assert session.handle_frame(b"/dance")
+    assert box.texts()[-1].startswith("ERROR unknown_command:")
+    assert session.handle_frame(b"/who")
+    assert box.texts()[-1] == "* Users: carol"
+    assert session.handle_frame(b"//dance")
+    assert box.texts()[-1] == "Message was Sent!"
+
+
+def test_plain_disconnect_commands() -> None:
+    for command in (b"Client Disconnected", b"!DISCONNECT"):
+        state = ChatState()
+        session, _ = new_session(state)
+        session.handle_frame(b"hi")
+        assert not session.handle_frame(command)
+        session.end()
+        assert state.nicks() == []
+
+
+def test_plain_disconnect_as_first_frame() -> None:
+    session, _ = new_session(ChatState())
+    assert not session.handle_frame(b"Client Disconnected")
+
+
+def test_plain_errors_are_text() -> None:
+    session, box = new_session(ChatState())
+    session.handle_frame(b"hi")
+    assert session.handle_frame(b"\xff")
+    assert box.texts()[-1].startswith("ERROR bad_utf8:")
+
+
+def test_fatal_rejection_sets_the_leave_reason() -> None:
+    session, box = new_session(ChatState())
+    session.reject(RemoteProtocolError(ErrorCode.BAD_HEADER, "bad header", fatal=True))
+    assert box.messages()[-1] == {
+        "type": "error",
+        "code": "bad_header",
+        "message": "bad header",
+        "fatal": True,
+    }
+    assert session.leave_reason == "bad header"

@@ -1,0 +1,157 @@
+"""ChatState on its own: membership, nicks, fan-out and ordering, without sockets."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from fakes import RecordingMailbox
+
+from game_chat.protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from game_chat.protocol.limits import Limits
+from game_chat.server.state import ChatState, Dialect, Member
+
+
+def make_state() -> ChatState:
+    return ChatState("test", Limits(max_text_chars=50), clock=lambda: 100.0)
+
+
+def join(
+    state: ChatState, nick: str, dialect: str = Dialect.RICH
+) -> tuple[Member, RecordingMailbox]:
+    box = RecordingMailbox()
+    return state.join(nick, dialect, box), box
+
+
+def test_join_welcomes_and_announces() -> None:
+    state = make_state()
+    _, alice_box = join(state, "alice")
+    _, bob_box = join(state, "bob")
+    welcome = bob_box.messages()[0]
+    assert welcome["type"] == "welcome"
+    assert welcome["nick"] == "bob"
+    assert welcome["users"] == ["alice", "bob"]
+    assert welcome["limits"]["max_text_chars"] == 50
+    assert alice_box.messages()[1] == {"type": "join", "nick": "bob", "ts": 100.0}
+
+
+def test_nick_taken_case_insensitively() -> None:
+    state = make_state()
+    join(state, "Alice")
+    with pytest.raises(RemoteProtocolError) as info:
+        join(state, "aLICE")
+    assert info.value.code == ErrorCode.NICK_TAKEN
+    assert state.nicks() == ["Alice"]
+
+
+def test_say_goes_to_others_and_acks_sender() -> None:
+    state = make_state()
+    alice, alice_box = join(state, "alice")
+    _, bob_box = join(state, "bob")
+    alice_box.clear()
+    bob_box.clear()
+    sent = state.say(alice, "hello", client_id="c1")
+    assert bob_box.messages() == [
+        {"type": "chat", "id": sent.id, "nick": "alice", "text": "hello", "ts": 100.0}
+    ]
+    assert alice_box.messages() == [{"type": "ack", "id": "c1", "msg_id": sent.id, "ts": 100.0}]
+
+
+def test_sender_name_comes_from_the_server() -> None:
+    state = make_state()
+    alice, _ = join(state, "alice")
+    _, bob_box = join(state, "bob")
+    bob_box.clear()
+    state.say(alice, "bob: I am bob")
+    assert bob_box.messages()[0]["nick"] == "alice"
+
+
+def test_plain_members_get_text_lines() -> None:
+    state = make_state()
+    alice, alice_box = join(state, "alice")
+    guest = state.join_guest(Dialect.PLAIN, RecordingMailbox())
+    guest_box = guest.mailbox
+    assert isinstance(guest_box, RecordingMailbox)
+    assert guest.nick == "guest-1"
+    state.say(alice, "hi")
+    state.say(guest, "yo")
+    assert guest_box.texts()[-2:] == ["alice: hi", "Message was Sent!"]
+    assert alice_box.messages()[-1]["text"] == "yo"
+
+
+def test_broadcast_frame_is_encoded_once_and_shared() -> None:
+    state = make_state()
+    alice, _ = join(state, "alice")
+    boxes = [join(state, f"u{i}")[1] for i in range(5)]
+    state.say(alice, "shared")
+    last = [box.frames[-1] for box in boxes]
+    assert all(frame is last[0] for frame in last)
+
+
+def test_text_limits_and_cleaning() -> None:
+    state = make_state()
+    alice, _ = join(state, "alice")
+    _, bob_box = join(state, "bob")
+    with pytest.raises(RemoteProtocolError) as info:
+        state.say(alice, "x" * 51)
+    assert info.value.code == ErrorCode.TEXT_TOO_LONG
+    state.say(alice, "\x1b[2Jclear")
+    assert bob_box.messages()[-1]["text"] == "[2Jclear"
+
+
+def test_rename_announces_and_frees_old_nick() -> None:
+    state = make_state()
+    alice, alice_box = join(state, "alice")
+    _, bob_box = join(state, "bob")
+    state.rename(alice, "Alicia")
+    expected = {"type": "nick_changed", "old": "alice", "new": "Alicia", "ts": 100.0}
+    assert bob_box.messages()[-1] == expected
+    assert alice_box.messages()[-1] == expected
+    join(state, "alice")  # the old nick is free again
+    with pytest.raises(RemoteProtocolError):
+        state.rename(alice, "BOB")
+    state.rename(alice, "ALICIA")  # a change of case of one's own nick is fine
+
+
+def test_leave_announces_once() -> None:
+    state = make_state()
+    alice, _ = join(state, "alice")
+    _, bob_box = join(state, "bob")
+    state.leave(alice, "quit")
+    state.leave(alice, "again")
+    leaves = [m for m in bob_box.messages() if m["type"] == "leave"]
+    assert leaves == [{"type": "leave", "nick": "alice", "reason": "quit", "ts": 100.0}]
+    with pytest.raises(LocalProtocolError):
+        state.say(alice, "ghost")
+
+
+def test_close_all_says_goodbye() -> None:
+    state = make_state()
+    _, alice_box = join(state, "alice")
+    assert len(state.close_all("server shutting down")) == 1
+    assert alice_box.messages()[-1] == {"type": "bye", "reason": "server shutting down"}
+    assert state.nicks() == []
+
+
+def test_concurrent_senders_keep_one_order_for_everyone() -> None:
+    state = make_state()
+    senders = [join(state, f"s{i}")[0] for i in range(4)]
+    receivers = [join(state, f"r{i}")[1] for i in range(3)]
+    for box in receivers:
+        box.clear()
+
+    def run(member: Member) -> None:
+        for n in range(200):
+            state.say(member, f"{member.nick} {n}")
+
+    threads = [threading.Thread(target=run, args=(m,)) for m in senders]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    orders = [[m["text"] for m in box.messages()] for box in receivers]
+    assert len(orders[0]) == 800
+    assert orders[0] == orders[1] == orders[2]
+    for sender in senders:
+        mine = [int(t.split()[1]) for t in orders[0] if t.startswith(sender.nick + " ")]
+        assert mine == list(range(200))
