@@ -1,0 +1,1 @@
+"""The chat client: a network layer usable by any program, and the Pygame window on top."""
