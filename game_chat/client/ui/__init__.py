@@ -1,1 +1,1 @@
-"""Pygame widgets: each splits ``handle_event`` / ``update`` / ``draw``; ``draw`` changes no state."""
+"""Pygame widgets: each has ``handle_event`` / ``update`` / ``draw``; ``draw`` changes nothing."""
