@@ -23,7 +23,7 @@ def hello(nick: str, **extra: object) -> bytes:
 def test_keepalive_does_not_start_a_session() -> None:
     session, box = new_session(ChatState())
     assert session.handle_frame(b"")
-    assert not session.started
+    assert not session.registered
     assert box.frames == []
 
 
@@ -31,7 +31,7 @@ def test_rich_hello_then_chat() -> None:
     state = ChatState()
     session, box = new_session(state)
     assert session.handle_frame(hello("alice"))
-    assert session.started and session.dialect == "rich"
+    assert session.registered and session.dialect == "rich"
     assert box.types() == ["welcome"]
     assert session.handle_frame(b'{"type":"chat","id":9,"text":"hi"}')
     assert box.messages()[-1]["type"] == "ack"
@@ -95,8 +95,7 @@ def test_any_other_first_frame_makes_a_plain_guest() -> None:
     session, box = new_session(state)
     assert session.handle_frame(b"hello everyone")
     assert session.dialect == "plain"
-    assert box.texts()[0].startswith("* Welcome")
-    assert box.texts()[-1] == "Message was Sent!"
+    assert box.texts() == ["Message was Sent!"]  # no welcome: tutorial clients expect this
     assert watcher_box.messages()[-1]["text"] == "hello everyone"
     assert watcher_box.messages()[-1]["nick"].startswith("guest-")
 
@@ -153,5 +152,61 @@ def test_fatal_rejection_sets_the_leave_reason() -> None:
         "code": "bad_header",
         "message": "bad header",
         "fatal": True,
+        "id": None,
     }
     assert session.leave_reason == "bad header"
+
+
+def test_refused_chat_names_its_client_id() -> None:
+    session, box = new_session(ChatState())
+    session.handle_frame(hello("alice"))
+    session.handle_frame(b'{"type":"chat","id":"m7","text":"' + b"x" * 1001 + b'"}')
+    assert box.messages()[-1]["id"] == "m7"
+    session.handle_frame(b'{"type":"ping","token":"t"}')
+    assert box.messages()[-1] == {"type": "pong", "token": "t"}
+
+
+def test_lone_surrogates_are_refused_not_crashing() -> None:
+    state = ChatState()
+    other, _ = new_session(state)
+    other.handle_frame(hello("bob"))
+    session, box = new_session(state)
+    session.handle_frame(hello("alice"))
+    for payload in (
+        b'{"type":"chat","text":"x\\ud800"}',
+        b'{"type":"ping","token":"\\udfff"}',
+        b'{"type":"bye","reason":"\\ud800"}',
+    ):
+        assert session.handle_frame(payload)
+        assert box.messages()[-1]["code"] == ErrorCode.BAD_MESSAGE
+
+
+def test_leave_reason_is_cleaned_and_capped() -> None:
+    state = ChatState()
+    other, other_box = new_session(state)
+    other.handle_frame(hello("bob"))
+    session, _ = new_session(state)
+    session.handle_frame(b"hi")
+    session.handle_frame(b"/quit \x1b[2J\xe2\x80\xae" + b"y" * 500)
+    session.end()
+    reason = other_box.messages()[-1]["reason"]
+    assert reason == "[2J" + "y" * 197
+
+
+def test_rename_keeps_place_and_same_nick_is_quiet() -> None:
+    state = ChatState()
+    first, box = new_session(state)
+    first.handle_frame(hello("ann"))
+    second, _ = new_session(state)
+    second.handle_frame(hello("bea"))
+    before = len(box.frames)
+    first.handle_frame(b'{"type":"nick","nick":"ann"}')
+    assert len(box.frames) == before
+    first.handle_frame(b'{"type":"nick","nick":"Anna"}')
+    assert state.nicks() == ["Anna", "bea"]
+
+
+def test_goodbye_for_unregistered_peer() -> None:
+    session, box = new_session(ChatState())
+    session.say_goodbye("server shutting down")
+    assert box.messages() == [{"type": "bye", "reason": "server shutting down"}]

@@ -154,10 +154,12 @@ class ErrorReply:
     code: str
     message: str
     fatal: bool = False
+    #: The client id of the chat message that was refused, when the error is about one.
+    id: ClientId = None
 
     @classmethod
-    def from_exception(cls, exc: RemoteProtocolError) -> ErrorReply:
-        return cls(exc.code, exc.message, exc.fatal)
+    def from_exception(cls, exc: RemoteProtocolError, client_id: ClientId = None) -> ErrorReply:
+        return cls(exc.code, exc.message, exc.fatal, client_id)
 
 
 ClientMessage = Hello | SendChat | ChangeNick | Ping | Pong | Goodbye | ListUsers
@@ -267,8 +269,22 @@ def _build(data: dict[str, Any], types: dict[str, type]) -> Any:
             )
         if f.name == "users":
             value = tuple(str(u) for u in value)
+        _require_encodable(value, kind, f.name)
         kwargs[f.name] = value
     return cls(**kwargs)
+
+
+def _require_encodable(value: Any, kind: object, name: str) -> None:
+    """JSON may carry lone surrogates ("\\ud800") that no UTF-8 encoder accepts: refuse them."""
+    values = value if isinstance(value, tuple) else (value,)
+    for item in values:
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise RemoteProtocolError(
+                    ErrorCode.BAD_MESSAGE, f"field {name!r} of {kind!r} is not valid Unicode"
+                ) from None
 
 
 def parse_client_message(payload: bytes) -> ClientMessage:

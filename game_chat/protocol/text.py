@@ -17,6 +17,11 @@ def clean_text(text: str) -> str:
     return _UNSAFE.sub("", _LINE_BREAKS.sub(" ", text)).strip()
 
 
+def clean_reason(text: str, max_chars: int = 200) -> str:
+    """A leave or quit reason from a peer: cleaned like chat text and cut to ``max_chars``."""
+    return clean_text(text)[:max_chars]
+
+
 def validate_text(text: str, max_chars: int) -> str:
     """Return the cleaned chat text, or raise RemoteProtocolError if empty or too long."""
     cleaned = clean_text(text)

@@ -95,16 +95,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
         print(f"run_server.py: error: {message}", file=sys.stderr)
         return 1
-    print(banner(server), flush=True)
-
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("received %s", signal.Signals(signum).name)
         stop.set()
 
+    # Handlers first: whoever reads the banner may signal us at once.
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    print(banner(server), flush=True)
     # Wake up regularly so signal handlers run promptly on every platform.
     while not stop.wait(0.5):
         pass

@@ -96,9 +96,14 @@ class Connection:
         finally:
             if self.outbox.overflowed:
                 reason = "send queue exceeded"
-            self.session.end(reason)
-            self.outbox.close()
-            self._server.sender.finish(self, self._server.config.linger)
+            try:
+                self.session.end(reason)
+            except Exception:
+                log.exception("%s: internal error while leaving", self.address)
+            finally:
+                # Whatever happened above, the socket must be flushed, closed and forgotten.
+                self.outbox.close()
+                self._server.sender.finish(self, self._server.config.linger)
 
     def _read_loop(self) -> str | None:
         """Read until the session ends; returns the leave reason when it is not the session's."""
@@ -106,12 +111,12 @@ class Connection:
         deadline = time.monotonic() + self._hello_timeout
         decoder, session = self._decoder, self.session
         while True:
-            timeout = None if session.started else deadline - time.monotonic()
+            timeout = None if session.registered else deadline - time.monotonic()
             if timeout is not None and timeout <= 0:
                 session.reject(
                     RemoteProtocolError(
                         ErrorCode.HELLO_TIMEOUT,
-                        f"no complete first frame within {self._hello_timeout:g} s",
+                        f"not registered within {self._hello_timeout:g} s",
                         fatal=True,
                     )
                 )

@@ -97,9 +97,11 @@ class ChatServer:
         self._wake_w.send(b"\0")
         self._accept_thread.join(max(0.0, deadline - time.monotonic()))
         members = self.state.close_all(reason)
-        log.info("shutting down: %d clients told", len(members))
         with self._conn_lock:
             connections = list(self._connections)
+        for conn in connections:  # those still saying hello are told too
+            conn.session.say_goodbye(reason)
+        log.info("shutting down: %d clients told", len(connections))
         for conn in connections:
             conn.stop_reading()
         for conn in connections:

@@ -14,6 +14,7 @@ from ..protocol.errors import ErrorCode, RemoteProtocolError
 from ..protocol.messages import (
     PROTOCOL_VERSION,
     ChangeNick,
+    ClientId,
     ErrorReply,
     Goodbye,
     Hello,
@@ -25,7 +26,7 @@ from ..protocol.messages import (
     parse_client_message,
 )
 from ..protocol.plain import DISCONNECT_COMMANDS
-from ..protocol.text import decode_utf8
+from ..protocol.text import clean_reason, decode_utf8
 from .state import ChatState, Dialect, Mailbox, Member, encode_for
 
 log = logging.getLogger("game_chat.server")
@@ -45,11 +46,12 @@ class Session:
         self.dialect: str | None = None  # decided by the first non-empty frame
         self.member: Member | None = None
         self.leave_reason = LOST_REASON
+        self._client_id: ClientId = None  # id of the chat message being handled
 
     @property
-    def started(self) -> bool:
-        """True once a complete first frame arrived (the hello deadline no longer applies)."""
-        return self.dialect is not None
+    def registered(self) -> bool:
+        """True once the peer is a member (the registration deadline no longer applies)."""
+        return self.member is not None
 
     # --- events from the connection --------------------------------------------------------
 
@@ -57,6 +59,7 @@ class Session:
         """Handle one frame's payload; False means: close the connection now."""
         if not payload:  # zero-length frame: keepalive
             return True
+        self._client_id = None
         try:
             if self.dialect is None:
                 self.dialect = Dialect.RICH if is_hello(payload) else Dialect.PLAIN
@@ -67,16 +70,25 @@ class Session:
                 return self._rich(payload)
             return self._plain(payload)
         except RemoteProtocolError as exc:
-            self.reject(exc)
+            self.reject(exc, self._client_id)
             return not exc.fatal
 
-    def reject(self, exc: RemoteProtocolError) -> None:
-        """Send the peer an error frame for its mistake and log it once."""
+    def reject(self, exc: RemoteProtocolError, client_id: ClientId = None) -> None:
+        """Send the peer an error frame for its mistake and log it once.
+
+        ``client_id`` names the chat message refused, so the client can mark it failed.
+        """
         level = logging.WARNING if exc.fatal else logging.INFO
         log.log(level, "%s: %s: %s", self.address, exc.code, exc.message)
         if exc.fatal:
             self.leave_reason = exc.message
-        self.mailbox.put(encode_for(ErrorReply.from_exception(exc), self.dialect or Dialect.RICH))
+        reply = ErrorReply.from_exception(exc, client_id)
+        self.mailbox.put(encode_for(reply, self.dialect or Dialect.RICH))
+
+    def say_goodbye(self, reason: str) -> None:
+        """Tell a peer that is not (or no longer) a member why the server closes on it."""
+        if self.member is None:
+            self.mailbox.put(encode_for(Goodbye(reason), self.dialect or Dialect.RICH))
 
     def end(self, reason: str | None = None) -> None:
         """The connection is over: leave the chat (the others are told why)."""
@@ -97,11 +109,12 @@ class Session:
             self._hello(message)
             return True
         if isinstance(message, SendChat):
+            self._client_id = message.id
             self.state.say(self.member, message.text, message.id)
         elif isinstance(message, Ping):
             self.mailbox.put(encode_for(Pong(message.token), Dialect.RICH))
         elif isinstance(message, Goodbye):
-            self.leave_reason = message.reason or QUIT_REASON
+            self.leave_reason = clean_reason(message.reason) or QUIT_REASON
             return False
         elif isinstance(message, ChangeNick):
             self.state.rename(self.member, message.nick)
@@ -144,14 +157,14 @@ class Session:
         if command == "/nick":
             self.state.rename(self.member, argument.strip())
         elif command in ("/quit", "/exit"):
-            self.leave_reason = argument.strip() or QUIT_REASON
+            self.leave_reason = clean_reason(argument) or QUIT_REASON
             return False
         elif command in ("/users", "/who"):
             self.state.send_user_list(self.member)
         else:
             raise RemoteProtocolError(
                 ErrorCode.UNKNOWN_COMMAND,
-                f"unknown command {command}; commands: /nick NAME, /who, /quit "
+                f"unknown command {clean_reason(command, 40)}; commands: /nick NAME, /who, /quit "
                 "(start a line with // to send it as text)",
             )
         return True

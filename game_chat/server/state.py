@@ -122,15 +122,18 @@ class ChatState:
         now = self._clock()
         self._broadcast(UserJoined(member.nick, now), exclude=member)
         self._members[nick_key(member.nick)] = member
-        member.send(
-            Welcome(
-                nick=member.nick,
-                server=self.server_name,
-                version=PROTOCOL_VERSION,
-                limits=self.limits.to_dict(),
-                users=tuple(m.nick for m in self._members.values()),
+        # Plain clients get no welcome: a tutorial client expects "Message was Sent!" as the
+        # first reply to its first line.
+        if member.dialect == Dialect.RICH:
+            member.send(
+                Welcome(
+                    nick=member.nick,
+                    server=self.server_name,
+                    version=PROTOCOL_VERSION,
+                    limits=self.limits.to_dict(),
+                    users=tuple(m.nick for m in self._members.values()),
+                )
             )
-        )
         return member
 
     def leave(self, member: Member, reason: str = "") -> None:
@@ -150,9 +153,13 @@ class ChatState:
             if new_key != old_key and new_key in self._members:
                 raise RemoteProtocolError(ErrorCode.NICK_TAKEN, f"the nickname {new_nick} is taken")
             old = member.nick
-            del self._members[old_key]
+            if new_nick == old:
+                return
+            # Rebuild to keep the member's place in the (join-ordered) user list.
+            self._members = {
+                (new_key if key == old_key else key): m for key, m in self._members.items()
+            }
             member.nick = new_nick
-            self._members[new_key] = member
             self._broadcast(NickChanged(old, new_nick, self._clock()))
 
     # --- messages ---------------------------------------------------------------------
