@@ -96,7 +96,7 @@ class ChatServer:
         deadline = time.monotonic() + timeout
         self._wake_w.send(b"\0")
         self._accept_thread.join(max(0.0, deadline - time.monotonic()))
-        members = self.state.close_all(reason)
+        self.state.close_all(reason)
         with self._conn_lock:
             connections = list(self._connections)
         for conn in connections:  # those still saying hello are told too
