@@ -155,3 +155,19 @@ def test_concurrent_senders_keep_one_order_for_everyone() -> None:
     for sender in senders:
         mine = [int(t.split()[1]) for t in orders[0] if t.startswith(sender.nick + " ")]
         assert mine == list(range(200))
+
+
+def test_resent_line_is_acked_again_but_delivered_once() -> None:
+    state = make_state()
+    alice, alice_box = join(state, "alice")
+    _, bob_box = join(state, "bob")
+    first = state.say(alice, "hello", client_id="x-1")
+    state.leave(alice, "connection lost")
+    alice, alice_box = join(state, "alice")  # reconnected under the same nick
+    again = state.say(alice, "hello", client_id="x-1")
+    assert again is first
+    assert alice_box.messages()[-1] == {"type": "ack", "id": "x-1", "msg_id": first.id, "ts": 100.0}
+    chats = [m for m in bob_box.messages() if m["type"] == "chat"]
+    assert len(chats) == 1
+    state.say(alice, "different text", client_id="x-1")  # same id, new text: a new line
+    assert [m["text"] for m in bob_box.messages() if m["type"] == "chat"][-1] == "different text"

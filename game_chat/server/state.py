@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -68,6 +69,33 @@ class Member:
         self.mailbox.put(encode_for(message, self.dialect))
 
 
+class RecentMessages:
+    """The last few client ids each nick used, so a resent line is not delivered twice.
+
+    Bounded twice over: ``per_nick`` ids for each nick, ``nicks`` nicks in all (oldest first out).
+    """
+
+    def __init__(self, per_nick: int = 256, nicks: int = 4096) -> None:
+        self._per_nick = per_nick
+        self._nicks = nicks
+        self._by_nick: OrderedDict[str, OrderedDict[ClientId, ChatMessage]] = OrderedDict()
+
+    def find(self, nick: str, client_id: ClientId, text: str) -> ChatMessage | None:
+        seen = self._by_nick.get(nick_key(nick))
+        message = seen.get(client_id) if seen else None
+        return message if message is not None and message.text == text else None
+
+    def remember(self, nick: str, client_id: ClientId, message: ChatMessage) -> None:
+        key = nick_key(nick)
+        seen = self._by_nick.pop(key, None) or OrderedDict()
+        self._by_nick[key] = seen
+        seen[client_id] = message
+        if len(seen) > self._per_nick:
+            seen.popitem(last=False)
+        if len(self._by_nick) > self._nicks:
+            self._by_nick.popitem(last=False)
+
+
 class ChatState:
     """The single broadcast channel of issue 2: members, nicks, messages.
 
@@ -87,6 +115,7 @@ class ChatState:
         self._members: dict[str, Member] = {}  # nick_key -> member, in join order
         self._message_ids = itertools.count(1)
         self._guest_numbers = itertools.count(1)
+        self._recent = RecentMessages()
 
     # --- queries ----------------------------------------------------------------------
 
@@ -167,14 +196,25 @@ class ChatState:
     def say(self, member: Member, text: str, client_id: ClientId = None) -> ChatMessage:
         """Deliver a chat line to every other member and acknowledge it to the sender.
 
+        A client that lost its connection before the ack resends unacknowledged lines after
+        reconnecting; a line with the same nick, client id and text as one already delivered is
+        acknowledged again but not delivered twice.
+
         Raises RemoteProtocolError (empty_text, text_too_long) before anything is sent.
         """
         text = validate_text(text, self.limits.max_text_chars)
         with self._lock:
             self._require_member(member)
+            if client_id is not None:
+                earlier = self._recent.find(member.nick, client_id, text)
+                if earlier is not None:
+                    member.send(Ack(client_id, earlier.id, earlier.ts))
+                    return earlier
             message = ChatMessage(next(self._message_ids), member.nick, text, self._clock())
             self._broadcast(message, exclude=member)
             member.send(Ack(client_id, message.id, message.ts))
+            if client_id is not None:
+                self._recent.remember(member.nick, client_id, message)
             return message
 
     def send_user_list(self, member: Member) -> None:
