@@ -15,7 +15,8 @@ from game_chat.server import ChatServer, ServerConfig
 
 
 def start_server(**overrides: object) -> ChatServer:
-    config = ServerConfig(host="127.0.0.1", port=0, **overrides)  # type: ignore[arg-type]
+    settings: dict[str, object] = {"host": "127.0.0.1", "port": 0, **overrides}
+    config = ServerConfig(**settings)  # type: ignore[arg-type]
     server = ChatServer(config)
     server.start()
     return server

@@ -1,0 +1,72 @@
+"""Events a :class:`~game_chat.client.net.ChatClient` puts on its queue.
+
+Connection state changes are events of their own; everything the server says arrives as the
+protocol's typed messages (:mod:`game_chat.protocol.messages`), e.g. ``ChatMessage``,
+``UserJoined``, ``UserLeft``, ``NickChanged``, ``UserList``, ``ErrorReply``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..protocol.limits import Limits
+
+
+@dataclass(frozen=True)
+class Connecting:
+    host: str
+    port: int
+    attempt: int  # 1 for the first try, then counts reconnection attempts
+
+
+@dataclass(frozen=True)
+class Connected:
+    """The server accepted our hello."""
+
+    nick: str
+    server: str
+    limits: Limits
+    users: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    """The connection is gone. ``will_retry`` says whether a reconnection follows."""
+
+    reason: str
+    will_retry: bool
+    #: Machine-readable cause when the server refused us: "nick_taken", "bad_password", ...
+    code: str | None = None
+
+
+@dataclass(frozen=True)
+class Reconnecting:
+    attempt: int
+    delay: float  # seconds until the next attempt
+
+
+@dataclass(frozen=True)
+class ChatSent:
+    """The server confirmed our chat line ``local_id`` (see ChatClient.send_chat)."""
+
+    local_id: int
+    message_id: int
+    ts: float
+
+
+@dataclass(frozen=True)
+class ChatFailed:
+    """The server refused our chat line ``local_id``; ``reason`` is for people."""
+
+    local_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class RoundTrip:
+    """Time between our last ping and the server's pong."""
+
+    ms: float
+
+
+ConnectionEvent = Connecting | Connected | Disconnected | Reconnecting

@@ -1,0 +1,459 @@
+"""The client's network layer: a :class:`ChatClient` that any program can use. No pygame here.
+
+One background daemon thread owns the socket: it connects, says hello, reads frames and puts
+typed events on :attr:`ChatClient.events` (a ``queue.Queue``), writes what the owner queued,
+pings, and reconnects with exponential backoff after an unexpected drop. The owner calls
+:meth:`ChatClient.poll` from its own loop; nothing the owner calls waits on the network.
+
+Chat lines get a local id. Lines typed while disconnected, or sent but not yet acknowledged when
+the connection dropped, go out again after reconnecting (the server delivers a resent line only
+once). Each line ends as :class:`ChatSent` or :class:`ChatFailed`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import random
+import secrets
+import selectors
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..protocol.errors import ConnectionLost, ErrorCode, RemoteProtocolError
+from ..protocol.framing import FrameDecoder, encode_frame
+from ..protocol.limits import DEFAULT_CLIENT_MAX_FRAME_BYTES, Limits
+from ..protocol.messages import (
+    Ack,
+    ChangeNick,
+    ErrorReply,
+    Goodbye,
+    Hello,
+    ListUsers,
+    NickChanged,
+    Ping,
+    Pong,
+    SendChat,
+    Welcome,
+    encode_message,
+    parse_server_message,
+)
+from .events import (
+    ChatFailed,
+    ChatSent,
+    Connected,
+    Connecting,
+    Disconnected,
+    Reconnecting,
+    RoundTrip,
+)
+
+log = logging.getLogger("game_chat.client")
+
+#: Refusals that a retry with the same settings cannot fix.
+FINAL_REFUSALS = frozenset(
+    {ErrorCode.NICK_INVALID, ErrorCode.BAD_VERSION, "bad_password", "banned", "kicked"}
+)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """How one connection attempt ended."""
+
+    reason: str
+    retry: bool
+    code: str | None = None
+
+
+def describe_socket_error(exc: OSError) -> str:
+    """A connection error in plain words."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the server running?)"
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "the server did not answer in time"
+    if isinstance(exc, socket.gaierror):
+        return "unknown host name"
+    return exc.strerror or str(exc)
+
+
+class ChatClient:
+    """A rich-dialect chat client running on a background thread.
+
+    >>> client = ChatClient("localhost", 5050, "alice")
+    >>> client.start()
+    >>> local_id = client.send_chat("hi")      # never blocks
+    >>> for event in client.poll(): ...         # from your own loop
+    >>> client.close()
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        nick: str,
+        password: str | None = None,
+        *,
+        reconnect: bool = True,
+        connect_timeout: float = 5.0,
+        ping_interval: float = 5.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 10.0,
+        random_source: Callable[[], float] = random.random,
+    ) -> None:
+        self.host, self.port = host, port
+        self.nick = nick
+        self.password = password
+        self.reconnect = reconnect
+        self.connect_timeout = connect_timeout
+        self.ping_interval = ping_interval
+        self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
+        self._random = random_source
+        #: Events for the owner, oldest first. Prefer :meth:`poll`.
+        self.events: queue.Queue[Any] = queue.Queue()
+        self.limits: Limits | None = None
+        self.server_name: str | None = None
+        self.rtt_ms: float | None = None
+        self.connected = False
+        #: True once a hello was accepted: from then on, drops are followed by reconnections.
+        self.connected_before = False
+        self._lock = threading.Lock()
+        self._unacked: OrderedDict[int, str] = OrderedDict()  # local id -> text, in send order
+        self._local_ids = itertools.count(1)
+        self._id_prefix = secrets.token_hex(4)  # makes our ids unique across clients
+        self._sendbuf = bytearray()  # frames for the socket; the network thread sends them
+        self._closing = threading.Event()
+        self._goodbye_reason = ""
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._thread = threading.Thread(target=self._run, name="chat-client", daemon=True)
+
+    # --- owner's API (any thread, never blocks on the network) ----------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def poll(self, limit: int | None = None) -> list[Any]:
+        """Every event waiting now (at most ``limit``), without blocking."""
+        out: list[Any] = []
+        while limit is None or len(out) < limit:
+            try:
+                out.append(self.events.get_nowait())
+            except queue.Empty:
+                break
+        return out
+
+    def send_chat(self, text: str) -> int:
+        """Queue a chat line; returns its local id (see ChatSent / ChatFailed)."""
+        with self._lock:
+            local_id = next(self._local_ids)
+            self._unacked[local_id] = text
+            if self.connected:
+                self._sendbuf += self._chat_frame(local_id, text)
+        self._wake()
+        return local_id
+
+    def change_nick(self, nick: str) -> None:
+        self._send_now(ChangeNick(nick))
+
+    def request_users(self) -> None:
+        self._send_now(ListUsers())
+
+    @property
+    def pending_count(self) -> int:
+        """Chat lines not yet confirmed by the server."""
+        with self._lock:
+            return len(self._unacked)
+
+    def close(self, reason: str = "", timeout: float = 1.0) -> None:
+        """Say goodbye, stop the thread (waits at most ``timeout`` seconds)."""
+        self._goodbye_reason = reason
+        self._closing.set()
+        self._wake()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    # --- internals: any thread --------------------------------------------------------------
+
+    def _send_now(self, message: Any) -> None:
+        """Send a non-chat message if connected (dropped otherwise: it only makes sense live)."""
+        with self._lock:
+            if self.connected:
+                self._sendbuf += encode_frame(encode_message(message))
+        self._wake()
+
+    def _chat_frame(self, local_id: int, text: str) -> bytes:
+        return encode_frame(encode_message(SendChat(text, f"{self._id_prefix}-{local_id}")))
+
+    def _local_id(self, client_id: object) -> int | None:
+        if isinstance(client_id, str) and client_id.startswith(self._id_prefix + "-"):
+            tail = client_id[len(self._id_prefix) + 1 :]
+            if tail.isdigit():
+                return int(tail)
+        return None
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):  # full (already awake) or closed (stopped)
+            pass
+
+    def _emit(self, event: Any) -> None:
+        self.events.put(event)
+
+    # --- network thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        attempt = 0
+        try:
+            while not self._closing.is_set():
+                attempt += 1
+                self._emit(Connecting(self.host, self.port, attempt))
+                outcome, welcomed = self._connect_once()
+                self.connected_before = self.connected_before or welcomed
+                if welcomed:
+                    attempt = 1
+                if self._closing.is_set():
+                    break
+                retry = self.reconnect and self.connected_before and outcome.retry
+                self._emit(Disconnected(outcome.reason, retry, outcome.code))
+                if not retry:
+                    self._fail_unacked(f"not sent: {outcome.reason}")
+                    return
+                delay = self._backoff(attempt)
+                self._emit(Reconnecting(attempt, delay))
+                if self._closing.wait(delay):
+                    break
+            self._emit(Disconnected("closed", will_retry=False))
+            self._fail_unacked("not sent: the chat was closed")
+        finally:
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _backoff(self, attempt: int) -> float:
+        """0.5 s doubling to 10 s, each with +-25 % jitter so clients don't reconnect in step."""
+        base = min(self.backoff_max, self.backoff_initial * 2 ** max(0, attempt - 1))
+        return base * (0.75 + 0.5 * self._random())
+
+    def _fail_unacked(self, reason: str) -> None:
+        with self._lock:
+            failed = list(self._unacked)
+            self._unacked.clear()
+        for local_id in failed:
+            self._emit(ChatFailed(local_id, reason))
+
+    def _connect_once(self) -> tuple[_Outcome, bool]:
+        """One connection: connect, hello, chat until it ends. Returns (outcome, welcomed)."""
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        except OSError as exc:
+            return _Outcome(describe_socket_error(exc), retry=True), False
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return _Connection(self, sock).run()
+        finally:
+            with self._lock:
+                self.connected = False
+                self._sendbuf.clear()
+            sock.close()
+
+
+class _Connection:
+    """The life of one socket, on the network thread."""
+
+    def __init__(self, client: ChatClient, sock: socket.socket) -> None:
+        self.client = client
+        self.sock = sock
+        self.decoder = FrameDecoder(DEFAULT_CLIENT_MAX_FRAME_BYTES)
+        self.welcomed = False
+        self.last_received = time.monotonic()
+        self.ping_sent_at: float | None = None
+        self.next_ping = time.monotonic() + client.ping_interval
+
+    def run(self) -> tuple[_Outcome, bool]:
+        client = self.client
+        hello = Hello(client.nick, password=client.password)
+        self.sock.settimeout(client.connect_timeout)
+        try:
+            self.sock.sendall(encode_frame(encode_message(hello)))
+        except OSError as exc:
+            return _Outcome(describe_socket_error(exc), retry=True), False
+        self.sock.setblocking(False)
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.sock, selectors.EVENT_READ)
+            selector.register(client._wake_r, selectors.EVENT_READ)
+            try:
+                return self._loop(selector), self.welcomed
+            except RemoteProtocolError as exc:
+                return _Outcome(f"the server sent bad data: {exc.message}", retry=True), (
+                    self.welcomed
+                )
+
+    def _loop(self, selector: selectors.BaseSelector) -> _Outcome:
+        client = self.client
+        deadline = time.monotonic() + client.connect_timeout
+        writing = False
+        while True:
+            if client._closing.is_set():
+                return self._say_goodbye()
+            now = time.monotonic()
+            if not self.welcomed and now > deadline:
+                return _Outcome("the server did not answer in time", retry=True)
+            if self.welcomed:
+                outcome = self._keepalive(now)
+                if outcome is not None:
+                    return outcome
+            with client._lock:
+                want_write = bool(client._sendbuf)
+            if want_write != writing:
+                events = selectors.EVENT_READ | (selectors.EVENT_WRITE if want_write else 0)
+                selector.modify(self.sock, events)
+                writing = want_write
+            timeout = max(
+                0.0, min(deadline if not self.welcomed else self.next_ping, now + 1) - now
+            )
+            for key, mask in selector.select(timeout):
+                if key.fileobj is client._wake_r:
+                    self._drain_wakeups()
+                    continue
+                if mask & selectors.EVENT_WRITE:
+                    outcome = self._write()
+                    if outcome is not None:
+                        return outcome
+                if mask & selectors.EVENT_READ:
+                    outcome = self._read()
+                    if outcome is not None:
+                        return outcome
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self.client._wake_r.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _keepalive(self, now: float) -> _Outcome | None:
+        interval = self.client.ping_interval
+        if now - self.last_received > 3 * interval:
+            return _Outcome("the server stopped answering", retry=True)
+        if now >= self.next_ping:
+            self.next_ping = now + interval
+            self.ping_sent_at = now
+            with self.client._lock:
+                self.client._sendbuf += encode_frame(encode_message(Ping(round(now * 1000))))
+        return None
+
+    def _write(self) -> _Outcome | None:
+        client = self.client
+        with client._lock:
+            try:
+                sent = self.sock.send(client._sendbuf)
+            except BlockingIOError:
+                return None
+            except OSError as exc:
+                return _Outcome(describe_socket_error(exc), retry=True)
+            del client._sendbuf[:sent]
+        return None
+
+    def _read(self) -> _Outcome | None:
+        try:
+            data = self.sock.recv(min(self.decoder.room, 65536))
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            return _Outcome(describe_socket_error(exc), retry=True)
+        self.last_received = time.monotonic()
+        self.decoder.receive_data(data)
+        try:
+            for payload in self.decoder.frames():
+                outcome = self._handle(payload)
+                if outcome is not None:
+                    return outcome
+        except ConnectionLost:
+            return _Outcome("connection lost", retry=True)
+        if self.decoder.closed:
+            return _Outcome("the server closed the connection", retry=True)
+        return None
+
+    def _handle(self, payload: bytes) -> _Outcome | None:
+        if not payload:
+            return None
+        message = parse_server_message(payload)
+        client = self.client
+        if isinstance(message, Welcome):
+            self._welcome(message)
+        elif isinstance(message, Ack):
+            local_id = client._local_id(message.id)
+            with client._lock:
+                known = local_id is not None and client._unacked.pop(local_id, None) is not None
+            if known:
+                assert local_id is not None
+                client._emit(ChatSent(local_id, message.msg_id, message.ts))
+        elif isinstance(message, ErrorReply):
+            return self._error(message)
+        elif isinstance(message, Pong):
+            if self.ping_sent_at is not None:
+                client.rtt_ms = (time.monotonic() - self.ping_sent_at) * 1000
+                self.ping_sent_at = None
+                client._emit(RoundTrip(client.rtt_ms))
+        elif isinstance(message, Ping):
+            with client._lock:
+                client._sendbuf += encode_frame(encode_message(Pong(message.token)))
+        elif isinstance(message, Goodbye):
+            return _Outcome(message.reason or "the server said goodbye", retry=True)
+        else:
+            if isinstance(message, NickChanged) and message.old == client.nick:
+                client.nick = message.new
+            client._emit(message)
+        return None
+
+    def _welcome(self, welcome: Welcome) -> None:
+        client = self.client
+        self.welcomed = True
+        client.nick = welcome.nick
+        client.server_name = welcome.server
+        client.limits = Limits.from_dict(welcome.limits)
+        with client._lock:
+            client.connected = True
+            # Everything not yet confirmed goes (again), in the order it was typed.
+            for local_id, text in client._unacked.items():
+                client._sendbuf += client._chat_frame(local_id, text)
+        client._emit(Connected(welcome.nick, welcome.server, client.limits, welcome.users))
+
+    def _error(self, error: ErrorReply) -> _Outcome | None:
+        client = self.client
+        local_id = client._local_id(error.id)
+        if local_id is not None:
+            with client._lock:
+                client._unacked.pop(local_id, None)
+            client._emit(ChatFailed(local_id, error.message))
+            return None
+        if not self.welcomed:  # our hello was refused
+            retry = error.code not in FINAL_REFUSALS and error.code != ErrorCode.NICK_TAKEN
+            if error.code == ErrorCode.NICK_TAKEN and client.connected_before:
+                retry = True  # most likely our own ghost, not yet noticed by the server
+            return _Outcome(error.message, retry=retry, code=error.code)
+        client._emit(error)
+        if error.fatal:
+            return _Outcome(error.message, retry=error.code not in FINAL_REFUSALS, code=error.code)
+        return None
+
+    def _say_goodbye(self) -> _Outcome:
+        """We are closing: send what is queued plus a goodbye, for at most half a second."""
+        client = self.client
+        with client._lock:
+            if self.welcomed:
+                client._sendbuf += encode_frame(encode_message(Goodbye(client._goodbye_reason)))
+            data = bytes(client._sendbuf)
+        self.sock.settimeout(0.5)
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            pass
+        return _Outcome("closed", retry=False)
