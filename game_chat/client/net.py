@@ -124,6 +124,8 @@ class ChatClient:
         self.connected_before = False
         self._lock = threading.Lock()
         self._unacked: OrderedDict[int, str] = OrderedDict()  # local id -> text, in send order
+        # Commands given while disconnected: (sequence number, frame); sent once, after welcome.
+        self._deferred: list[tuple[int, bytes]] = []
         self._local_ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(4)  # makes our ids unique across clients
         self._sendbuf = bytearray()  # frames for the socket; the network thread sends them
@@ -182,10 +184,13 @@ class ChatClient:
     # --- internals: any thread --------------------------------------------------------------
 
     def _send_now(self, message: Any) -> None:
-        """Send a non-chat message if connected (dropped otherwise: it only makes sense live)."""
+        """Send a non-chat message now, or after the next welcome, in the order it was given."""
+        frame = encode_frame(encode_message(message))
         with self._lock:
             if self.connected:
-                self._sendbuf += encode_frame(encode_message(message))
+                self._sendbuf += frame
+            else:
+                self._deferred.append((next(self._local_ids), frame))
         self._wake()
 
     def _chat_frame(self, local_id: int, text: str) -> bytes:
@@ -421,9 +426,13 @@ class _Connection:
         client.limits = Limits.from_dict(welcome.limits)
         with client._lock:
             client.connected = True
-            # Everything not yet confirmed goes (again), in the order it was typed.
-            for local_id, text in client._unacked.items():
-                client._sendbuf += client._chat_frame(local_id, text)
+            # Everything not yet confirmed goes (again), in the order it was typed, with the
+            # commands given meanwhile in their place.
+            queued = [(n, client._chat_frame(n, text)) for n, text in client._unacked.items()]
+            queued += client._deferred
+            client._deferred = []
+            for _, frame in sorted(queued, key=lambda item: item[0]):
+                client._sendbuf += frame
         client._emit(Connected(welcome.nick, welcome.server, client.limits, welcome.users))
 
     def _error(self, error: ErrorReply) -> _Outcome | None:

@@ -1,0 +1,77 @@
+"""``python run_client.py``: the chat window, or with ``--no-gui`` a terminal chat."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from ..server import DEFAULT_PORT, ChatServer, ServerConfig
+from .config import ClientSettings, parse_address
+from .net import ChatClient
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_client.py",
+        description="The game_chat client. With no arguments it opens the connect screen.",
+    )
+    parser.add_argument("--server", metavar="HOST[:PORT]", help="join this server directly")
+    parser.add_argument("--nick", help="your nickname (default: the last one used)")
+    parser.add_argument("--password", help="server password, if it has one")
+    parser.add_argument(
+        "--local-server",
+        action="store_true",
+        help="host a server on this machine and join it",
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port for --local-server (default 5050)"
+    )
+    parser.add_argument(
+        "--no-gui", action="store_true", help="line-based chat on stdin/stdout, no window"
+    )
+    parser.add_argument("--log-level", default="WARNING", help="logging threshold")
+    return parser
+
+
+def host_local_server(port: int) -> ChatServer:
+    """Start the bundled server in this process (background threads), reachable on the LAN."""
+    server = ChatServer(ServerConfig(host="0.0.0.0", port=port))
+    server.start()
+    return server
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s: %(message)s")
+    settings = ClientSettings.load()
+    nick = args.nick or settings.nick
+    server: ChatServer | None = None
+    target: tuple[str, int] | None = None
+    try:
+        if args.local_server:
+            try:
+                server = host_local_server(args.port)
+            except OSError as exc:
+                parser.exit(1, f"run_client.py: error: cannot host on port {args.port}: {exc}\n")
+            target = ("127.0.0.1", server.address[1])
+        elif args.server:
+            try:
+                target = parse_address(args.server)
+            except ValueError as exc:
+                parser.error(str(exc))
+        if args.no_gui:
+            if target is None:
+                parser.error("--no-gui needs --server HOST[:PORT] or --local-server")
+            from .terminal import run_terminal
+
+            client = ChatClient(target[0], target[1], nick, args.password)
+            return run_terminal(client, sys.stdin, sys.stdout)
+        from .app import run_window  # imports pygame: only when a window is wanted
+
+        return run_window(settings, target=target, nick=nick, password=args.password, hosted=server)
+    finally:
+        if server is not None:
+            server.shutdown()

@@ -1,0 +1,109 @@
+"""``run_client.py --no-gui``: a real process chatting through stdin/stdout."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from wire import rich_client
+
+from game_chat.client.conversation import mentions, parse_input
+from game_chat.server import ChatServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_piped_lines_are_sent_and_end_of_input_leaves(server: ChatServer, tmp_path: Path) -> None:
+    host, port = server.address
+    peer, _ = rich_client(server.address, "peer")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "run_client.py",
+            "--no-gui",
+            "--server",
+            f"{host}:{port}",
+            "--nick",
+            "piper",
+        ],
+        input="first line\n/nick piper2\nsecond line\n",
+        capture_output=True,
+        text=True,
+        timeout=20,
+        cwd=ROOT,
+        env={"GAME_CHAT_CONFIG_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    chats = [peer.recv_until(lambda m: m["type"] == "chat") for _ in range(2)]
+    assert [(m["nick"], m["text"]) for m in chats] == [
+        ("piper", "first line"),
+        ("piper2", "second line"),
+    ]
+    assert peer.recv_until(lambda m: m["type"] == "leave")["nick"] == "piper2"
+    assert "Connected to game_chat as piper" in result.stdout
+
+
+def test_incoming_messages_are_printed(server: ChatServer, tmp_path: Path) -> None:
+    host, port = server.address
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "run_client.py",
+            "--no-gui",
+            "--server",
+            f"{host}:{port}",
+            "--nick",
+            "reader",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={"GAME_CHAT_CONFIG_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    try:
+        assert process.stdout is not None and process.stdin is not None
+        assert "Connecting" in process.stdout.readline()
+        assert "Connected" in process.stdout.readline()
+        peer, _ = rich_client(server.address, "peer")
+        assert process.stdout.readline().rstrip().endswith("-- peer joined")
+        peer.send_json(type="chat", text="hello reader")
+        assert process.stdout.readline().rstrip().endswith("peer: hello reader")
+        process.stdin.close()
+        assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_refused_server_exits_1(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "run_client.py", "--no-gui", "--server", "127.0.0.1:1"],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=20,
+        cwd=ROOT,
+        env={"GAME_CHAT_CONFIG_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 1
+    assert "refused" in result.stdout
+
+
+def test_parse_input() -> None:
+    assert parse_input("hello").chat_text == "hello"
+    assert parse_input("//slash").chat_text == "/slash"
+    assert parse_input("/nick bob").nick == "bob"
+    assert parse_input("/who").list_users
+    assert parse_input("/quit").quit
+    unknown = parse_input("/dance")
+    assert unknown.chat_text is None and unknown.local_line is not None
+
+
+def test_mentions_are_whole_words() -> None:
+    assert mentions("hey Alice, look", "alice")
+    assert mentions("alice", "alice")
+    assert not mentions("malice aforethought", "alice")
+    assert not mentions("alice_2 is here", "alice")
+    assert not mentions("anything", "")
