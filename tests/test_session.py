@@ -117,7 +117,7 @@ def test_plain_nick_and_commands() -> None:
     assert session.handle_frame(b"/dance")
     assert box.texts()[-1].startswith("ERROR unknown_command:")
     assert session.handle_frame(b"/who")
-    assert box.texts()[-1] == "* Users: carol"
+    assert box.texts()[-2:] == ["* Users: carol", "* You are carol"]
     assert session.handle_frame(b"//dance")
     assert box.texts()[-1] == "Message was Sent!"
 
@@ -193,15 +193,18 @@ def test_leave_reason_is_cleaned_and_capped() -> None:
     assert reason == "[2J" + "y" * 197
 
 
-def test_rename_keeps_place_and_same_nick_is_quiet() -> None:
+def test_rename_keeps_place_and_same_nick_answers_only_the_asker() -> None:
     state = ChatState()
     first, box = new_session(state)
     first.handle_frame(hello("ann"))
     second, _ = new_session(state)
     second.handle_frame(hello("bea"))
-    before = len(box.frames)
+    other_box = second.mailbox
+    assert isinstance(other_box, RecordingMailbox)
+    before = len(other_box.frames)
     first.handle_frame(b'{"type":"nick","nick":"ann"}')
-    assert len(box.frames) == before
+    assert box.messages()[-1]["old"] == box.messages()[-1]["new"] == "ann"
+    assert len(other_box.frames) == before  # nobody else hears of it
     first.handle_frame(b'{"type":"nick","nick":"Anna"}')
     assert state.nicks() == ["Anna", "bea"]
 
@@ -210,3 +213,11 @@ def test_goodbye_for_unregistered_peer() -> None:
     session, box = new_session(ChatState())
     session.say_goodbye("server shutting down")
     assert box.messages() == [{"type": "bye", "reason": "server shutting down"}]
+
+
+def test_no_joins_once_shutting_down() -> None:
+    state = ChatState()
+    state.close_all("server shutting down")
+    session, box = new_session(state)
+    assert not session.handle_frame(hello("late"))
+    assert box.messages()[-1]["code"] == ErrorCode.SHUTTING_DOWN

@@ -19,7 +19,7 @@ def clean_text(text: str) -> str:
 
 def clean_reason(text: str, max_chars: int = 200) -> str:
     """A leave or quit reason from a peer: cleaned like chat text and cut to ``max_chars``."""
-    return clean_text(text)[:max_chars]
+    return clean_text(text)[:max_chars].rstrip()
 
 
 def validate_text(text: str, max_chars: int) -> str:

@@ -116,6 +116,7 @@ class ChatState:
         self._message_ids = itertools.count(1)
         self._guest_numbers = itertools.count(1)
         self._recent = RecentMessages()
+        self._closed = False  # after close_all: nobody joins any more
 
     # --- queries ----------------------------------------------------------------------
 
@@ -135,6 +136,7 @@ class ChatState:
         """
         nick = validate_nick(nick, self.limits.max_nick_chars)
         with self._lock:
+            self._require_open()
             if nick_key(nick) in self._members:
                 raise RemoteProtocolError(ErrorCode.NICK_TAKEN, f"the nickname {nick} is taken")
             return self._add(Member(nick, dialect, mailbox, address))
@@ -142,6 +144,7 @@ class ChatState:
     def join_guest(self, dialect: str, mailbox: Mailbox, address: str = "") -> Member:
         """Register a user under the next free ``guest-N`` nick."""
         with self._lock:
+            self._require_open()
             while True:
                 nick = f"guest-{next(self._guest_numbers)}"
                 if nick_key(nick) not in self._members:
@@ -182,7 +185,8 @@ class ChatState:
             if new_key != old_key and new_key in self._members:
                 raise RemoteProtocolError(ErrorCode.NICK_TAKEN, f"the nickname {new_nick} is taken")
             old = member.nick
-            if new_nick == old:
+            if new_nick == old:  # nothing changes, but the asker still gets its answer
+                member.send(NickChanged(old, new_nick, self._clock()))
                 return
             # Rebuild to keep the member's place in the (join-ordered) user list.
             self._members = {
@@ -220,16 +224,25 @@ class ChatState:
     def send_user_list(self, member: Member) -> None:
         with self._lock:
             member.send(UserList(tuple(m.nick for m in self._members.values())))
+            if member.dialect == Dialect.PLAIN:  # plain clients have no welcome to tell them
+                member.mailbox.put(encode_frame(f"* You are {member.nick}".encode()))
 
     def close_all(self, reason: str) -> list[Member]:
         """Tell every member goodbye (server shutting down) and forget them all."""
         with self._lock:
+            self._closed = True
             members = list(self._members.values())
             self._members.clear()
             self._broadcast_to(members, Goodbye(reason))
             return members
 
     # --- internals (lock held) --------------------------------------------------------
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise RemoteProtocolError(
+                ErrorCode.SHUTTING_DOWN, "the server is shutting down", fatal=True
+            )
 
     def _require_member(self, member: Member) -> None:
         if self._members.get(nick_key(member.nick)) is not member:
