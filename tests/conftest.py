@@ -47,3 +47,22 @@ def server_factory() -> Iterator:  # type: ignore[type-arg]
     finally:
         for srv in started:
             srv.shutdown()
+
+
+#: Test modules that exercise pygame; .ci/run runs them again on pygame-ce (``pytest -m ui``).
+UI_MODULES = frozenset(
+    {
+        "test_app.py",
+        "test_input_box.py",
+        "test_clipboard.py",
+        "test_message_log.py",
+        "test_fonts.py",
+        "test_overlay.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in UI_MODULES:
+            item.add_marker(pytest.mark.ui)

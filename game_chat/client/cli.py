@@ -7,7 +7,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from ..server import DEFAULT_PORT, ChatServer, ServerConfig
+from ..server import DEFAULT_PORT, ChatServer
+from .cli_support import host_local_server
 from .config import ClientSettings, parse_address
 from .net import ChatClient
 
@@ -33,13 +34,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="WARNING", help="logging threshold")
     return parser
-
-
-def host_local_server(port: int) -> ChatServer:
-    """Start the bundled server in this process (background threads), reachable on the LAN."""
-    server = ChatServer(ServerConfig(host="0.0.0.0", port=port))
-    server.start()
-    return server
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,230 @@
+"""The chat window: one Pygame window that shows the connect screen, then the chat screen.
+
+The frame loop, at most 60 frames a second: handle pygame events -> drain the network queue
+(inside the screen's update) -> update -> draw -> flip. Nothing in it waits on the network.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pygame
+
+from ..protocol.errors import RemoteProtocolError
+from ..protocol.names import validate_nick
+from ..server import ChatServer
+from .cli_support import host_local_server
+from .config import ClientSettings, parse_address
+from .events import Connected, Disconnected
+from .net import ChatClient
+from .screens.chat import ChatScreen
+from .screens.connect import ConnectScreen
+from .ui.clipboard import make_clipboard
+from .ui.fonts import load_font
+from .ui.theme import Theme
+
+log = logging.getLogger("game_chat.client")
+
+ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
+DEFAULT_SIZE = (960, 640)
+FPS = 60
+
+#: What the connect screen says for a refused hello, by error code.
+REFUSALS = {
+    "nick_taken": "That nickname is taken here. Pick another one.",
+    "bad_password": "Wrong password for this server.",
+}
+
+
+class ChatApp:
+    """The whole window. ``frame()`` runs one frame; ``run()`` loops until the window closes."""
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        *,
+        target: tuple[str, int] | None = None,
+        nick: str | None = None,
+        password: str | None = None,
+        hosted: ChatServer | None = None,
+        size: tuple[int, int] = DEFAULT_SIZE,
+        theme: Theme | None = None,
+    ) -> None:
+        self.settings = settings
+        self.theme = theme or Theme()
+        self.hosted = hosted
+        self._owns_hosted = False  # servers we started from the connect screen
+        icon = ASSETS / "icon.png"
+        if icon.exists():
+            pygame.display.set_icon(pygame.image.load(str(icon)))
+        self.window = pygame.display.set_mode(size, pygame.RESIZABLE)
+        pygame.display.set_caption("game_chat")
+        pygame.key.set_repeat(400, 35)
+        pygame.key.start_text_input()
+        self.font = load_font(self.theme)
+        self.title_font = load_font(Theme(font_size=self.theme.font_size * 2), bold=True)
+        self.clipboard = make_clipboard()
+        self.clock = pygame.time.Clock()
+        self.running = True
+        self._pending: ChatClient | None = None  # a join the connect screen is waiting for
+        self.screen: ConnectScreen | ChatScreen
+        if target is not None:
+            self._open_chat(ChatClient(target[0], target[1], nick or settings.nick, password))
+        else:
+            self._show_connect_screen()
+
+    # --- frame loop --------------------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            while self.frame():
+                self.clock.tick(FPS)
+        finally:
+            self.close()
+        return 0
+
+    def frame(self, dt: float | None = None) -> bool:
+        """One frame; False once the window was closed."""
+        dt = self.clock.get_time() / 1000 if dt is None else dt
+        for event in pygame.event.get():
+            if event.type == pygame.QUIT:  # also what SDL turns SIGTERM into
+                self.running = False
+            elif event.type == pygame.VIDEORESIZE:
+                self.screen.resize(event.size)
+            else:
+                self.screen.handle_event(event)
+        self._check_pending_join()
+        self.screen.update(dt)
+        self.screen.draw(self.window)
+        pygame.display.flip()
+        return self.running
+
+    def close(self) -> None:
+        """Say goodbye to the server and stop every thread we started."""
+        if isinstance(self.screen, ChatScreen):
+            self.screen.close("window closed")
+        if self._pending is not None:
+            self._pending.close()
+        if self.hosted is not None and self._owns_hosted:
+            self.hosted.shutdown(timeout=0.5)
+
+    # --- screens -----------------------------------------------------------------------
+
+    def _show_connect_screen(self) -> None:
+        self.screen = ConnectScreen(
+            self.window.get_size(),
+            self.theme,
+            self.font,
+            self.title_font,
+            self.clipboard,
+            nick=self.settings.nick,
+            server=self.settings.server,
+            on_join=self._join,
+            on_host=self._host,
+        )
+        pygame.display.set_caption("game_chat")
+
+    def _open_chat(self, client: ChatClient, events: list[Any] | None = None) -> None:
+        if not client._thread.is_alive():
+            client.start()
+        self.screen = ChatScreen(
+            self.window.get_size(),
+            client,
+            self.theme,
+            self.font,
+            self.clipboard,
+            on_leave=self._leave_chat,
+        )
+        for event in events or []:
+            self.screen.conversation.apply(event)
+        pygame.display.set_caption(f"game_chat — {client.nick} @ {client.host}:{client.port}")
+
+    def _leave_chat(self) -> None:
+        if self.hosted is not None and self._owns_hosted:
+            self.hosted.shutdown(timeout=0.5)
+            self.hosted = None
+        self._show_connect_screen()
+
+    # --- joining and hosting ------------------------------------------------------------
+
+    def _join(self, nick: str, server_text: str, password: str | None) -> None:
+        assert isinstance(self.screen, ConnectScreen)
+        try:
+            nick = validate_nick(nick)
+            host, port = parse_address(server_text)
+        except RemoteProtocolError as exc:
+            self.screen.show_error(f"Nickname: {exc.message}")
+            return
+        except ValueError as exc:
+            self.screen.show_error(f"Server: {exc}")
+            return
+        self._start_join(host, port, nick, password, server_text)
+
+    def _host(self, nick: str, server_text: str, password: str | None) -> None:
+        assert isinstance(self.screen, ConnectScreen)
+        try:
+            nick = validate_nick(nick)
+            port = parse_address(server_text or "localhost")[1]
+        except RemoteProtocolError as exc:
+            self.screen.show_error(f"Nickname: {exc.message}")
+            return
+        except ValueError:
+            port = 5050
+        try:
+            self.hosted = host_local_server(port)
+        except OSError as exc:
+            self.screen.show_error(
+                f"Cannot host on port {port}: {exc.strerror or exc}. Is a server already "
+                "running? Then use Join."
+            )
+            return
+        self._owns_hosted = True
+        self._start_join("127.0.0.1", self.hosted.address[1], nick, password, server_text)
+
+    def _start_join(
+        self, host: str, port: int, nick: str, password: str | None, server_text: str
+    ) -> None:
+        assert isinstance(self.screen, ConnectScreen)
+        self.settings.nick = nick
+        self.settings.server = server_text or self.settings.server
+        self._pending = ChatClient(host, port, nick, password)
+        self._pending.start()
+        self.screen.set_busy(f"Connecting to {host}:{port}…")
+
+    def _check_pending_join(self) -> None:
+        client = self._pending
+        if client is None:
+            return
+        events = client.poll()
+        for event in events:
+            if isinstance(event, Connected):
+                self._pending = None
+                self.settings.save()
+                self._open_chat(client, events)
+                return
+            if isinstance(event, Disconnected) and not event.will_retry:
+                self._pending = None
+                client.close()
+                text = REFUSALS.get(event.code or "", f"Could not join: {event.reason}")
+                if isinstance(self.screen, ConnectScreen):
+                    self.screen.show_error(text)
+                return
+
+
+def run_window(
+    settings: ClientSettings,
+    *,
+    target: tuple[str, int] | None = None,
+    nick: str | None = None,
+    password: str | None = None,
+    hosted: ChatServer | None = None,
+) -> int:
+    # Only what the window needs: pygame.init() would also open audio, which a chat never uses.
+    pygame.display.init()
+    pygame.font.init()
+    try:
+        return ChatApp(settings, target=target, nick=nick, password=password, hosted=hosted).run()
+    finally:
+        pygame.quit()

@@ -1,0 +1,1 @@
+"""The window's screens: connect, then chat. Each has handle_event / update / draw / resize."""

@@ -1,0 +1,178 @@
+"""The connect screen: nickname, server address, password, Join and "Host a server" buttons.
+
+It only collects input and shows state; the app does the connecting and reports back through
+:meth:`ConnectScreen.show_error` and :meth:`ConnectScreen.set_busy`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pygame
+
+from ..ui.button import Button
+from ..ui.clipboard import Clipboard
+from ..ui.input_box import InputBox
+from ..ui.theme import Theme
+
+#: on_join / on_host receive (nick, server address text, password or None).
+FormHandler = Callable[[str, str, "str | None"], None]
+
+FIELD_WIDTH = 420
+
+
+class ConnectScreen:
+    def __init__(
+        self,
+        size: tuple[int, int],
+        theme: Theme,
+        font: pygame.font.Font,
+        title_font: pygame.font.Font,
+        clipboard: Clipboard,
+        nick: str,
+        server: str,
+        on_join: FormHandler,
+        on_host: FormHandler,
+    ) -> None:
+        self.theme = theme
+        self.font = font
+        self.title_font = title_font
+        self.on_join = on_join
+        self.on_host = on_host
+        self.error = ""
+        self.busy = ""
+
+        def field(text: str, placeholder: str, mask: bool = False) -> InputBox:
+            box = InputBox(
+                pygame.Rect(0, 0, 10, 10),
+                theme,
+                font,
+                clipboard,
+                on_submit=lambda _line: None,
+                max_chars=200,
+                placeholder=placeholder,
+                focused=False,
+                mask="•" if mask else "",
+            )
+            box.text = text
+            return box
+
+        self.nick_box = field(nick, "your nickname")
+        self.server_box = field(server, "host:port, e.g. localhost:5050")
+        self.password_box = field("", "only if the server has one", mask=True)
+        self.fields = [self.nick_box, self.server_box, self.password_box]
+        self.labels = ["Nickname", "Server", "Password (optional)"]
+        self.join_button = Button(pygame.Rect(0, 0, 10, 10), "Join", theme, font, self.join)
+        self.host_button = Button(
+            pygame.Rect(0, 0, 10, 10), "Host a server on this machine", theme, font, self.host
+        )
+        self.buttons = [self.join_button, self.host_button]
+        self._focus(0 if not nick else 1)
+        self._message: pygame.Surface | None = None
+        self._message_key: tuple[str, str] | None = None
+        self._render_static()
+        self.resize(size)
+
+    # --- app interface ------------------------------------------------------------------
+
+    def show_error(self, text: str) -> None:
+        self.error, self.busy = text, ""
+        for button in self.buttons:
+            button.enabled = True
+
+    def set_busy(self, text: str) -> None:
+        self.busy, self.error = text, ""
+        for button in self.buttons:
+            button.enabled = not text
+
+    def form(self) -> tuple[str, str, str | None]:
+        password = self.password_box.text
+        return self.nick_box.text.strip(), self.server_box.text.strip(), password or None
+
+    def join(self) -> None:
+        if not self.busy:
+            self.on_join(*self.form())
+
+    def host(self) -> None:
+        if not self.busy:
+            self.on_host(*self.form())
+
+    # --- layout and frame ---------------------------------------------------------------
+
+    def resize(self, size: tuple[int, int]) -> None:
+        width, height = size
+        line = self.font.get_linesize()
+        field_h = line + 2 * self.theme.padding
+        x = max(10, (width - FIELD_WIDTH) // 2)
+        y = max(10, height // 2 - 4 * (field_h + line))
+        self.title_pos = (x, y)
+        y += self.title_font.get_linesize() + 2 * line
+        self.label_pos: list[tuple[int, int]] = []
+        for box in self.fields:
+            self.label_pos.append((x, y))
+            y += line + 2
+            box.set_rect(pygame.Rect(x, y, FIELD_WIDTH, field_h))
+            y += field_h + line // 2
+        y += line // 2
+        self.join_button.rect = pygame.Rect(x, y, 120, field_h)
+        self.host_button.rect = pygame.Rect(x + 130, y, FIELD_WIDTH - 130, field_h)
+        self.message_pos = (x, y + field_h + line)
+        self.size = size
+
+    def handle_event(self, event: pygame.event.Event) -> bool:
+        if event.type == pygame.KEYDOWN:
+            if event.key == pygame.K_TAB:
+                backwards = bool(event.mod & pygame.KMOD_SHIFT)
+                self._focus((self._focused_index() + (-1 if backwards else 1)) % len(self.fields))
+                return True
+            if event.key in (pygame.K_RETURN, pygame.K_KP_ENTER):
+                self.join()
+                return True
+        if event.type == pygame.MOUSEBUTTONDOWN and event.button == 1:
+            for i, box in enumerate(self.fields):
+                if box.rect.collidepoint(event.pos):
+                    self._focus(i)
+        for button in self.buttons:
+            if button.handle_event(event):
+                return True
+        return any(box.handle_event(event) for box in self.fields if box.focused)
+
+    def update(self, dt: float) -> None:
+        key = (self.error, self.busy)
+        if key != self._message_key:  # rendered here, not in draw: draw changes nothing
+            self._message_key = key
+            text, color = (
+                (self.error, self.theme.error) if self.error else (self.busy, self.theme.muted)
+            )
+            self._message = self.font.render(text, True, color) if text else None
+        for box in self.fields:
+            box.update(dt)
+        for button in self.buttons:
+            button.update(dt)
+
+    def draw(self, surface: pygame.Surface) -> None:
+        theme = self.theme
+        surface.fill(theme.background)
+        surface.blit(self._title, self.title_pos)
+        for pos, label in zip(self.label_pos, self._labels, strict=True):
+            surface.blit(label, pos)
+        for box in self.fields:
+            box.draw(surface)
+        for button in self.buttons:
+            button.draw(surface)
+        if self._message is not None:
+            surface.blit(self._message, self.message_pos)
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _focused_index(self) -> int:
+        return next((i for i, box in enumerate(self.fields) if box.focused), 0)
+
+    def _focus(self, index: int) -> None:
+        for i, box in enumerate(self.fields):
+            box.focused = i == index
+
+    def _render_static(self) -> None:
+        theme = self.theme
+        self._title = self.title_font.render("game_chat", True, theme.text)
+        self._labels = [self.font.render(label, True, theme.muted) for label in self.labels]

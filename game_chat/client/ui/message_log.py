@@ -1,0 +1,765 @@
+"""The chat log: wrapped, coloured, scrollable lines, at a frame cost independent of history.
+
+How it stays cheap (see shared/PERFORMANCE.md):
+
+- ``append`` only cleans the peer text and stores it in a bounded deque (default 200,000).
+  An entry is a plain tuple of strings and numbers; the LogLine itself is kept only for one's
+  own lines, whose delivery can change. Such tuples are not tracked by the garbage collector:
+  holding 200,000 LogLines instead makes every full collection walk them (~85 ms per 100,000
+  lines measured here), a visible hitch.
+- Wrapping is done on demand, once: the first time an entry is laid out (it scrolls into view)
+  its row break positions are computed and kept, keyed by (wrap width, line version).
+  Messages that scroll past unseen in a flood are never wrapped.
+- A resize re-wraps nothing up front: entries whose key no longer matches are re-wrapped when
+  they are next laid out, so resizing a 100,000-line log costs about one screenful of wrapping.
+  The price is that no exact total height exists: the scroll position is kept as "which entry
+  sits at the bottom, and how many of its rows are hidden below", not in pixels, and the
+  scrollbar thumb is an estimate by entry count.
+- Entries are rendered lazily into an LRU cache of surfaces (one opaque surface per message,
+  ``cache_size`` messages), and a frame blits only the visible ones.
+- The visible layout is rebuilt in ``update`` when something changed (append, scroll, resize,
+  a line's version); ``draw`` only blits it and changes no state.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import functools
+import re
+import time
+import zlib
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+import pygame
+
+from ...protocol.names import nick_key
+from ..model import Delivery, LineKind, LogLine
+from .fonts import TextFont
+from .text_safety import MAX_DISPLAY_NICK, clean_display_text
+from .theme import Color, Theme
+
+DEFAULT_MAX_LINES = 200_000
+DEFAULT_CACHE_SIZE = 512
+#: Rows scrolled per notch of the mouse wheel.
+WHEEL_ROWS = 3
+SCROLLBAR_WIDTH = 4
+PENDING_MARK = " …"
+FAILED_MARK = " (not sent)"
+
+# Rows whose summed word widths come this close to the limit are measured whole.
+_KERNING_SLACK = 3
+# Short pieces (timestamps, nicks, ": ") repeat on every line: their renders are cached.
+_PIECE_CACHE_CHARS = 32
+_PIECE_CACHE_ENTRIES = 1024
+_MEASURE_CACHE_CHARS = 48
+_MEASURE_CACHE_ENTRIES = 16384
+
+OwnNick = str | Callable[[], str | None] | None
+
+
+# --- pure helpers -------------------------------------------------------------------------
+
+
+def wrap_text(
+    text: str, measure: Callable[[str], int], width: int, indent: int = 0
+) -> tuple[int, ...]:
+    """Break ``text`` into rows no wider than ``width`` pixels; words wider than a row are cut.
+
+    Rows after the first are ``indent`` pixels narrower (a hanging indent). Returns the rows'
+    ``(start, end)`` character offsets flattened: ``(s0, e0, s1, e1, ...)``; the spaces at a
+    break belong to no row. ``measure(s)`` is the pixel width of ``s``.
+    """
+    rows, widths = _greedy_wrap(text, measure, width, indent, exact=False)
+    # Word widths are summed, which can be off by a pixel or two of kerning at the spaces: a
+    # row that close to the limit is measured whole, and in the rare case it overflows, the
+    # text is wrapped again measuring whole rows.
+    for row, summed in enumerate(widths):
+        limit = max(1, width if row == 0 else width - indent)
+        start, end = rows[2 * row], rows[2 * row + 1]
+        if summed > limit - _KERNING_SLACK and end - start > 1 and measure(text[start:end]) > limit:
+            return _greedy_wrap(text, measure, width, indent, exact=True)[0]
+    return rows
+
+
+def _greedy_wrap(
+    text: str, measure: Callable[[str], int], width: int, indent: int, exact: bool
+) -> tuple[tuple[int, ...], list[int]]:
+    """Greedy wrap at spaces; returns the flattened rows and each row's (summed) width."""
+    avail = max(1, width)
+    rest = max(1, width - indent)
+    rows: list[int] = []
+    widths: list[int] = []
+    start = end = x = 0
+    empty = True
+    e = -1
+    # Splitting at " " (what the cleaned text breaks at) is much cheaper than a regex; an
+    # empty word is a second space in a row. No-break spaces stay inside their word.
+    for word in text.split(" "):
+        s = e + 1
+        e = s + len(word)
+        if not word:
+            continue
+        if not empty:
+            # The gap and the word are measured together, so the space's kerning counts.
+            w = measure(text[start:e]) if exact else x + measure(text[end:e])
+            if w <= avail:
+                end, x = e, w
+                continue
+            rows += (start, end)
+            widths.append(x)
+            avail, empty = rest, True
+        w = measure(word)
+        if w <= avail:
+            start, end, x, empty = s, e, w, False
+            continue
+        # A word wider than a whole row: cut it between characters, filling rows.
+        pos = s
+        while True:
+            cut = _fit(text, pos, e, avail, measure)
+            if cut >= e:
+                start, end, x, empty = pos, e, measure(text[pos:e]), False
+                break
+            rows += (pos, cut)
+            widths.append(avail)  # measured exactly by _fit: never re-checked
+            pos, avail = cut, rest
+    if not empty:
+        rows += (start, end)
+        widths.append(x)
+    if not rows:
+        return (0, 0), [0]
+    return tuple(rows), widths
+
+
+def _fit(text: str, pos: int, end: int, avail: int, measure: Callable[[str], int]) -> int:
+    """Largest ``cut`` in ``(pos, end]`` with ``text[pos:cut]`` within ``avail`` (>= pos + 1)."""
+    lo, hi = pos + 1, end
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if measure(text[pos:mid]) <= avail:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+@functools.lru_cache(maxsize=16)
+def _mention_pattern(key: str) -> re.Pattern[str]:
+    # Nicknames are letters, digits, "_" and "-": a mention is the nick not glued to more of
+    # those ("@alice," and "alice:" count, "malice" and "alice_2" do not).
+    return re.compile(r"(?<![\w-])" + re.escape(key) + r"(?![\w-])")
+
+
+def mentions(text: str, nick: str | None) -> bool:
+    """True if ``text`` names ``nick`` as a word, compared as nicknames are (NFKC, casefold)."""
+    if not nick:
+        return False
+    key = nick_key(nick)
+    return bool(key) and _mention_pattern(key).search(nick_key(text)) is not None
+
+
+def format_time(ts: float) -> str:
+    """``HH:MM`` in local time."""
+    return time.strftime("%H:%M", time.localtime(ts))
+
+
+def _luminance(color: Color) -> float:
+    def channel(c: int) -> float:
+        v = c / 255
+        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
+    r, g, b = color[:3]
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+
+
+def contrast(a: Color, b: Color) -> float:
+    """WCAG contrast ratio of two colours (1 to 21)."""
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def mix(a: Color, b: Color, t: float) -> Color:
+    """``a`` moved a fraction ``t`` of the way to ``b``."""
+    return (
+        round(a[0] + (b[0] - a[0]) * t),
+        round(a[1] + (b[1] - a[1]) * t),
+        round(a[2] + (b[2] - a[2]) * t),
+    )
+
+
+def readable(color: Color, background: Color, minimum: float = 3.0) -> Color:
+    """``color``, lightened or darkened (away from ``background``) until it can be read."""
+    towards: Color = (255, 255, 255) if _luminance(background) < 0.5 else (0, 0, 0)
+    step = 0
+    while contrast(color, background) < minimum and step < 10:
+        color = mix(color, towards, 0.2)
+        step += 1
+    return color
+
+
+@functools.lru_cache(maxsize=2048)
+def nick_color(nick: str, theme: Theme) -> Color:
+    """A stable colour for ``nick`` (same for every spelling of the same nick), readable on
+    ``theme.background``: from ``theme.nick_colors`` or, if that is empty, a hue of the hash."""
+    digest = zlib.crc32(nick_key(nick).encode("utf-8", "replace"))
+    if theme.nick_colors:
+        color = theme.nick_colors[digest % len(theme.nick_colors)]
+    else:
+        light = 0.7 if _luminance(theme.background) < 0.5 else 0.35
+        r, g, b = colorsys.hls_to_rgb((digest % 360) / 360, light, 0.65)
+        color = (round(r * 255), round(g * 255), round(b * 255))
+    return readable(color, theme.background)
+
+
+# --- the widget ---------------------------------------------------------------------------
+
+
+# An entry: (kind, cleaned text, cleaned nick, ts, mentions me, LogLine or None). The LogLine
+# is kept for one's own lines only (their delivery changes); see the module docstring.
+_Entry = tuple[str, str, str | None, float, bool, LogLine | None]
+_KIND, _TEXT, _NICK, _TS, _MENTION, _LINE = range(6)
+
+
+def _version(entry: _Entry) -> int:
+    line = entry[_LINE]
+    return 0 if line is None else line.version
+
+
+class _Item(NamedTuple):
+    surface: pygame.Surface
+    dest: tuple[int, int]
+    area: pygame.Rect
+    band: pygame.Rect | None  # highlight background of a mention, full width
+
+
+class _View(NamedTuple):
+    items: list[_Item]
+    versions: list[tuple[LogLine, int]]
+    marker: tuple[pygame.Surface, pygame.Rect] | None
+    thumb: pygame.Rect | None
+
+
+class _Placed(NamedTuple):
+    seq: int
+    entry: _Entry
+    rows: tuple[int, ...]
+    shown: int  # rows shown from the top of the entry (the bottom one may be cut)
+    y: int
+
+
+class MessageLog:
+    """Scrollable chat log. ``handle_event`` / ``update`` / ``draw``; ``draw`` changes nothing.
+
+    Scrolling: mouse wheel over the log, PageUp/PageDown, Ctrl+Home/Ctrl+End. The view follows
+    new lines only while it is at the bottom; scrolled up, it stays put and a "N new messages"
+    marker appears at the bottom, which jumps down when clicked. Appending one's own line
+    (``line.own``) jumps to the bottom too.
+    """
+
+    def __init__(
+        self,
+        rect: pygame.Rect | tuple[int, int, int, int],
+        theme: Theme,
+        font: TextFont,
+        own_nick: OwnNick = None,
+        *,
+        max_lines: int = DEFAULT_MAX_LINES,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
+        """``own_nick`` is the nick (or a callable returning it) whose mentions are highlighted.
+
+        ``max_lines`` bounds the history; ``cache_size`` the number of rendered messages kept.
+        """
+        self.theme = theme
+        self.font = font
+        self.own_nick: OwnNick = own_nick
+        self.rect = pygame.Rect(rect)
+        self._wrap_width = self._wrap_width_for(self.rect)
+        self._entries: deque[_Entry] = deque(maxlen=max_lines)
+        self._next_seq = 0  # sequence number of the next appended entry
+        self._pinned = True
+        self._anchor = (0, 0)  # when not pinned: (entry seq at the bottom, its rows hidden below)
+        self._unread = 0
+        self._cache_size = cache_size
+        # seq -> (wrap width, version, rows) and seq -> ((wrap width, version), surface)
+        self._wraps: dict[int, tuple[int, int, tuple[int, ...]]] = {}
+        self._surfaces: OrderedDict[int, tuple[tuple[int, int], pygame.Surface]] = OrderedDict()
+        self._nicks: dict[str, str] = {}  # one string object per nick, not one per line
+        self._pieces: dict[tuple[str, Color, Color], pygame.Surface] = {}
+        self._widths: dict[str, int] = {}
+        self._marker_surface: tuple[str, pygame.Surface] | None = None
+        self._dim = mix(theme.text, theme.background, 0.45)
+        self._linesize = max(1, font.get_linesize())
+        self._indent = self._measure(format_time(0) + " ")
+        self._view: _View | None = None
+        self._dirty = True
+
+    # --- content ----------------------------------------------------------------------------
+
+    def append(self, line: LogLine) -> None:
+        """Add a line at the bottom. Peer text is cleaned here: it is only ever shown as text."""
+        text = clean_display_text(line.text)
+        nick = self._clean_nick(line.nick)
+        mention = line.mention or (
+            not line.own
+            and line.kind in (LineKind.CHAT, LineKind.ACTION)
+            and mentions(text, self._own_nick())
+        )
+        if len(self._entries) == self._entries.maxlen:  # the oldest entry is about to go
+            self._wraps.pop(self._first_seq, None)
+            self._surfaces.pop(self._first_seq, None)
+        keep = line if line.own else None
+        self._entries.append((line.kind, text, nick, line.ts, mention, keep))
+        self._next_seq += 1
+        if line.own:
+            self.scroll_to_bottom()
+        elif not self._pinned:
+            self._unread += 1
+            if self._anchor[0] < self._first_seq:  # the anchor fell off the front
+                self._set_anchor(*self._clamp_top(self._first_seq, 0))
+        self._dirty = True
+
+    def extend(self, lines: Iterable[LogLine]) -> None:
+        """Append several lines (e.g. what the network thread queued since the last frame)."""
+        for line in lines:
+            self.append(line)
+
+    def clear(self) -> None:
+        """Forget every line."""
+        self._entries.clear()
+        self._wraps.clear()
+        self._surfaces.clear()
+        self.scroll_to_bottom()
+
+    def line_changed(self, line: LogLine | None = None) -> None:
+        """Tell the log that ``line`` (e.g. its delivery) changed, so it is drawn anew.
+
+        Visible lines whose ``version`` changed are also noticed by ``update`` on its own.
+        """
+        self._dirty = True
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def pinned(self) -> bool:
+        """True while the view follows the newest line."""
+        return self._pinned
+
+    @property
+    def unread(self) -> int:
+        """Lines appended since the view was last at the bottom (0 while pinned)."""
+        return self._unread
+
+    @property
+    def wrap_width(self) -> int:
+        """Pixel width text is wrapped to."""
+        return self._wrap_width
+
+    def visible_lines(self) -> list[LogLine]:
+        """Lines at least partly in view, bottom first, as shown (cleaned). Changes nothing.
+
+        One's own lines are the LogLines appended; the others are rebuilt from the entries.
+        """
+        return [_as_line(placed.entry) for placed in self._place(memo=False)]
+
+    # --- scrolling --------------------------------------------------------------------------
+
+    def scroll_by(self, rows: int) -> None:
+        """Scroll ``rows`` wrapped rows toward older lines (negative: toward newer)."""
+        if rows > 0 and self._entries:
+            seq, hidden = self._bottom()
+            self._set_anchor(*self._clamp_top(*self._moved_up(seq, hidden, rows)))
+        elif rows < 0 and not self._pinned:
+            self._set_anchor(*self._moved_down(*self._anchor, -rows))
+
+    def scroll_to_bottom(self) -> None:
+        """Follow the newest line again."""
+        self._pinned = True
+        self._unread = 0
+        self._dirty = True
+
+    def scroll_to_top(self) -> None:
+        """Show the oldest line at the top."""
+        if not self._entries:
+            return
+        need = self._view_rows()
+        seq, last = self._first_seq, self._next_seq - 1
+        have = self._row_count(seq)
+        while have < need and seq < last:
+            seq += 1
+            have += self._row_count(seq)
+        self._set_anchor(seq, max(0, have - need))
+
+    # --- events, update, draw ---------------------------------------------------------------
+
+    def handle_event(self, event: pygame.event.Event) -> bool:
+        """Scroll on wheel/keys, jump down on a click on the marker. True if consumed."""
+        if event.type == pygame.MOUSEWHEEL:
+            if event.y and self._hovered():
+                self.scroll_by(event.y * WHEEL_ROWS)
+                return True
+            return False
+        if event.type == pygame.KEYDOWN:
+            return self._handle_key(event.key, event.mod)
+        if event.type == pygame.MOUSEBUTTONDOWN and event.button == 1:
+            marker = self._marker_rect()
+            if marker is not None and marker.collidepoint(event.pos):
+                self.scroll_to_bottom()
+                return True
+        return False
+
+    def update(self, dt: float = 0.0) -> None:
+        """Lay out the visible lines if anything changed since the last frame."""
+        view = self._view
+        if view is not None and not self._dirty:
+            self._dirty = any(line.version != v for line, v in view.versions)
+        if view is None or self._dirty:
+            self._view = self._build_view(memo=True)
+            self._dirty = False
+
+    def draw(self, surface: pygame.Surface) -> None:
+        """Blit the visible lines. Changes no state (without ``update`` first, it lays out a
+        throwaway view of the current state, uncached)."""
+        view = self._view if self._view is not None and not self._dirty else None
+        if view is None:
+            view = self._build_view(memo=False)
+        clip = surface.get_clip()
+        surface.set_clip(self.rect.clip(clip))
+        surface.fill(self.theme.background, self.rect)
+        for item in view.items:
+            if item.band is not None:
+                surface.fill(self.theme.highlight, item.band)
+            surface.blit(item.surface, item.dest, item.area)
+        if view.thumb is not None:
+            surface.fill(self.theme.muted, view.thumb)
+        if view.marker is not None:
+            text, rect = view.marker
+            pygame.draw.rect(surface, self.theme.accent, rect, border_radius=rect.height // 2)
+            surface.blit(text, text.get_rect(center=rect.center))
+        surface.set_clip(clip)
+
+    def set_rect(self, rect: pygame.Rect | tuple[int, int, int, int]) -> None:
+        """Move or resize the log. Lines are re-wrapped lazily, as they come into view."""
+        rect = pygame.Rect(rect)
+        if rect == self.rect:
+            return
+        if rect.width != self.rect.width:
+            # Both are keyed by width anyway: free the memory now.
+            self._wraps.clear()
+            self._surfaces.clear()
+        self.rect = rect
+        self._wrap_width = self._wrap_width_for(rect)
+        if not self._pinned and self._entries:
+            seq = max(self._anchor[0], self._first_seq)
+            hidden = min(self._anchor[1], self._row_count(seq) - 1)
+            self._set_anchor(*self._clamp_top(seq, hidden))
+        self._dirty = True
+
+    # --- scrolling internals ----------------------------------------------------------------
+
+    def _wrap_width_for(self, rect: pygame.Rect) -> int:
+        return max(1, rect.width - 2 * self.theme.padding - SCROLLBAR_WIDTH)
+
+    @property
+    def _first_seq(self) -> int:
+        return self._next_seq - len(self._entries)
+
+    def _entry(self, seq: int) -> _Entry:
+        return self._entries[seq - self._first_seq]
+
+    def _view_rows(self) -> int:
+        return max(1, (self.rect.height - 2 * self.theme.padding) // self._linesize)
+
+    def _row_count(self, seq: int, memo: bool = True) -> int:
+        return len(self._rows(seq, self._entry(seq), memo)) // 2
+
+    def _bottom(self) -> tuple[int, int]:
+        """(seq, hidden rows) of the entry at the bottom of the view, clamped to what exists."""
+        if self._pinned:
+            return self._next_seq - 1, 0
+        seq, hidden = self._anchor
+        if seq < self._first_seq:
+            return self._first_seq, 0
+        return seq, hidden
+
+    def _moved_up(self, seq: int, hidden: int, rows: int) -> tuple[int, int]:
+        hidden += rows
+        while hidden >= (count := self._row_count(seq)):
+            if seq <= self._first_seq:
+                return seq, count - 1
+            hidden -= count
+            seq -= 1
+        return seq, hidden
+
+    def _moved_down(self, seq: int, hidden: int, rows: int) -> tuple[int, int]:
+        hidden -= rows
+        last = self._next_seq - 1
+        while hidden < 0:
+            if seq >= last:
+                return last, 0
+            seq += 1
+            hidden += self._row_count(seq)
+        return seq, hidden
+
+    def _clamp_top(self, seq: int, hidden: int) -> tuple[int, int]:
+        """Move the bottom down if the view would otherwise show space above the oldest line."""
+        need = self._view_rows()
+        have = self._row_count(seq) - hidden
+        above = seq
+        while have < need and above > self._first_seq:
+            above -= 1
+            have += self._row_count(above)
+        if have >= need:
+            return seq, hidden
+        return self._moved_down(seq, hidden, need - have)
+
+    def _set_anchor(self, seq: int, hidden: int) -> None:
+        if seq >= self._next_seq - 1 and hidden <= 0:
+            self.scroll_to_bottom()
+            return
+        self._pinned = False
+        self._anchor = (seq, hidden)
+        self._dirty = True
+
+    def _handle_key(self, key: int, mod: int) -> bool:
+        page = max(1, self._view_rows() - 1)
+        if key == pygame.K_PAGEUP:
+            self.scroll_by(page)
+        elif key == pygame.K_PAGEDOWN:
+            self.scroll_by(-page)
+        elif key == pygame.K_HOME and mod & pygame.KMOD_CTRL:
+            self.scroll_to_top()
+        elif key == pygame.K_END and mod & pygame.KMOD_CTRL:
+            self.scroll_to_bottom()
+        else:
+            return False
+        return True
+
+    def _hovered(self) -> bool:
+        try:
+            return self.rect.collidepoint(pygame.mouse.get_pos())
+        except pygame.error:  # no video system (tests without a display): accept the wheel
+            return True
+
+    # --- layout -----------------------------------------------------------------------------
+
+    def _place(self, memo: bool) -> list[_Placed]:
+        """The entries in view, bottom first, with how many rows each shows and where."""
+        placed: list[_Placed] = []
+        if not self._entries:
+            return placed
+        seq, hidden = self._bottom()
+        top = self.rect.top + self.theme.padding
+        y = self.rect.bottom - self.theme.padding
+        while seq >= self._first_seq and y > top:
+            entry = self._entry(seq)
+            rows = self._rows(seq, entry, memo)
+            shown = len(rows) // 2 - min(hidden, len(rows) // 2 - 1)
+            y -= shown * self._linesize
+            placed.append(_Placed(seq, entry, rows, shown, y))
+            seq, hidden = seq - 1, 0
+        return placed
+
+    def _build_view(self, memo: bool) -> _View:
+        items: list[_Item] = []
+        versions: list[tuple[LogLine, int]] = []
+        x = self.rect.left + self.theme.padding
+        for placed in self._place(memo):
+            entry = placed.entry
+            surface = self._surface(placed.seq, entry, placed.rows, memo)
+            height = placed.shown * self._linesize
+            band = None
+            if entry[_MENTION]:
+                band = pygame.Rect(self.rect.left, placed.y, self.rect.width, height)
+            area = pygame.Rect(0, 0, surface.get_width(), height)
+            items.append(_Item(surface, (x, placed.y), area, band))
+            line = entry[_LINE]
+            if line is not None:
+                versions.append((line, line.version))
+        return _View(items, versions, self._marker(memo), self._thumb())
+
+    def _thumb(self) -> pygame.Rect | None:
+        # Entry count stands in for the total height, which lazy wrapping never computes.
+        if self._pinned or not self._entries:
+            return None
+        total = len(self._entries)
+        height = max(12, round(self.rect.height * min(1.0, self._view_rows() / total)))
+        fraction = (self._bottom()[0] - self._first_seq) / max(1, total - 1)
+        y = self.rect.top + round((self.rect.height - height) * fraction)
+        return pygame.Rect(self.rect.right - SCROLLBAR_WIDTH - 1, y, SCROLLBAR_WIDTH, height)
+
+    def _marker_text(self) -> str | None:
+        if self._pinned or not self._unread:
+            return None
+        plural = "" if self._unread == 1 else "s"
+        return f"{self._unread} new message{plural} ↓"
+
+    def _marker_rect(self) -> pygame.Rect | None:
+        text = self._marker_text()
+        if text is None:
+            return None
+        width, height = self.font.size(text)
+        pad = self.theme.padding
+        rect = pygame.Rect(0, 0, width + 4 * pad, height + pad)
+        rect.midbottom = (self.rect.centerx, self.rect.bottom - pad)
+        return rect
+
+    def _marker(self, memo: bool) -> tuple[pygame.Surface, pygame.Rect] | None:
+        text = self._marker_text()
+        rect = self._marker_rect()
+        if text is None or rect is None:
+            return None
+        if self._marker_surface is not None and self._marker_surface[0] == text:
+            return self._marker_surface[1], rect
+        surface = self.font.render(text, True, self.theme.background, self.theme.accent)
+        if memo:
+            self._marker_surface = (text, surface)
+        return surface, rect
+
+    # --- wrapping and rendering -------------------------------------------------------------
+
+    def _peek_measure(self, text: str) -> int:
+        # For draw's throwaway layouts: read the cache, never fill it.
+        width = self._widths.get(text)
+        return self.font.size(text)[0] if width is None else width
+
+    def _measure(self, text: str) -> int:
+        width = self._widths.get(text)
+        if width is None:
+            width = self.font.size(text)[0]
+            if len(text) <= _MEASURE_CACHE_CHARS:
+                if len(self._widths) >= _MEASURE_CACHE_ENTRIES:
+                    self._widths.clear()
+                self._widths[text] = width
+        return width
+
+    def _rows(self, seq: int, entry: _Entry, memo: bool) -> tuple[int, ...]:
+        version = _version(entry)
+        known = self._wraps.get(seq)
+        if known is not None and known[0] == self._wrap_width and known[1] == version:
+            return known[2]
+        text, _ = self._compose(entry)
+        measure = self._measure if memo else self._peek_measure
+        rows = wrap_text(text, measure, self._wrap_width, self._indent)
+        if memo:
+            self._wraps[seq] = (self._wrap_width, version, rows)
+        return rows
+
+    def _clean_nick(self, nick: str | None) -> str | None:
+        if nick is None:
+            return None
+        nick = clean_display_text(nick, MAX_DISPLAY_NICK)
+        shared = self._nicks.get(nick)
+        if shared is None:
+            if len(self._nicks) >= 4096:
+                self._nicks.clear()
+            shared = self._nicks[nick] = nick
+        return shared
+
+    def _own_nick(self) -> str | None:
+        nick = self.own_nick
+        return nick() if callable(nick) else nick
+
+    def _compose(self, entry: _Entry) -> tuple[str, list[tuple[int, Color]]]:
+        """The entry's full text and its colour spans as ``(end offset, colour)``."""
+        kind, text, nick, ts, _, line = entry
+        theme = self.theme
+        delivery = None if line is None else line.delivery
+        body = self._dim if delivery == Delivery.PENDING else theme.text
+        parts: list[tuple[str, Color]] = [(format_time(ts) + " ", theme.muted)]
+        if kind == LineKind.CHAT:
+            if nick:
+                parts += [(nick, nick_color(nick, theme)), (": ", body)]
+            parts.append((text, body))
+        elif kind == LineKind.ACTION:
+            nick = nick or "?"
+            parts += [("* ", body), (nick, nick_color(nick, theme)), (" " + text, body)]
+        elif kind == LineKind.ERROR:
+            parts.append((text, theme.error))
+        else:
+            parts.append((text, theme.muted))
+        if delivery == Delivery.PENDING:
+            parts.append((PENDING_MARK, theme.muted))
+        elif delivery == Delivery.FAILED:
+            parts.append((FAILED_MARK, theme.error))
+        spans: list[tuple[int, Color]] = []
+        end = 0
+        for piece, color in parts:
+            end += len(piece)
+            spans.append((end, color))
+        return "".join(piece for piece, _ in parts), spans
+
+    def _surface(
+        self, seq: int, entry: _Entry, rows: tuple[int, ...], memo: bool
+    ) -> pygame.Surface:
+        key = (self._wrap_width, _version(entry))
+        hit = self._surfaces.get(seq)
+        if hit is not None and hit[0] == key:
+            if memo:
+                self._surfaces.move_to_end(seq)
+            return hit[1]
+        surface = self._render(entry, rows, memo)
+        if memo:
+            self._surfaces[seq] = (key, surface)
+            self._surfaces.move_to_end(seq)
+            # Never evict what one screen shows, whatever cache_size says.
+            while len(self._surfaces) > max(self._cache_size, 2 * self._view_rows()):
+                self._surfaces.popitem(last=False)
+        return surface
+
+    def _render(self, entry: _Entry, rows: tuple[int, ...], memo: bool) -> pygame.Surface:
+        """One opaque surface with all the entry's rows (opaque blits are the cheapest)."""
+        text, spans = self._compose(entry)
+        background = self.theme.highlight if entry[_MENTION] else self.theme.background
+        placed: list[tuple[pygame.Surface, int, int]] = []
+        right = 0
+        for row in range(len(rows) // 2):
+            x = 0 if row == 0 else self._indent
+            y = row * self._linesize
+            for piece, color in _pieces(text, spans, rows[2 * row], rows[2 * row + 1]):
+                rendered = self._render_piece(piece, color, background, memo)
+                placed.append((rendered, x, y))
+                x += rendered.get_width()
+            right = max(right, x)
+        width = max(1, min(right, self._wrap_width))
+        surface = pygame.Surface((width, max(1, len(rows) // 2) * self._linesize))
+        surface.fill(background)
+        for rendered, x, y in placed:
+            surface.blit(rendered, (x, y))
+        return surface
+
+    def _render_piece(
+        self, text: str, color: Color, background: Color, memo: bool
+    ) -> pygame.Surface:
+        if len(text) > _PIECE_CACHE_CHARS:
+            return self.font.render(text, True, color, background)
+        key = (text, color, background)
+        surface = self._pieces.get(key)
+        if surface is None and not memo:
+            return self.font.render(text, True, color, background)
+        if surface is None:
+            if len(self._pieces) >= _PIECE_CACHE_ENTRIES:
+                self._pieces.clear()
+            surface = self._pieces[key] = self.font.render(text, True, color, background)
+        return surface
+
+
+def _pieces(
+    text: str, spans: list[tuple[int, Color]], start: int, end: int
+) -> Iterable[tuple[str, Color]]:
+    """The same-coloured pieces of ``text[start:end]``."""
+    begin = 0
+    for span_end, color in spans:
+        a, b = max(start, begin), min(end, span_end)
+        if a < b:
+            yield text[a:b], color
+        begin = span_end
+        if begin >= end:
+            break
+
+
+def _as_line(entry: _Entry) -> LogLine:
+    kind, text, nick, ts, mention, line = entry
+    return line if line is not None else LogLine(kind, text, nick=nick, ts=ts, mention=mention)

@@ -1,0 +1,178 @@
+"""The whole window, headless, against a real server: posted events in, frames out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pygame
+import pytest
+from conftest import start_server
+from wire import rich_client
+
+from game_chat.client.app import ChatApp
+from game_chat.client.config import ClientSettings
+from game_chat.client.model import Delivery
+from game_chat.client.screens.chat import ChatScreen
+from game_chat.client.screens.connect import ConnectScreen
+from game_chat.server import ChatServer
+
+
+@pytest.fixture(autouse=True)
+def display(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("GAME_CHAT_CONFIG_DIR", str(tmp_path))
+    pygame.display.init()
+    pygame.font.init()
+    yield
+    pygame.quit()
+
+
+def key(k: int, mod: int = 0) -> None:
+    pygame.event.post(pygame.event.Event(pygame.KEYDOWN, {"key": k, "mod": mod, "unicode": ""}))
+
+
+def type_text(text: str) -> None:
+    pygame.event.post(pygame.event.Event(pygame.TEXTINPUT, {"text": text}))
+
+
+def run_until(app: ChatApp, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Run frames (as the real loop does) until ``condition`` holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        app.frame(0.016)
+        time.sleep(0.005)
+
+
+def log_texts(app: ChatApp) -> list[str]:
+    assert isinstance(app.screen, ChatScreen)
+    return [line.text for line in app.screen.log.visible_lines()]
+
+
+def joined_app(server: ChatServer, nick: str = "alice") -> ChatApp:
+    host, port = server.address
+    app = ChatApp(ClientSettings(nick=nick, server=f"{host}:{port}"))
+    assert isinstance(app.screen, ConnectScreen)
+    key(pygame.K_RETURN)
+    run_until(app, lambda: isinstance(app.screen, ChatScreen))
+    return app
+
+
+def test_connect_screen_join_and_chat_both_ways(server: ChatServer) -> None:
+    app = joined_app(server)
+    peer, _ = rich_client(server.address, "bob")
+    run_until(app, lambda: "bob joined" in log_texts(app))
+    type_text("hello bob")
+    key(pygame.K_RETURN)
+    run_until(app, lambda: "hello bob" in log_texts(app))
+    message = peer.recv_until(lambda m: m["type"] == "chat")
+    assert (message["nick"], message["text"]) == ("alice", "hello bob")
+    peer.send_json(type="chat", text="hi alice")
+    run_until(app, lambda: "hi alice" in log_texts(app))
+    assert isinstance(app.screen, ChatScreen)
+    own = [line for line in app.screen.log.visible_lines() if line.own]
+    run_until(app, lambda: own[0].delivery == Delivery.SENT)
+    assert app.screen.users.users == ["alice", "bob"]
+    started = time.monotonic()
+    pygame.event.post(pygame.event.Event(pygame.QUIT))
+    assert not app.frame(0.016)
+    app.close()
+    assert time.monotonic() - started < 1
+    assert peer.recv_until(lambda m: m["type"] == "leave")["reason"] == "window closed"
+
+
+def test_settings_are_remembered(server: ChatServer, tmp_path: Path) -> None:
+    app = joined_app(server, "remembered")
+    app.close()
+    settings = ClientSettings.load(tmp_path / "client.json")
+    host, port = server.address
+    assert (settings.nick, settings.server) == ("remembered", f"{host}:{port}")
+
+
+def test_errors_show_inline_in_plain_words(server: ChatServer) -> None:
+    rich_client(server.address, "taken")
+    holder, _ = rich_client(server.address, "alice")
+    host, port = server.address
+    app = ChatApp(ClientSettings(nick="alice", server=f"{host}:{port}"))
+    screen = app.screen
+    assert isinstance(screen, ConnectScreen)
+    key(pygame.K_RETURN)
+    run_until(app, lambda: bool(screen.error))
+    assert screen.error == "That nickname is taken here. Pick another one."
+    screen.server_box.text = "127.0.0.1:1"
+    screen.nick_box.text = "zed"
+    key(pygame.K_RETURN)
+    run_until(app, lambda: "refused" in screen.error)
+    screen.nick_box.text = "bad nick"
+    key(pygame.K_RETURN)
+    app.frame(0.016)
+    assert screen.error.startswith("Nickname:")
+    screen.nick_box.text = "zed"
+    screen.server_box.text = "host:notaport"
+    key(pygame.K_RETURN)
+    app.frame(0.016)
+    assert screen.error.startswith("Server:")
+    app.close()
+    holder.close()
+
+
+def test_direct_join_reconnects_and_sends_the_outbox() -> None:
+    server = start_server()
+    port = server.address[1]
+    app = ChatApp(ClientSettings(), target=("127.0.0.1", port), nick="alice")
+    screen = app.screen
+    assert isinstance(screen, ChatScreen)
+    screen.client.backoff_initial = 0.05
+    run_until(app, lambda: screen.conversation.status == "connected")
+    server.shutdown()
+    run_until(app, lambda: screen.conversation.status == "reconnecting")
+    type_text("typed while away")
+    key(pygame.K_RETURN)
+    app.frame(0.016)
+    own = [line for line in screen.log.visible_lines() if line.own]
+    assert own[0].delivery == Delivery.PENDING
+    restarted = start_server(port=port)
+    try:
+        peer, _ = rich_client(restarted.address, "bob")
+        run_until(app, lambda: own[0].delivery == Delivery.SENT, timeout=10)
+        message = peer.recv_until(lambda m: m["type"] == "chat")
+        assert message["text"] == "typed while away"
+    finally:
+        app.close()
+        restarted.shutdown()
+
+
+def test_host_a_server_from_the_connect_screen() -> None:
+    app = ChatApp(ClientSettings(nick="host", server="localhost:0"))
+    screen = app.screen
+    assert isinstance(screen, ConnectScreen)
+    screen.host()
+    run_until(app, lambda: isinstance(app.screen, ChatScreen))
+    assert app.hosted is not None
+    peer, welcome = rich_client(("127.0.0.1", app.hosted.address[1]), "guest")
+    assert welcome["users"] == ["host", "guest"]
+    app.close()
+    assert peer.recv_until(lambda m: m["type"] == "bye")
+
+
+def test_resize_and_flood_keep_frames_responsive(server: ChatServer) -> None:
+    app = joined_app(server)
+    pygame.event.post(
+        pygame.event.Event(pygame.VIDEORESIZE, {"size": (500, 300), "w": 500, "h": 300})
+    )
+    app.frame(0.016)
+    screen = app.screen
+    assert isinstance(screen, ChatScreen)
+    assert screen.log.rect.width < 500
+    peer, _ = rich_client(server.address, "flooder")
+    from game_chat.protocol.framing import encode_frame
+
+    peer.send_raw(
+        b"".join(encode_frame(b'{"type":"chat","text":"line %d"}' % n) for n in range(2000))
+    )
+    run_until(app, lambda: "line 1999" in log_texts(app), timeout=10)
+    type_text("x")
+    app.frame(0.016)
+    assert screen.input.text == "x"
+    app.close()
