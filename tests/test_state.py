@@ -164,10 +164,12 @@ def test_resent_line_is_acked_again_but_delivered_once() -> None:
     first = state.say(alice, "hello", client_id="x-1")
     state.leave(alice, "connection lost")
     alice, alice_box = join(state, "alice")  # reconnected under the same nick
-    again = state.say(alice, "hello", client_id="x-1")
+    again = state.say(alice, "hello", client_id="x-1", retry=True)
     assert again is first
     assert alice_box.messages()[-1] == {"type": "ack", "id": "x-1", "msg_id": first.id, "ts": 100.0}
     chats = [m for m in bob_box.messages() if m["type"] == "chat"]
     assert len(chats) == 1
-    state.say(alice, "different text", client_id="x-1")  # same id, new text: a new line
+    state.say(alice, "different text", client_id="x-1", retry=True)  # new text: a new line
     assert [m["text"] for m in bob_box.messages() if m["type"] == "chat"][-1] == "different text"
+    state.say(alice, "hello", client_id="x-1")  # not a retry: ids may be reused, delivered
+    assert [m["text"] for m in bob_box.messages() if m["type"] == "chat"][-1] == "hello"

@@ -126,6 +126,7 @@ class ChatClient:
         self._unacked: OrderedDict[int, str] = OrderedDict()  # local id -> text, in send order
         # Commands given while disconnected: (sequence number, frame); sent once, after welcome.
         self._deferred: list[tuple[int, bytes]] = []
+        self._transmitted: set[int] = set()  # unacked local ids already sent once
         self._local_ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(4)  # makes our ids unique across clients
         self._sendbuf = bytearray()  # frames for the socket; the network thread sends them
@@ -194,7 +195,17 @@ class ChatClient:
         self._wake()
 
     def _chat_frame(self, local_id: int, text: str) -> bytes:
-        return encode_frame(encode_message(SendChat(text, f"{self._id_prefix}-{local_id}")))
+        """The frame for a chat line; a line sent before on an earlier connection is a retry."""
+        retry = local_id in self._transmitted
+        self._transmitted.add(local_id)
+        client_id = f"{self._id_prefix}-{local_id}"
+        return encode_frame(encode_message(SendChat(text, client_id, retry)))
+
+    def _forget(self, local_id: int) -> bool:
+        """The server answered for this line: stop tracking it. False if it was not ours."""
+        with self._lock:
+            self._transmitted.discard(local_id)
+            return self._unacked.pop(local_id, None) is not None
 
     def _local_id(self, client_id: object) -> int | None:
         if isinstance(client_id, str) and client_id.startswith(self._id_prefix + "-"):
@@ -250,6 +261,7 @@ class ChatClient:
         with self._lock:
             failed = list(self._unacked)
             self._unacked.clear()
+            self._transmitted.clear()
         for local_id in failed:
             self._emit(ChatFailed(local_id, reason))
 
@@ -395,10 +407,7 @@ class _Connection:
             self._welcome(message)
         elif isinstance(message, Ack):
             local_id = client._local_id(message.id)
-            with client._lock:
-                known = local_id is not None and client._unacked.pop(local_id, None) is not None
-            if known:
-                assert local_id is not None
+            if local_id is not None and client._forget(local_id):
                 client._emit(ChatSent(local_id, message.msg_id, message.ts))
         elif isinstance(message, ErrorReply):
             return self._error(message)
@@ -421,6 +430,7 @@ class _Connection:
     def _welcome(self, welcome: Welcome) -> None:
         client = self.client
         self.welcomed = True
+        self.next_ping = time.monotonic()  # a first round trip right away, for the status line
         client.nick = welcome.nick
         client.server_name = welcome.server
         client.limits = Limits.from_dict(welcome.limits)
@@ -439,8 +449,7 @@ class _Connection:
         client = self.client
         local_id = client._local_id(error.id)
         if local_id is not None:
-            with client._lock:
-                client._unacked.pop(local_id, None)
+            client._forget(local_id)
             client._emit(ChatFailed(local_id, error.message))
             return None
         if not self.welcomed:  # our hello was refused

@@ -42,6 +42,9 @@ class SendChat:
     TYPE: ClassVar[str] = "chat"
     text: str
     id: ClientId = None
+    #: True when the client sends this line again because the connection dropped before the
+    #: ack; the server then delivers it only if it has not already (same nick, id and text).
+    retry: bool = False
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "code": (str,),
     "message": (str,),
     "fatal": (bool,),
+    "retry": (bool,),
 }
 _MAX_ID_CHARS = 64
 
@@ -258,7 +262,7 @@ def _build(data: dict[str, Any], types: dict[str, type]) -> Any:
             continue
         value = data[f.name]
         accepted = _FIELD_TYPES[f.name]
-        # bool is an int in Python; only "fatal" may be a bool.
+        # bool is an int in Python: only the bool fields ("fatal", "retry") may be a bool.
         if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted):
             raise RemoteProtocolError(
                 ErrorCode.BAD_MESSAGE, f"field {f.name!r} of {kind!r} has the wrong type"

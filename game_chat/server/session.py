@@ -110,7 +110,7 @@ class Session:
             return True
         if isinstance(message, SendChat):
             self._client_id = message.id
-            self.state.say(self.member, message.text, message.id)
+            self.state.say(self.member, message.text, message.id, message.retry)
         elif isinstance(message, Ping):
             self.mailbox.put(encode_for(Pong(message.token), Dialect.RICH))
         elif isinstance(message, Goodbye):

@@ -197,19 +197,22 @@ class ChatState:
 
     # --- messages ---------------------------------------------------------------------
 
-    def say(self, member: Member, text: str, client_id: ClientId = None) -> ChatMessage:
+    def say(
+        self, member: Member, text: str, client_id: ClientId = None, retry: bool = False
+    ) -> ChatMessage:
         """Deliver a chat line to every other member and acknowledge it to the sender.
 
         A client that lost its connection before the ack resends unacknowledged lines after
-        reconnecting; a line with the same nick, client id and text as one already delivered is
-        acknowledged again but not delivered twice.
+        reconnecting, marked ``retry``; a retry with the same nick, client id and text as a line
+        already delivered is acknowledged again but not delivered twice. Lines not marked retry
+        are always delivered (clients may reuse ids across sessions).
 
         Raises RemoteProtocolError (empty_text, text_too_long) before anything is sent.
         """
         text = validate_text(text, self.limits.max_text_chars)
         with self._lock:
             self._require_member(member)
-            if client_id is not None:
+            if retry and client_id is not None:
                 earlier = self._recent.find(member.nick, client_id, text)
                 if earlier is not None:
                     member.send(Ack(client_id, earlier.id, earlier.ts))

@@ -161,7 +161,13 @@ def mentions(text: str, nick: str | None) -> bool:
 
 def format_time(ts: float) -> str:
     """``HH:MM`` in local time."""
-    return time.strftime("%H:%M", time.localtime(ts))
+    return _format_minute(int(ts // 60))
+
+
+@functools.lru_cache(maxsize=256)
+def _format_minute(minute: int) -> str:
+    # Lines arrive in time order: a small cache by minute saves a localtime per line.
+    return time.strftime("%H:%M", time.localtime(minute * 60))
 
 
 def _luminance(color: Color) -> float:
@@ -289,6 +295,7 @@ class MessageLog:
         self._pieces: dict[tuple[str, Color, Color], pygame.Surface] = {}
         self._widths: dict[str, int] = {}
         self._marker_surface: tuple[str, pygame.Surface] | None = None
+        self._composing: dict[tuple[int, int], tuple[str, list[tuple[int, Color]]]] = {}
         self._dim = mix(theme.text, theme.background, 0.45)
         self._linesize = max(1, font.get_linesize())
         self._indent = self._measure(format_time(0) + " ")
@@ -416,7 +423,10 @@ class MessageLog:
         if view is not None and not self._dirty:
             self._dirty = any(line.version != v for line, v in view.versions)
         if view is None or self._dirty:
-            self._view = self._build_view(memo=True)
+            try:
+                self._view = self._build_view(memo=True)
+            finally:
+                self._composing.clear()
             self._dirty = False
 
     def draw(self, surface: pygame.Surface) -> None:
@@ -640,7 +650,7 @@ class MessageLog:
         known = self._wraps.get(seq)
         if known is not None and known[0] == self._wrap_width and known[1] == version:
             return known[2]
-        text, _ = self._compose(entry)
+        text, _ = self._composed(seq, entry, memo)
         measure = self._measure if memo else self._peek_measure
         rows = wrap_text(text, measure, self._wrap_width, self._indent)
         if memo:
@@ -661,6 +671,17 @@ class MessageLog:
     def _own_nick(self) -> str | None:
         nick = self.own_nick
         return nick() if callable(nick) else nick
+
+    def _composed(self, seq: int, entry: _Entry, memo: bool) -> tuple[str, list[tuple[int, Color]]]:
+        # A new entry is composed to be wrapped, then again to be rendered in the same layout
+        # pass: the pass keeps what it composed (and forgets it at its end).
+        key = (seq, _version(entry))
+        composed = self._composing.get(key)
+        if composed is None:
+            composed = self._compose(entry)
+            if memo:
+                self._composing[key] = composed
+        return composed
 
     def _compose(self, entry: _Entry) -> tuple[str, list[tuple[int, Color]]]:
         """The entry's full text and its colour spans as ``(end offset, colour)``."""
@@ -688,7 +709,10 @@ class MessageLog:
         end = 0
         for piece, color in parts:
             end += len(piece)
-            spans.append((end, color))
+            if spans and spans[-1][1] == color:  # one render call for ": " and the text
+                spans[-1] = (end, color)
+            else:
+                spans.append((end, color))
         return "".join(piece for piece, _ in parts), spans
 
     def _surface(
@@ -700,7 +724,7 @@ class MessageLog:
             if memo:
                 self._surfaces.move_to_end(seq)
             return hit[1]
-        surface = self._render(entry, rows, memo)
+        surface = self._render(seq, entry, rows, memo)
         if memo:
             self._surfaces[seq] = (key, surface)
             self._surfaces.move_to_end(seq)
@@ -709,9 +733,9 @@ class MessageLog:
                 self._surfaces.popitem(last=False)
         return surface
 
-    def _render(self, entry: _Entry, rows: tuple[int, ...], memo: bool) -> pygame.Surface:
+    def _render(self, seq: int, entry: _Entry, rows: tuple[int, ...], memo: bool) -> pygame.Surface:
         """One opaque surface with all the entry's rows (opaque blits are the cheapest)."""
-        text, spans = self._compose(entry)
+        text, spans = self._composed(seq, entry, memo)
         background = self.theme.highlight if entry[_MENTION] else self.theme.background
         placed: list[tuple[pygame.Surface, int, int]] = []
         right = 0
