@@ -176,3 +176,31 @@ def test_resize_and_flood_keep_frames_responsive(server: ChatServer) -> None:
     app.frame(0.016)
     assert screen.input.text == "x"
     app.close()
+
+
+def test_sigterm_closes_the_window_cleanly(server: ChatServer, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    watcher, _ = rich_client(server.address, "watcher")
+    host, port = server.address
+    env = {**os.environ, "GAME_CHAT_CONFIG_DIR": str(tmp_path), "SDL_VIDEODRIVER": "dummy"}
+    process = subprocess.Popen(
+        [sys.executable, "run_client.py", "--server", f"{host}:{port}", "--nick", "windowed"],
+        cwd=root,
+        env=env,
+    )
+    try:
+        assert watcher.recv_until(lambda m: m["type"] == "join")["nick"] == "windowed"
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)  # SDL turns it into a QUIT event
+        assert process.wait(timeout=5) == 0
+        assert time.monotonic() - started < 1.5
+        leave = watcher.recv_until(lambda m: m["type"] == "leave")
+        assert (leave["nick"], leave["reason"]) == ("windowed", "window closed")
+    finally:
+        process.kill()
+        process.wait()
