@@ -1,0 +1,107 @@
+"""Smoke test of the fan-out benchmark (bench/fanout.py) on a tiny load, plus its checker.
+
+The end-to-end test runs scenarios a and d with 10 clients, 2 senders and 1 s of sending
+against a real game_chat server started by the bench itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import multiprocessing as mp
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+loadgen = importlib.import_module("loadgen")
+
+PAYLOAD_LEN = 40
+
+
+def run_fanout(*args: str) -> list[dict[str, Any]]:
+    """Run bench/fanout.py and return its JSON lines."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "fanout.py"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.stdout, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+@pytest.mark.timeout(90)
+def test_tiny_scenarios_a_and_d_deliver_exactly_once_and_cut_the_stalled_client() -> None:
+    lines = run_fanout(
+        "--scenario", "a,d", "--clients", "10", "--senders", "2", "--duration", "1",
+        "--no-baseline", "--send-queue-bytes", "131072",
+    )  # fmt: skip
+    a, d, summary = lines
+    for line in (a, d):
+        assert line["deliveries"] > 0, line
+        assert (line["lost"], line["duplicated"], line["reordered"]) == (0, 0, 0), line
+        assert line["drained"], line
+        assert "problems" not in line, line
+    assert a["deliveries"] == a["messages"] * 9  # each message reaches the 9 other clients
+    assert d["deliveries"] == d["messages"] * 8  # ... the 8 others that read
+    assert d["stalled_cut"] is True, d
+    assert d["left_notices"] and "send queue exceeded" in d["left_notices"][0]
+    assert summary["summary"] is True
+
+
+# --- the checker, on made-up frames ------------------------------------------------------
+
+
+def chat_frame(nick: bytes, sid: int, seq: int, sent_us: int) -> bytes:
+    fields = b"%03d%010d%016d" % (sid, seq, sent_us)
+    payload = nick + b": " + b"." * (PAYLOAD_LEN - len(nick) - 2 - len(fields)) + fields
+    return b"%-64d" % len(payload) + payload
+
+
+def notice_frame(text: bytes) -> bytes:
+    return b"%-64d" % len(text) + text
+
+
+def one_receiver_worker() -> tuple[Any, Any]:
+    spec = loadgen.WorkerSpec(
+        index=0,
+        address=("127.0.0.1", 9),
+        n_clients=1,
+        sender_ids=[],
+        total_senders=1,
+        n_workers=1,
+        window=8,
+        min_batch=1,
+        rate_per_sender=0.0,
+    )
+    shared = loadgen.Shared(*(mp.RawArray("q", 1) for _ in range(4)))
+    worker = loadgen.Worker(spec, shared, control=None)
+    client = loadgen.Client(sock=None)
+    client.exp = {b"000": 0}
+    worker.clients.append(client)
+    worker.start(PAYLOAD_LEN)
+    return worker, client
+
+
+@pytest.mark.parametrize("with_notice", [False, True], ids=["fast-path", "exact-parser"])
+def test_checker_counts_gaps_late_and_repeated_messages(with_notice: bool) -> None:
+    worker, client = one_receiver_worker()
+    frames = [chat_frame(b"guest-1", 0, seq, 1_000) for seq in (0, 1, 3, 2, 2)]
+    if with_notice:  # anything but a chat frame sends the buffer to the exact parser
+        frames.insert(2, notice_frame(b"* guest-2 joined"))
+    stream = b"".join(frames)
+    worker.receive(client, stream[:-10], 1_500)  # a frame split across two reads
+    worker.receive(client, stream[-10:], 1_600)
+    worker.sent[0] = 5  # the sender sent 0..4: 4 never came
+    stats = worker.stats
+    assert (stats.deliveries, stats.reordered, stats.duplicated) == (4, 1, 1)
+    assert worker.lost() == 1
+    assert sum(stats.hist.values()) == 5
+    assert (stats.fallbacks > 0) == with_notice
