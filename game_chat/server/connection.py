@@ -60,7 +60,9 @@ class Connection:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see PERFORMANCE.md
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        sender = server.sender
+        if config.socket_send_buffer:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, config.socket_send_buffer)
+        self.sender = sender = server.assign_sender()
         self.outbox = Outbox(
             config.send_queue_bytes,
             on_ready=lambda: sender.ready(self),
@@ -103,7 +105,7 @@ class Connection:
             finally:
                 # Whatever happened above, the socket must be flushed, closed and forgotten.
                 self.outbox.close()
-                self._server.sender.finish(self, self._server.config.linger)
+                self.sender.finish(self, self._server.config.linger)
 
     def _read_loop(self) -> str | None:
         """Read until the session ends; returns the leave reason when it is not the session's."""

@@ -1,9 +1,9 @@
 """A connection's bounded outbound queue.
 
 Producers (any thread, usually while holding the chat state's lock) :meth:`Outbox.put`
-frames; that never blocks and never touches a socket. The one sender thread takes
-everything queued as a single buffer with :meth:`Outbox.pending`, so many frames leave in one
-system call, and reports what went out with :meth:`Outbox.sent`. Going over the byte limit
+frames; that never blocks and never touches a socket. The connection's sender thread takes
+everything queued as one buffer with :meth:`Outbox.take`, so many frames leave in one system
+call, and reports how much went out with :meth:`Outbox.sent`. Going over the byte limit
 marks the outbox overflowed, drops what it held and calls ``on_overflow`` once.
 """
 
@@ -13,8 +13,21 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
+Buffer = bytes | memoryview
+
 
 class Outbox:
+    __slots__ = (
+        "_frames",
+        "_lock",
+        "_on_overflow",
+        "_on_ready",
+        "_size",
+        "closed",
+        "limit_bytes",
+        "overflowed",
+    )
+
     def __init__(
         self,
         limit_bytes: int,
@@ -25,9 +38,8 @@ class Outbox:
         self._on_ready = on_ready  # called when the outbox goes from empty to non-empty
         self._on_overflow = on_overflow
         self._lock = threading.Lock()
-        self._frames: deque[bytes] = deque()
-        self._head = memoryview(b"")  # joined bytes the sender has not finished sending
-        self._size = 0  # bytes in _frames plus the unsent part of _head
+        self._frames: deque[Buffer] = deque()
+        self._size = 0  # bytes queued plus bytes taken by the sender and not yet sent
         self.closed = False  # no more puts are accepted
         self.overflowed = False
 
@@ -40,19 +52,15 @@ class Outbox:
         with self._lock:
             if self.closed:
                 return
-            size = self._size + len(frame)
-            if size > self.limit_bytes:
+            was_empty = self._size == 0
+            self._size += len(frame)
+            if self._size > self.limit_bytes:
                 self.closed = self.overflowed = True
                 self._frames.clear()
-                self._head = memoryview(b"")
                 self._size = 0
-                overflowed = True
             else:
-                was_empty = self._size == 0
                 self._frames.append(frame)
-                self._size = size
-                overflowed = False
-        if overflowed:
+        if self.overflowed:
             self._on_overflow()
         elif was_empty:
             self._on_ready()
@@ -62,19 +70,26 @@ class Outbox:
         with self._lock:
             self.closed = True
 
-    def pending(self) -> memoryview:
-        """Sender thread only: every unsent byte as one buffer (empty if nothing waits)."""
-        with self._lock:
-            if not self._head and self._frames:
-                frames = self._frames
-                self._head = memoryview(frames[0] if len(frames) == 1 else b"".join(frames))
-                frames.clear()
-            return self._head
+    def take(self) -> Buffer:
+        """Sender only: everything queued, as one buffer (empty if nothing waits).
 
-    def sent(self, count: int) -> None:
-        """Sender thread only: ``count`` bytes of :meth:`pending` went out."""
+        The bytes still count towards the limit until :meth:`sent` reports them gone.
+        """
+        with self._lock:
+            frames = self._frames
+            if not frames:
+                return b""
+            data = frames[0] if len(frames) == 1 else b"".join(frames)
+            frames.clear()
+            return data
+
+    def sent(self, data: Buffer, count: int) -> bool:
+        """Sender only: ``count`` bytes of ``data`` (from :meth:`take`) went out; the rest goes
+        back to the head of the queue. True if anything is left to send."""
         with self._lock:
             if self.overflowed:  # everything was dropped while the sender was sending
-                return
-            self._head = self._head[count:]
+                return False
             self._size -= count
+            if count < len(data):
+                self._frames.appendleft(memoryview(data)[count:])
+            return self._size > 0

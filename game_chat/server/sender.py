@@ -1,10 +1,12 @@
-"""The sender thread: the only code that writes to client sockets.
+"""Sender threads: the only code that writes to client sockets.
 
-One thread serves every connection. Outboxes tell it when they have data; it sends each
-connection's whole queue in one non-blocking ``send`` (so a burst of frames costs one system
-call, not one per frame) and parks connections whose socket buffer is full in a selector until
-they can take more. A client that stops reading therefore costs nothing but its own bounded
-outbox, and no other connection ever waits for it.
+Each :class:`SendLoop` is one thread serving many connections (the server runs a few and deals
+connections out between them, so the kernel half of ``send`` runs on more than one core while
+the GIL is released). Outboxes tell their loop when they have data; the loop sends each
+connection's whole queue in one non-blocking ``send`` (a burst of frames costs one system call,
+not one per frame) and parks connections whose socket buffer is full in a selector until they
+can take more. A client that stops reading therefore costs nothing but its own bounded outbox,
+and no other connection ever waits for it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import selectors
 import socket
 import threading
 import time
+from collections import deque
 from typing import Protocol
 
 from .outbox import Outbox
@@ -35,23 +38,24 @@ class Sendable(Protocol):
 class SendLoop:
     """Drains outboxes into sockets on one background thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "chat-sender") -> None:
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        self._lock = threading.Lock()
-        self._ready: set[Sendable] = set()
-        self._cut: set[Sendable] = set()  # to be cut off: outbox overflowed
-        self._finishing: list[tuple[Sendable, float]] = []  # (conn, linger seconds)
+        # Requests from other threads. deque.append/popleft are atomic, so producers never
+        # take a lock; they only write to the wake-up socket when the thread is asleep.
+        self._ready: deque[Sendable] = deque()
+        self._cut: deque[Sendable] = deque()  # outbox overflowed: disconnect now
+        self._finishing: deque[tuple[Sendable, float]] = deque()  # (conn, linger seconds)
         self._sleeping = False
         self._stop = False
         # Sender-thread-only state:
         self._blocked: set[Sendable] = set()  # registered for EVENT_WRITE
         self._closing: dict[Sendable, float] = {}  # conn -> monotonic deadline for close
         self._dead: set[Sendable] = set()  # socket broken or cut: never send again
-        self._thread = threading.Thread(target=self._run, name="chat-sender", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -60,32 +64,33 @@ class SendLoop:
 
     def ready(self, conn: Sendable) -> None:
         """``conn``'s outbox went from empty to non-empty."""
-        self._post(lambda: self._ready.add(conn))
+        self._ready.append(conn)
+        if self._sleeping:
+            self._wake()
 
     def cut(self, conn: Sendable) -> None:
         """Disconnect ``conn`` now, dropping what it has queued (its outbox overflowed)."""
-        self._post(lambda: self._cut.add(conn))
+        self._cut.append(conn)
+        self._wake()
 
     def finish(self, conn: Sendable, linger: float) -> None:
         """The reader is done with ``conn``: send what is queued (for at most ``linger``
         seconds), then close the socket."""
-        self._post(lambda: self._finishing.append((conn, linger)))
+        self._finishing.append((conn, linger))
+        self._wake()
 
     def stop(self, timeout: float) -> None:
         """Close what is still open once its linger ends, then end the thread."""
-        self._post(lambda: None, stop=True)
+        self._stop = True
+        self._wake()
         self._thread.join(timeout)
 
-    def _post(self, change, stop: bool = False) -> None:  # type: ignore[no-untyped-def]
-        with self._lock:
-            change()
-            self._stop = self._stop or stop
-            wake, self._sleeping = self._sleeping, False
-        if wake:
-            try:
-                self._wake_w.send(b"\0")
-            except BlockingIOError:  # the wake-up pipe is full: the thread is awake anyway
-                pass
+    def _wake(self) -> None:
+        self._sleeping = False
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # full: the thread is awake anyway; closed: it has stopped
+            pass
 
     # --- sender thread ---------------------------------------------------------------------
 
@@ -93,33 +98,39 @@ class SendLoop:
         busy: set[Sendable] = set()  # connections that still had data after their last send
         try:
             while True:
-                with self._lock:
-                    ready, self._ready = self._ready, set()
-                    cut, self._cut = self._cut, set()
-                    finishing, self._finishing = self._finishing, []
-                    stop = self._stop
-                    idle = not (ready or cut or finishing or busy)
-                    self._sleeping = idle
-                if stop and idle and not self._closing:
-                    return
-                timeout = self._select_timeout() if idle else 0
+                work = busy
+                busy = set()
+                ready = self._ready
+                while ready:
+                    work.add(ready.popleft())
+                if not (work or self._cut or self._finishing):
+                    self._sleeping = True
+                    # A producer that saw _sleeping still False has appended already.
+                    if self._ready or self._cut or self._finishing:
+                        self._sleeping = False
+                        continue
+                    if self._stop and not self._closing:
+                        return
+                    timeout = self._select_timeout()
+                else:
+                    timeout = 0
                 for key, _ in self._selector.select(timeout):
                     if key.data is None:
                         self._drain_wakeups()
                     else:
                         self._selector.unregister(key.fileobj)
                         self._blocked.discard(key.data)
-                        ready.add(key.data)
-                for conn in cut:
-                    self._break(conn, "send queue exceeded")
+                        work.add(key.data)
+                self._sleeping = False
+                while self._cut:
+                    self._break(self._cut.popleft(), "send queue exceeded")
                 now = time.monotonic()
-                for conn, linger in finishing:
+                while self._finishing:
+                    conn, linger = self._finishing.popleft()
                     self._closing[conn] = now + (0 if conn in self._dead else linger)
-                    ready.add(conn)
-                work = (ready | busy) - self._blocked
-                busy = set()
+                    work.add(conn)
                 for conn in work:
-                    if self._flush(conn):
+                    if conn not in self._blocked and self._flush(conn):
                         busy.add(conn)
                 self._close_expired()
         finally:
@@ -145,7 +156,8 @@ class SendLoop:
         """One send of everything queued; True if more is waiting afterwards."""
         if conn in self._dead or conn.sock.fileno() < 0:  # broken, or already closed
             return False
-        data = conn.outbox.pending()
+        data = conn.outbox.take()
+        more = False
         if data:
             try:
                 sent = conn.sock.send(data)
@@ -154,12 +166,12 @@ class SendLoop:
             except OSError as exc:
                 self._break(conn, f"send failed: {exc.strerror or exc}")
                 return False
-            conn.outbox.sent(sent)
+            more = conn.outbox.sent(data, sent)
             if sent < len(data):
                 self._selector.register(conn.sock, selectors.EVENT_WRITE, conn)
                 self._blocked.add(conn)
                 return False
-        if conn.outbox.size:
+        if more:
             return True
         if conn in self._closing:
             self._close(conn)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import selectors
 import socket
@@ -36,6 +37,11 @@ class ServerConfig:
     #: How long queued frames may still go out after a connection ends (goodbyes, errors).
     linger: float = 1.0
     backlog: int = 1024
+    #: Threads that write to client sockets; connections are dealt out between them.
+    sender_threads: int = 2
+    #: Kernel send buffer per client (SO_SNDBUF), so a stalled client pins little memory
+    #: beyond its outbox; None leaves the system's autotuning alone.
+    socket_send_buffer: int | None = 256 * 1024
 
 
 class ChatServer:
@@ -48,7 +54,10 @@ class ChatServer:
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config or ServerConfig()
         self.state = ChatState(self.config.server_name, self.config.limits)
-        self.sender = SendLoop()
+        self.senders = [
+            SendLoop(f"chat-sender-{n}") for n in range(max(1, self.config.sender_threads))
+        ]
+        self._next_sender = itertools.count()
         self._connections: set[Connection] = set()
         self._conn_lock = threading.Lock()
         self._listener: socket.socket | None = None
@@ -67,7 +76,8 @@ class ChatServer:
             (self.config.host, self.config.port), family=family, backlog=self.config.backlog
         )
         self._listener.setblocking(False)
-        self.sender.start()
+        for sender in self.senders:
+            sender.start()
         self._accept_thread.start()
         host, port = self.address
         log.info("listening on %s", format_address((host, port)))
@@ -106,7 +116,8 @@ class ChatServer:
             conn.stop_reading()
         for conn in connections:
             conn.thread.join(max(0.0, deadline - time.monotonic()))
-        self.sender.stop(max(0.0, deadline - time.monotonic()))
+        for sender in self.senders:
+            sender.stop(max(0.0, deadline - time.monotonic()))
         self._wake_r.close()
         self._wake_w.close()
         self._stopped.set()
@@ -119,6 +130,10 @@ class ChatServer:
         self.shutdown()
 
     # --- connections ---------------------------------------------------------------------
+
+    def assign_sender(self) -> SendLoop:
+        """The sender thread for a new connection (round robin)."""
+        return self.senders[next(self._next_sender) % len(self.senders)]
 
     def forget(self, conn: Connection) -> None:
         with self._conn_lock:
