@@ -15,8 +15,9 @@ How it stays cheap (see shared/PERFORMANCE.md):
   The price is that no exact total height exists: the scroll position is kept as "which entry
   sits at the bottom, and how many of its rows are hidden below", not in pixels, and the
   scrollbar thumb is an estimate by entry count.
-- Entries are rendered lazily into an LRU cache of surfaces (one opaque surface per message,
-  ``cache_size`` messages), and a frame blits only the visible ones.
+- Entries are rendered lazily, when first visible, into an LRU cache of opaque surfaces in
+  the display's format (``cache_size`` messages; a row is a cached "HH:MM nick" prefix plus
+  the text), and a frame blits only the visible ones, in one ``Surface.blits`` call.
 - The visible layout is rebuilt in ``update`` when something changed (append, scroll, resize,
   a line's version); ``draw`` only blits it and changes no state.
 """
@@ -218,6 +219,43 @@ def nick_color(nick: str, theme: Theme) -> Color:
     return readable(color, theme.background)
 
 
+def compose_line(
+    kind: str, text: str, nick: str | None, ts: float, delivery: str | None, theme: Theme
+) -> tuple[str, list[tuple[int, Color]]]:
+    """The text a log line shows and its colours as ``(end offset, colour)`` spans.
+
+    ``HH:MM nick: text``, ``HH:MM * nick text`` for actions, ``HH:MM text`` for system and
+    error lines (muted, error colour); one's own pending lines are dimmed and end in "…",
+    failed ones in "(not sent)".
+    """
+    body = mix(theme.text, theme.background, 0.45) if delivery == Delivery.PENDING else theme.text
+    parts: list[tuple[str, Color]] = [(format_time(ts) + " ", theme.muted)]
+    if kind == LineKind.CHAT:
+        if nick:
+            parts += [(nick, nick_color(nick, theme)), (": ", body)]
+        parts.append((text, body))
+    elif kind == LineKind.ACTION:
+        nick = nick or "?"
+        parts += [("* ", body), (nick, nick_color(nick, theme)), (" " + text, body)]
+    elif kind == LineKind.ERROR:
+        parts.append((text, theme.error))
+    else:
+        parts.append((text, theme.muted))
+    if delivery == Delivery.PENDING:
+        parts.append((PENDING_MARK, theme.muted))
+    elif delivery == Delivery.FAILED:
+        parts.append((FAILED_MARK, theme.error))
+    spans: list[tuple[int, Color]] = []
+    end = 0
+    for piece, color in parts:
+        end += len(piece)
+        if spans and spans[-1][1] == color:  # one render call for ": " and the text
+            spans[-1] = (end, color)
+        else:
+            spans.append((end, color))
+    return "".join(piece for piece, _ in parts), spans
+
+
 # --- the widget ---------------------------------------------------------------------------
 
 
@@ -232,15 +270,15 @@ def _version(entry: _Entry) -> int:
     return 0 if line is None else line.version
 
 
-class _Item(NamedTuple):
-    surface: pygame.Surface
-    dest: tuple[int, int]
-    area: pygame.Rect
-    band: pygame.Rect | None  # highlight background of a mention, full width
+# A rendered entry: its pieces as (surface, x, y, area) relative to the entry's top left;
+# ``area`` trims a piece that kerning would push past the wrap width.
+_Piece = tuple[pygame.Surface, int, int, pygame.Rect | None]
+_Blit = tuple[pygame.Surface, tuple[int, int], pygame.Rect | None]
 
 
 class _View(NamedTuple):
-    items: list[_Item]
+    blits: list[_Blit]
+    bands: list[pygame.Rect]  # highlight background of mentions, full width
     versions: list[tuple[LogLine, int]]
     marker: tuple[pygame.Surface, pygame.Rect] | None
     thumb: pygame.Rect | None
@@ -288,15 +326,15 @@ class MessageLog:
         self._anchor = (0, 0)  # when not pinned: (entry seq at the bottom, its rows hidden below)
         self._unread = 0
         self._cache_size = cache_size
-        # seq -> (wrap width, version, rows) and seq -> ((wrap width, version), surface)
+        # seq -> (wrap width, version, rows) and seq -> ((wrap width, version), pieces)
         self._wraps: dict[int, tuple[int, int, tuple[int, ...]]] = {}
-        self._surfaces: OrderedDict[int, tuple[tuple[int, int], pygame.Surface]] = OrderedDict()
+        self._surfaces: OrderedDict[int, tuple[tuple[int, int], tuple[_Piece, ...]]] = OrderedDict()
+        self._prefixes: dict[tuple[tuple[tuple[str, Color], ...], Color], pygame.Surface] = {}
         self._nicks: dict[str, str] = {}  # one string object per nick, not one per line
         self._pieces: dict[tuple[str, Color, Color], pygame.Surface] = {}
         self._widths: dict[str, int] = {}
         self._marker_surface: tuple[str, pygame.Surface] | None = None
         self._composing: dict[tuple[int, int], tuple[str, list[tuple[int, Color]]]] = {}
-        self._dim = mix(theme.text, theme.background, 0.45)
         self._linesize = max(1, font.get_linesize())
         self._indent = self._measure(format_time(0) + " ")
         self._view: _View | None = None
@@ -346,7 +384,9 @@ class MessageLog:
         """
         self._dirty = True
 
-    def __len__(self) -> int:
+    @property
+    def line_count(self) -> int:
+        """Lines held (at most ``max_lines``)."""
         return len(self._entries)
 
     @property
@@ -405,7 +445,7 @@ class MessageLog:
         """Scroll on wheel/keys, jump down on a click on the marker. True if consumed."""
         if event.type == pygame.MOUSEWHEEL:
             if event.y and self._hovered():
-                self.scroll_by(event.y * WHEEL_ROWS)
+                self.scroll_by(int(event.y) * WHEEL_ROWS)
                 return True
             return False
         if event.type == pygame.KEYDOWN:
@@ -438,10 +478,9 @@ class MessageLog:
         clip = surface.get_clip()
         surface.set_clip(self.rect.clip(clip))
         surface.fill(self.theme.background, self.rect)
-        for item in view.items:
-            if item.band is not None:
-                surface.fill(self.theme.highlight, item.band)
-            surface.blit(item.surface, item.dest, item.area)
+        for band in view.bands:
+            surface.fill(self.theme.highlight, band)
+        surface.blits(view.blits, doreturn=False)
         if view.thumb is not None:
             surface.fill(self.theme.muted, view.thumb)
         if view.marker is not None:
@@ -563,32 +602,40 @@ class MessageLog:
         seq, hidden = self._bottom()
         top = self.rect.top + self.theme.padding
         y = self.rect.bottom - self.theme.padding
-        while seq >= self._first_seq and y > top:
-            entry = self._entry(seq)
-            rows = self._rows(seq, entry, memo)
-            shown = len(rows) // 2 - min(hidden, len(rows) // 2 - 1)
-            y -= shown * self._linesize
+        # This loop runs for every visible entry on every changed frame: locals, no calls
+        # when the wrap is known.
+        entries, first, wraps = self._entries, self._first_seq, self._wraps
+        width, linesize = self._wrap_width, self._linesize
+        while seq >= first and y > top:
+            entry = entries[seq - first]
+            known = wraps.get(seq)
+            if known is not None and known[0] == width and known[1] == _version(entry):
+                rows = known[2]
+            else:
+                rows = self._rows(seq, entry, memo)
+            count = len(rows) >> 1
+            shown = count - min(hidden, count - 1)
+            y -= shown * linesize
             placed.append(_Placed(seq, entry, rows, shown, y))
             seq, hidden = seq - 1, 0
         return placed
 
     def _build_view(self, memo: bool) -> _View:
-        items: list[_Item] = []
+        blits: list[_Blit] = []
+        bands: list[pygame.Rect] = []
         versions: list[tuple[LogLine, int]] = []
-        x = self.rect.left + self.theme.padding
-        for placed in self._place(memo):
-            entry = placed.entry
-            surface = self._surface(placed.seq, entry, placed.rows, memo)
-            height = placed.shown * self._linesize
-            band = None
+        left = self.rect.left + self.theme.padding
+        for seq, entry, rows, shown, y in self._place(memo):
+            height = shown * self._linesize
+            for surface, dx, dy, area in self._rendered(seq, entry, rows, memo):
+                if dy < height:  # rows hidden below the bottom are not drawn
+                    blits.append((surface, (left + dx, y + dy), area))
             if entry[_MENTION]:
-                band = pygame.Rect(self.rect.left, placed.y, self.rect.width, height)
-            area = pygame.Rect(0, 0, surface.get_width(), height)
-            items.append(_Item(surface, (x, placed.y), area, band))
+                bands.append(pygame.Rect(self.rect.left, y, self.rect.width, height))
             line = entry[_LINE]
             if line is not None:
                 versions.append((line, line.version))
-        return _View(items, versions, self._marker(memo), self._thumb())
+        return _View(blits, bands, versions, self._marker(memo), self._thumb())
 
     def _thumb(self) -> pygame.Rect | None:
         # Entry count stands in for the total height, which lazy wrapping never computes.
@@ -684,74 +731,79 @@ class MessageLog:
         return composed
 
     def _compose(self, entry: _Entry) -> tuple[str, list[tuple[int, Color]]]:
-        """The entry's full text and its colour spans as ``(end offset, colour)``."""
         kind, text, nick, ts, _, line = entry
-        theme = self.theme
         delivery = None if line is None else line.delivery
-        body = self._dim if delivery == Delivery.PENDING else theme.text
-        parts: list[tuple[str, Color]] = [(format_time(ts) + " ", theme.muted)]
-        if kind == LineKind.CHAT:
-            if nick:
-                parts += [(nick, nick_color(nick, theme)), (": ", body)]
-            parts.append((text, body))
-        elif kind == LineKind.ACTION:
-            nick = nick or "?"
-            parts += [("* ", body), (nick, nick_color(nick, theme)), (" " + text, body)]
-        elif kind == LineKind.ERROR:
-            parts.append((text, theme.error))
-        else:
-            parts.append((text, theme.muted))
-        if delivery == Delivery.PENDING:
-            parts.append((PENDING_MARK, theme.muted))
-        elif delivery == Delivery.FAILED:
-            parts.append((FAILED_MARK, theme.error))
-        spans: list[tuple[int, Color]] = []
-        end = 0
-        for piece, color in parts:
-            end += len(piece)
-            if spans and spans[-1][1] == color:  # one render call for ": " and the text
-                spans[-1] = (end, color)
-            else:
-                spans.append((end, color))
-        return "".join(piece for piece, _ in parts), spans
+        return compose_line(kind, text, nick, ts, delivery, self.theme)
 
-    def _surface(
+    def _rendered(
         self, seq: int, entry: _Entry, rows: tuple[int, ...], memo: bool
-    ) -> pygame.Surface:
+    ) -> tuple[_Piece, ...]:
         key = (self._wrap_width, _version(entry))
         hit = self._surfaces.get(seq)
         if hit is not None and hit[0] == key:
             if memo:
                 self._surfaces.move_to_end(seq)
             return hit[1]
-        surface = self._render(seq, entry, rows, memo)
+        pieces = self._render(seq, entry, rows, memo)
         if memo:
-            self._surfaces[seq] = (key, surface)
+            self._surfaces[seq] = (key, pieces)
             self._surfaces.move_to_end(seq)
             # Never evict what one screen shows, whatever cache_size says.
             while len(self._surfaces) > max(self._cache_size, 2 * self._view_rows()):
                 self._surfaces.popitem(last=False)
-        return surface
+        return pieces
 
-    def _render(self, seq: int, entry: _Entry, rows: tuple[int, ...], memo: bool) -> pygame.Surface:
-        """One opaque surface with all the entry's rows (opaque blits are the cheapest)."""
+    def _render(
+        self, seq: int, entry: _Entry, rows: tuple[int, ...], memo: bool
+    ) -> tuple[_Piece, ...]:
+        """The entry's rows as opaque pieces, blitted as they are (no composite surface).
+
+        A row is usually two pieces: the shared "HH:MM nick" prefix, cached across lines, and
+        the text as SDL_ttf renders it, converted to the display's format (an 8-bit surface
+        blits at half the speed). Composing them into one surface per message would cost a
+        surface, a fill and the blits for every line that arrives.
+        """
         text, spans = self._composed(seq, entry, memo)
         background = self.theme.highlight if entry[_MENTION] else self.theme.background
-        placed: list[tuple[pygame.Surface, int, int]] = []
-        right = 0
+        out: list[_Piece] = []
         for row in range(len(rows) // 2):
             x = 0 if row == 0 else self._indent
             y = row * self._linesize
-            for piece, color in _pieces(text, spans, rows[2 * row], rows[2 * row + 1]):
-                rendered = self._render_piece(piece, color, background, memo)
-                placed.append((rendered, x, y))
-                x += rendered.get_width()
-            right = max(right, x)
-        width = max(1, min(right, self._wrap_width))
-        surface = pygame.Surface((width, max(1, len(rows) // 2) * self._linesize))
+            pieces = list(_pieces(text, spans, rows[2 * row], rows[2 * row + 1]))
+            if row == 0 and len(pieces) > 1:
+                head = tuple(pieces[:-1])
+                if all(len(piece) <= _PIECE_CACHE_CHARS for piece, _ in head):
+                    prefix = self._prefix(head, background, memo)
+                    out.append((prefix, x, y, None))
+                    x += prefix.get_width()
+                    pieces = pieces[-1:]
+            for piece, color in pieces:
+                rendered = _display_format(self._render_piece(piece, color, background, memo))
+                width = rendered.get_width()
+                room = self._wrap_width - x
+                area = None if width <= room else pygame.Rect(0, 0, max(0, room), self._linesize)
+                out.append((rendered, x, y, area))
+                x += width
+        return tuple(out)
+
+    def _prefix(
+        self, pieces: tuple[tuple[str, Color], ...], background: Color, memo: bool
+    ) -> pygame.Surface:
+        key = (pieces, background)
+        surface = self._prefixes.get(key)
+        if surface is not None:
+            return surface
+        rendered = [self._render_piece(text, color, background, memo) for text, color in pieces]
+        surface = pygame.Surface((sum(r.get_width() for r in rendered), self._linesize))
         surface.fill(background)
-        for rendered, x, y in placed:
-            surface.blit(rendered, (x, y))
+        x = 0
+        for piece in rendered:
+            surface.blit(piece, (x, 0))
+            x += piece.get_width()
+        if memo:
+            if len(self._prefixes) >= _PIECE_CACHE_ENTRIES:
+                self._prefixes.clear()
+            self._prefixes[key] = surface
         return surface
 
     def _render_piece(
@@ -782,6 +834,13 @@ def _pieces(
         begin = span_end
         if begin >= end:
             break
+
+
+def _display_format(surface: pygame.Surface) -> pygame.Surface:
+    """``surface`` in the display's pixel format when there is a display (fastest to blit)."""
+    if pygame.display.get_surface() is None or surface.get_bitsize() >= 24:
+        return surface
+    return surface.convert()
 
 
 def _as_line(entry: _Entry) -> LogLine:

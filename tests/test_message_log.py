@@ -1,0 +1,456 @@
+"""MessageLog: wrapping, scrollback, the new-messages marker, mentions, safety and cost."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterator
+from typing import Any
+
+import pygame
+import pytest
+
+from game_chat.client.model import Delivery, LineKind, LogLine
+from game_chat.client.ui.fonts import FontChain, load_font
+from game_chat.client.ui.message_log import (
+    FAILED_MARK,
+    PENDING_MARK,
+    MessageLog,
+    compose_line,
+    contrast,
+    format_time,
+    mentions,
+    nick_color,
+    wrap_text,
+)
+from game_chat.client.ui.text_safety import clean_display_text
+from game_chat.client.ui.theme import Theme
+
+THEME = Theme()
+SIZE = (480, 240)
+
+
+@pytest.fixture(scope="module")
+def screen() -> Iterator[pygame.Surface]:
+    pygame.display.init()
+    pygame.font.init()
+    yield pygame.display.set_mode(SIZE)
+
+
+@pytest.fixture(scope="module")
+def font(screen: pygame.Surface) -> FontChain:
+    return load_font(THEME)
+
+
+def make_log(font: FontChain, **kwargs: Any) -> MessageLog:
+    # At (0, 0): the dummy driver's mouse sits there, so the wheel is "over" the log.
+    return MessageLog(pygame.Rect((0, 0), SIZE), THEME, font, own_nick="bob", **kwargs)
+
+
+def chat(text: str, nick: str = "alice", **kwargs: Any) -> LogLine:
+    return LogLine(LineKind.CHAT, text, nick=nick, **kwargs)
+
+
+def fill(log: MessageLog, count: int, prefix: str = "line") -> list[LogLine]:
+    lines = [chat(f"{prefix} {i}") for i in range(count)]
+    log.extend(lines)
+    return lines
+
+
+def frame(log: MessageLog, screen: pygame.Surface) -> None:
+    log.update(1 / 60)
+    log.draw(screen)
+
+
+def wheel(y: int) -> pygame.event.Event:
+    return pygame.event.Event(pygame.MOUSEWHEEL, {"x": 0, "y": y, "flipped": False})
+
+
+def key(k: int, mod: int = pygame.KMOD_NONE) -> pygame.event.Event:
+    return pygame.event.Event(pygame.KEYDOWN, {"key": k, "mod": mod, "unicode": ""})
+
+
+def texts(log: MessageLog) -> list[str]:
+    return [line.text for line in log.visible_lines()]
+
+
+# --- wrapping ---------------------------------------------------------------------------
+
+
+def test_wrap_keeps_rows_within_the_width_and_breaks_long_words(font: FontChain) -> None:
+    def measure(s: str) -> int:
+        return font.size(s)[0]
+
+    text = "short words first then " + "x" * 150 + " and more words after it, Ελλάδα ✓"
+    rows = wrap_text(text, measure, 200, indent=30)
+    pieces = [text[rows[i] : rows[i + 1]] for i in range(0, len(rows), 2)]
+    assert len(pieces) >= 4
+    assert measure(pieces[0]) <= 200
+    assert all(measure(piece) <= 170 for piece in pieces[1:])  # the hanging indent
+    assert "".join(pieces).replace(" ", "") == text.replace(" ", "")
+    assert sum(piece.count("x") for piece in pieces) == 150
+    assert sum(1 for piece in pieces if "x" * 10 in piece) >= 2  # the long word was cut
+
+
+def test_wrap_leaves_short_text_on_one_row_and_breaks_at_spaces(font: FontChain) -> None:
+    def measure(s: str) -> int:
+        return font.size(s)[0]
+
+    assert wrap_text("hello world", measure, 400) == (0, 11)
+    rows = wrap_text("aaaa bbbb  cccc", measure, measure("aaaa bbbb") + 1)
+    assert rows == (0, 9, 11, 15)  # the spaces at the break belong to no row
+    assert wrap_text("", measure, 100) == (0, 0)
+
+
+def test_wrap_puts_at_least_one_character_on_a_row_however_narrow(font: FontChain) -> None:
+    rows = wrap_text("abc", lambda s: font.size(s)[0], 1)
+    assert rows == (0, 1, 1, 2, 2, 3)
+
+
+def test_no_text_is_drawn_past_the_wrap_width(font: FontChain, screen: pygame.Surface) -> None:
+    log = make_log(font)
+    log.append(chat("w" * 400))
+    log.append(chat(" ".join(["wrapping"] * 60)))
+    screen.fill((255, 0, 255))
+    frame(log, screen)
+    right = THEME.padding + log.wrap_width
+    background = pygame.Color(*THEME.background)
+    for x in range(right, SIZE[0]):
+        for y in range(SIZE[1]):
+            assert screen.get_at((x, y)) == background, (x, y)
+
+
+# --- scrolling and pinning --------------------------------------------------------------
+
+
+def test_the_view_follows_new_lines_while_at_the_bottom(
+    font: FontChain, screen: pygame.Surface
+) -> None:
+    log = make_log(font)
+    fill(log, 50)
+    frame(log, screen)
+    assert log.pinned
+    assert texts(log)[0] == "line 49"
+    log.append(chat("newest"))
+    frame(log, screen)
+    assert texts(log)[0] == "newest"
+    assert log.unread == 0
+
+
+def test_scrolled_up_the_view_stays_put_and_counts_new_lines(
+    font: FontChain, screen: pygame.Surface
+) -> None:
+    log = make_log(font)
+    fill(log, 50)
+    assert log.handle_event(wheel(1))
+    frame(log, screen)
+    assert not log.pinned
+    before = texts(log)
+    assert "line 49" not in before
+    log.extend([chat("new 1"), chat("new 2")])
+    frame(log, screen)
+    assert texts(log) == before
+    assert log.unread == 2
+    for _ in range(10):
+        log.handle_event(wheel(-1))
+    assert log.pinned and log.unread == 0
+    frame(log, screen)
+    assert texts(log)[0] == "new 2"
+
+
+def test_page_keys_and_ctrl_home_end(font: FontChain, screen: pygame.Surface) -> None:
+    log = make_log(font)
+    fill(log, 100)
+    assert log.handle_event(key(pygame.K_PAGEUP))
+    up_one_page = texts(log)
+    assert "line 99" not in up_one_page and "line 90" in up_one_page
+    assert log.handle_event(key(pygame.K_PAGEDOWN))
+    assert log.pinned
+    assert not log.handle_event(key(pygame.K_HOME))  # Home alone belongs to the input box
+    assert log.handle_event(key(pygame.K_HOME, pygame.KMOD_LCTRL))
+    assert texts(log)[-1] == "line 0"
+    assert not log.pinned
+    log.handle_event(wheel(5))  # already at the top: stays there
+    assert texts(log)[-1] == "line 0"
+    assert log.handle_event(key(pygame.K_END, pygame.KMOD_RCTRL))
+    assert log.pinned and texts(log)[0] == "line 99"
+
+
+def test_a_short_log_cannot_be_scrolled(font: FontChain, screen: pygame.Surface) -> None:
+    log = make_log(font)
+    fill(log, 3)
+    log.handle_event(wheel(3))
+    log.handle_event(key(pygame.K_HOME, pygame.KMOD_CTRL))
+    assert log.pinned
+    assert texts(log) == ["line 2", "line 1", "line 0"]
+
+
+def test_own_line_jumps_to_the_bottom(font: FontChain) -> None:
+    log = make_log(font)
+    fill(log, 60)
+    log.scroll_by(20)
+    assert not log.pinned
+    log.append(chat("mine", nick="bob", own=True, delivery=Delivery.PENDING))
+    assert log.pinned and texts(log)[0] == "mine"
+
+
+def test_wheel_outside_the_log_is_not_consumed(font: FontChain) -> None:
+    log = MessageLog(pygame.Rect(200, 100, 100, 100), THEME, font)
+    fill(log, 30)
+    assert not log.handle_event(wheel(1))
+    assert log.pinned
+
+
+def test_history_is_bounded(font: FontChain) -> None:
+    log = make_log(font, max_lines=100)
+    fill(log, 250)
+    assert log.line_count == 100
+    log.scroll_to_top()
+    assert texts(log)[-1] == "line 150"
+
+
+def test_scrolled_to_the_oldest_line_while_it_is_dropped(font: FontChain) -> None:
+    log = make_log(font, max_lines=40)
+    fill(log, 40)
+    log.scroll_to_top()
+    fill(log, 15, prefix="more")
+    assert texts(log)[-1] == "line 15"  # the view moved to the new oldest line
+    assert not log.pinned and log.unread == 15
+
+
+# --- the new-messages marker ------------------------------------------------------------
+
+
+def _find_marker(screen: pygame.Surface) -> tuple[int, int] | None:
+    accent = pygame.Color(*THEME.accent)
+    x = SIZE[0] // 2
+    for y in range(SIZE[1] - 1, SIZE[1] // 2, -1):
+        if screen.get_at((x, y)) == accent:
+            return x, y
+    return None
+
+
+def test_new_messages_marker_appears_and_jumps_down_when_clicked(
+    font: FontChain, screen: pygame.Surface
+) -> None:
+    log = make_log(font)
+    fill(log, 40)
+    log.handle_event(wheel(2))
+    frame(log, screen)
+    assert _find_marker(screen) is None  # nothing new yet
+    log.extend([chat("fresh 1"), chat("fresh 2"), chat("fresh 3")])
+    frame(log, screen)
+    spot = _find_marker(screen)
+    assert spot is not None
+    miss = pygame.event.Event(pygame.MOUSEBUTTONDOWN, {"pos": (5, 5), "button": 1})
+    assert not log.handle_event(miss)
+    click = pygame.event.Event(pygame.MOUSEBUTTONDOWN, {"pos": spot, "button": 1})
+    assert log.handle_event(click)
+    assert log.pinned and log.unread == 0
+    frame(log, screen)
+    assert _find_marker(screen) is None
+    assert texts(log)[0] == "fresh 3"
+
+
+# --- mentions, formatting, colours --------------------------------------------------------
+
+
+def test_mention_detection() -> None:
+    assert mentions("hey bob!", "Bob")
+    assert mentions("@BOB: look", "bob")
+    assert mentions("ｂｏｂ, hi", "bob")  # fullwidth letters are the same nick
+    assert not mentions("bobby tables", "bob")
+    assert not mentions("kabob", "bob")
+    assert not mentions("bob_2 and bob-x", "bob")
+    assert not mentions("anything", None)
+
+
+def test_lines_mentioning_me_are_highlighted(font: FontChain, screen: pygame.Surface) -> None:
+    log = make_log(font)
+    log.append(chat("hello BOB, ready?"))
+    log.append(chat("bob is me", nick="bob", own=True, delivery=Delivery.SENT))
+    log.append(chat("nothing here"))
+    shown = log.visible_lines()
+    assert [line.mention for line in shown] == [False, False, True]
+    frame(log, screen)
+    row_of_mention = SIZE[1] - THEME.padding - 3 * font.get_linesize() + 2
+    assert screen.get_at((SIZE[0] - 2, row_of_mention)) == pygame.Color(*THEME.highlight)
+    assert screen.get_at((SIZE[0] - 2, SIZE[1] - THEME.padding - 2)) == pygame.Color(
+        *THEME.background
+    )
+
+
+def test_own_nick_may_be_a_callable(font: FontChain) -> None:
+    nick = ["carol"]
+    log = MessageLog(pygame.Rect((0, 0), SIZE), THEME, font, own_nick=lambda: nick[0])
+    log.append(chat("hi carol"))
+    nick[0] = "dave"
+    log.append(chat("hi carol"))
+    assert [line.mention for line in log.visible_lines()] == [False, True]
+
+
+def test_line_formats() -> None:
+    ts = time.time()
+    hhmm = format_time(ts)
+    assert len(hhmm) == 5 and hhmm[2] == ":"
+    assert compose_line(LineKind.CHAT, "hi", "ann", ts, None, THEME)[0] == f"{hhmm} ann: hi"
+    assert compose_line(LineKind.ACTION, "waves", "ann", ts, None, THEME)[0] == (
+        f"{hhmm} * ann waves"
+    )
+    assert compose_line(LineKind.SYSTEM, "ann joined", None, ts, None, THEME)[0] == (
+        f"{hhmm} ann joined"
+    )
+    pending = compose_line(LineKind.CHAT, "yo", "me", ts, Delivery.PENDING, THEME)
+    assert pending[0].endswith(PENDING_MARK)
+    failed = compose_line(LineKind.CHAT, "yo", "me", ts, Delivery.FAILED, THEME)
+    assert failed[0].endswith(FAILED_MARK) and failed[1][-1][1] == THEME.error
+    error = compose_line(LineKind.ERROR, "refused", None, ts, None, THEME)
+    assert error[1][-1] == (len(error[0]), THEME.error)
+    system = compose_line(LineKind.SYSTEM, "x", None, ts, None, THEME)
+    assert system[1][-1][1] == THEME.muted
+    sent = compose_line(LineKind.CHAT, "yo", "me", ts, Delivery.SENT, THEME)
+    assert pending[1][-2][1] != sent[1][-1][1]  # pending text is dimmed
+
+
+def test_nick_colours_are_stable_and_readable() -> None:
+    assert nick_color("Alice", THEME) == nick_color("alice", THEME)
+    colours = {nick_color(f"player{i}", THEME) for i in range(50)}
+    assert len(colours) > 3
+    assert all(contrast(c, THEME.background) >= 3.0 for c in colours)
+    light = Theme(background=(250, 250, 245), nick_colors=())
+    assert all(contrast(nick_color(f"p{i}", light), light.background) >= 3.0 for i in range(50))
+
+
+# --- peer text is shown as text -----------------------------------------------------------
+
+
+def test_control_escape_and_bidi_characters_are_stripped(font: FontChain) -> None:
+    log = make_log(font)
+    log.append(
+        chat("red \x1b[31mALERT\x1b[0m\r\nline\x07 two \u202eevil\u202c\x00", nick="ev\x1b[1mil")
+    )
+    shown = log.visible_lines()[0]
+    assert shown.text == "red ALERT line two evil"
+    assert shown.nick == "evil"
+
+
+def test_clean_display_text() -> None:
+    assert clean_display_text("plain") == "plain"
+    assert clean_display_text("a\tb\nc\u2028d") == "a b c d"
+    assert clean_display_text("osc \x1b]0;title\x07done") == "osc done"
+    assert clean_display_text("c1 \x9b2Jx") == "c1 x"
+    assert clean_display_text("\u2066iso\u2069 \u200fmark") == "iso mark"
+    assert clean_display_text("lone \ud800 surrogate") == "lone \ufffd surrogate"
+    assert clean_display_text("x" * 50, max_chars=10) == "x" * 9 + "…"
+
+
+# --- delivery status ----------------------------------------------------------------------
+
+
+def _bottom_row(screen: pygame.Surface, font: FontChain) -> bytes:
+    height = font.get_linesize()
+    rect = pygame.Rect(0, SIZE[1] - THEME.padding - height, SIZE[0], height)
+    return pygame.image.tobytes(screen.subsurface(rect), "RGB")
+
+
+def test_delivery_change_re_renders_the_line(font: FontChain, screen: pygame.Surface) -> None:
+    log = make_log(font)
+    mine = chat("my message", nick="bob", own=True, delivery=Delivery.PENDING)
+    log.append(mine)
+    frame(log, screen)
+    pending = _bottom_row(screen, font)
+    mine.set_delivery(Delivery.SENT)  # noticed by update without being told
+    frame(log, screen)
+    sent = _bottom_row(screen, font)
+    assert sent != pending
+    mine.set_delivery(Delivery.FAILED)
+    log.line_changed(mine)
+    frame(log, screen)
+    assert _bottom_row(screen, font) not in (pending, sent)
+
+
+# --- draw changes nothing -----------------------------------------------------------------
+
+
+def _snapshot(log: MessageLog) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+    for name, value in vars(log).items():
+        if isinstance(value, (dict, OrderedDict)):
+            value = list(value.items())
+        elif isinstance(value, (deque, list)):
+            value = list(value)
+        state[name] = value
+    return state
+
+
+def test_draw_changes_no_state(font: FontChain, screen: pygame.Surface) -> None:
+    log = make_log(font)
+    fill(log, 80)
+    log.append(chat("hey bob"))
+    frame(log, screen)
+    before = _snapshot(log)
+    log.draw(screen)
+    assert _snapshot(log) == before
+    # Also when drawn without update after changes: a throwaway layout, nothing cached.
+    log.append(chat("one more " + "long " * 40))
+    log.handle_event(wheel(2))
+    log.set_rect((0, 0, SIZE[0] - 100, SIZE[1]))
+    before = _snapshot(log)
+    log.draw(screen)
+    assert _snapshot(log) == before
+
+
+# --- resize ------------------------------------------------------------------------------
+
+
+def test_resize_rewraps_and_keeps_the_place(font: FontChain, screen: pygame.Surface) -> None:
+    log = make_log(font)
+    fill(log, 60, prefix="word " * 12)
+    log.scroll_by(30)
+    anchor = texts(log)[0]
+    log.set_rect((0, 0, 200, SIZE[1]))
+    frame(log, screen)
+    assert texts(log)[0] == anchor
+    assert log.wrap_width < 200
+    log.scroll_to_bottom()
+    log.set_rect((0, 0, SIZE[0], SIZE[1] // 2))
+    frame(log, screen)
+    assert log.pinned and texts(log)[0].endswith(" 59")
+
+
+# --- cost independent of history ------------------------------------------------------------
+
+
+def test_100000_lines_append_draw_scroll_and_resize_stay_fast(
+    font: FontChain, screen: pygame.Surface
+) -> None:
+    words = ("gg", "wp", "ready", "go", "push", "mid", "who", "wants", "another", "round")
+    lines = [
+        chat(" ".join(words[i % 7 :] + words[: i % 5]), nick=f"p{i % 40}") for i in range(100_000)
+    ]
+    log = make_log(font)
+    start = time.perf_counter()
+    log.extend(lines)
+    appended = time.perf_counter() - start
+    assert log.line_count == 100_000
+    assert appended < 2.0, f"100,000 appends took {appended:.2f} s"
+
+    def median_frame(count: int) -> float:
+        times = []
+        for i in range(count):
+            log.append(chat(f"live {i}"))
+            begin = time.perf_counter()
+            frame(log, screen)
+            times.append(time.perf_counter() - begin)
+        return sorted(times)[count // 2]
+
+    median_frame(3)  # warm the caches
+    # ~0.5 ms here; the median, so a busy machine's scheduling hiccups do not fail it.
+    assert median_frame(30) < 0.005
+    begin = time.perf_counter()
+    log.handle_event(key(pygame.K_HOME, pygame.KMOD_CTRL))
+    log.set_rect((0, 0, SIZE[0] - 60, SIZE[1]))
+    frame(log, screen)
+    # Lazy re-wrap: only what is visible (~5 ms); re-wrapping all 100,000 would take seconds.
+    assert time.perf_counter() - begin < 0.5
+    assert texts(log)[-1] == lines[0].text
