@@ -8,7 +8,8 @@ from pathlib import Path
 
 from wire import rich_client
 
-from game_chat.client.conversation import mentions, parse_input
+from game_chat.client.conversation import parse_input
+from game_chat.protocol.names import mentions
 from game_chat.server import ChatServer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,6 @@ differ only in how they draw it.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from ..protocol.messages import (
     UserLeft,
     UserList,
 )
+from ..protocol.names import mentions
 from .events import (
     ChatFailed,
     ChatSent,
@@ -37,13 +37,6 @@ class Status:
     CONNECTED = "connected"
     RECONNECTING = "reconnecting"
     DISCONNECTED = "disconnected"
-
-
-def mentions(text: str, nick: str) -> bool:
-    """True if ``text`` names ``nick`` as a word (case-insensitive)."""
-    if not nick:
-        return False
-    return re.search(rf"(?<![\w-]){re.escape(nick)}(?![\w-])", text, re.IGNORECASE) is not None
 
 
 @dataclass
@@ -79,9 +72,7 @@ def parse_input(line: str) -> CommandResult:
         return CommandResult(quit=True)
     if command == "/help":
         return CommandResult(local_line=LogLine(LineKind.SYSTEM, HELP))
-    return CommandResult(
-        local_line=LogLine(LineKind.ERROR, f"Unknown command {command}. {HELP}")
-    )
+    return CommandResult(local_line=LogLine(LineKind.ERROR, f"Unknown command {command}. {HELP}"))
 
 
 COMMANDS = ("/nick", "/who", "/quit", "/help")

@@ -8,6 +8,8 @@ the same nick when their NFKC case-folded forms are equal (``Alice`` = ``ALICE``
 
 from __future__ import annotations
 
+import functools
+import re
 import unicodedata
 
 from .errors import ErrorCode, RemoteProtocolError
@@ -49,3 +51,18 @@ def validate_nick(name: str, max_chars: int = 24) -> str:
 def nick_key(nick: str) -> str:
     """The form under which nicknames are compared: NFKC, case-folded."""
     return unicodedata.normalize("NFKC", nick).casefold()
+
+
+@functools.lru_cache(maxsize=16)
+def _mention_pattern(key: str) -> re.Pattern[str]:
+    # Nicknames are letters, digits, "_" and "-": a mention is the nick not glued to more of
+    # those ("@alice," and "alice:" count, "malice" and "alice_2" do not).
+    return re.compile(r"(?<![\w-])" + re.escape(key) + r"(?![\w-])")
+
+
+def mentions(text: str, nick: str | None) -> bool:
+    """True if ``text`` names ``nick`` as a word, compared as nicknames are (NFKC, casefold)."""
+    if not nick:
+        return False
+    key = nick_key(nick)
+    return bool(key) and _mention_pattern(key).search(nick_key(text)) is not None

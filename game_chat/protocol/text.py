@@ -12,9 +12,14 @@ _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _LINE_BREAKS = re.compile("[\t\n\r]+")
 
 
-def clean_text(text: str) -> str:
+def strip_controls(text: str) -> str:
     """Drop control characters and bidi overrides; tabs and line breaks become one space."""
-    return _UNSAFE.sub("", _LINE_BREAKS.sub(" ", text)).strip()
+    return _UNSAFE.sub("", _LINE_BREAKS.sub(" ", text))
+
+
+def clean_text(text: str) -> str:
+    """:func:`strip_controls`, then surrounding white space trimmed."""
+    return strip_controls(text).strip()
 
 
 def clean_reason(text: str, max_chars: int = 200) -> str:

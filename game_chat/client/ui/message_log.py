@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import colorsys
 import functools
-import re
 import time
 import zlib
 from collections import OrderedDict, deque
@@ -35,7 +34,7 @@ from typing import NamedTuple
 
 import pygame
 
-from ...protocol.names import nick_key
+from ...protocol.names import mentions, nick_key
 from ..model import Delivery, LineKind, LogLine
 from .fonts import TextFont
 from .text_safety import MAX_DISPLAY_NICK, clean_display_text
@@ -143,21 +142,6 @@ def _fit(text: str, pos: int, end: int, avail: int, measure: Callable[[str], int
         else:
             hi = mid - 1
     return lo
-
-
-@functools.lru_cache(maxsize=16)
-def _mention_pattern(key: str) -> re.Pattern[str]:
-    # Nicknames are letters, digits, "_" and "-": a mention is the nick not glued to more of
-    # those ("@alice," and "alice:" count, "malice" and "alice_2" do not).
-    return re.compile(r"(?<![\w-])" + re.escape(key) + r"(?![\w-])")
-
-
-def mentions(text: str, nick: str | None) -> bool:
-    """True if ``text`` names ``nick`` as a word, compared as nicknames are (NFKC, casefold)."""
-    if not nick:
-        return False
-    key = nick_key(nick)
-    return bool(key) and _mention_pattern(key).search(nick_key(text)) is not None
 
 
 def format_time(ts: float) -> str:
