@@ -107,6 +107,7 @@ def server_command(kind: str, scenario: Scenario, args: argparse.Namespace) -> l
         sys.executable, str(ROOT / "run_server.py"), "--host", HOST, "--port", "0",
         "--log-level", "WARNING", "--max-clients", str(scenario.max_clients),
         "--send-queue-bytes", str(args.send_queue_bytes),
+        "--sender-threads", str(args.sender_threads),
     ]  # fmt: skip
 
 
@@ -615,6 +616,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle", type=int, help="override scenario e's idle connections")
     parser.add_argument(
         "--send-queue-bytes", type=int, default=1 << 20, help="game_chat server's per-client queue"
+    )
+    parser.add_argument(
+        "--sender-threads", type=int, default=2, help="game_chat server's sender threads"
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the baseline in a")
     parser.add_argument("--profile", metavar="DIR", help="py-spy record each server into DIR")

@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="bytes queued for a client before it is disconnected (default 1 MiB)",
     )
     parser.add_argument(
+        "--sender-threads",
+        type=int,
+        default=2,
+        help="threads writing to client sockets (default 2)",
+    )
+    parser.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -59,6 +65,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_clients=args.max_clients,
         limits=Limits(max_frame_bytes=args.max_frame_bytes, max_text_chars=args.max_text_chars),
         send_queue_bytes=args.send_queue_bytes,
+        sender_threads=args.sender_threads,
     )
 
 

@@ -1,19 +1,23 @@
 """A connection's bounded outbound queue.
 
 Producers (any thread, usually while holding the chat state's lock) :meth:`Outbox.put`
-frames; that never blocks and never touches a socket. The connection's sender thread takes
-everything queued as one buffer with :meth:`Outbox.take`, so many frames leave in one system
-call, and reports how much went out with :meth:`Outbox.sent`. Going over the byte limit
+frames; that never blocks and never touches a socket. The connection's sender thread sends
+everything queued as one buffer with :meth:`Outbox.send_to`, so many frames leave in one
+system call. Going over the byte limit
 marks the outbox overflowed, drops what it held and calls ``on_overflow`` once.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections import deque
 from collections.abc import Callable
 
 Buffer = bytes | memoryview
+
+#: Results of :meth:`Outbox.send_to`.
+DRAINED, MORE, BLOCKED = 0, 1, 2
 
 
 class Outbox:
@@ -70,26 +74,29 @@ class Outbox:
         with self._lock:
             self.closed = True
 
-    def take(self) -> Buffer:
-        """Sender only: everything queued, as one buffer (empty if nothing waits).
+    def send_to(self, sock: socket.socket) -> int:
+        """Sender only: one non-blocking ``send`` of everything queued.
 
-        The bytes still count towards the limit until :meth:`sent` reports them gone.
+        Returns :data:`DRAINED` (nothing left), :data:`MORE` (more arrived meanwhile) or
+        :data:`BLOCKED` (the socket took only part; the rest waits at the head of the queue).
+        Raises OSError if the connection is broken. This is :meth:`take` and :meth:`sent` in
+        one, because it runs once per recipient per burst: the hottest path of a broadcast.
         """
         with self._lock:
             frames = self._frames
             if not frames:
-                return b""
+                return DRAINED
             data = frames[0] if len(frames) == 1 else b"".join(frames)
             frames.clear()
-            return data
-
-    def sent(self, data: Buffer, count: int) -> bool:
-        """Sender only: ``count`` bytes of ``data`` (from :meth:`take`) went out; the rest goes
-        back to the head of the queue. True if anything is left to send."""
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
         with self._lock:
-            if self.overflowed:  # everything was dropped while the sender was sending
-                return False
-            self._size -= count
-            if count < len(data):
-                self._frames.appendleft(memoryview(data)[count:])
-            return self._size > 0
+            if self.overflowed:  # everything was dropped while we were sending
+                return DRAINED
+            self._size -= sent
+            if sent < len(data):
+                frames.appendleft(memoryview(data)[sent:])
+                return BLOCKED
+            return MORE if self._size else DRAINED

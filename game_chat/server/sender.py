@@ -19,7 +19,7 @@ import time
 from collections import deque
 from typing import Protocol
 
-from .outbox import Outbox
+from .outbox import BLOCKED, MORE, Outbox
 
 log = logging.getLogger("game_chat.server")
 
@@ -154,25 +154,20 @@ class SendLoop:
 
     def _flush(self, conn: Sendable) -> bool:
         """One send of everything queued; True if more is waiting afterwards."""
-        if conn in self._dead or conn.sock.fileno() < 0:  # broken, or already closed
+        sock = conn.sock
+        if conn in self._dead or sock.fileno() < 0:  # broken, or already closed
             return False
-        data = conn.outbox.take()
-        more = False
-        if data:
-            try:
-                sent = conn.sock.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                self._break(conn, f"send failed: {exc.strerror or exc}")
-                return False
-            more = conn.outbox.sent(data, sent)
-            if sent < len(data):
-                self._selector.register(conn.sock, selectors.EVENT_WRITE, conn)
-                self._blocked.add(conn)
-                return False
-        if more:
+        try:
+            result = conn.outbox.send_to(sock)
+        except OSError as exc:
+            self._break(conn, f"send failed: {exc.strerror or exc}")
+            return False
+        if result == MORE:
             return True
+        if result == BLOCKED:
+            self._selector.register(sock, selectors.EVENT_WRITE, conn)
+            self._blocked.add(conn)
+            return False
         if conn in self._closing:
             self._close(conn)
         return False

@@ -256,9 +256,14 @@ class ChatState:
 
     @staticmethod
     def _broadcast_to(members: list[Member], message: ServerMessage) -> None:
-        frames: dict[str, bytes] = {}
+        # Encoded once per dialect, the same bytes object for every recipient.
+        rich = plain = None
         for m in members:
-            frame = frames.get(m.dialect)
-            if frame is None:
-                frame = frames[m.dialect] = encode_for(message, m.dialect)
-            m.mailbox.put(frame)
+            if m.dialect == Dialect.RICH:
+                if rich is None:
+                    rich = encode_for(message, Dialect.RICH)
+                m.mailbox.put(rich)
+            else:
+                if plain is None:
+                    plain = encode_for(message, Dialect.PLAIN)
+                m.mailbox.put(plain)
