@@ -6,6 +6,7 @@ The frame loop, at most 60 frames a second: handle pygame events -> drain the ne
 
 from __future__ import annotations
 
+import gc
 import logging
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,10 @@ class ChatApp:
     # --- frame loop --------------------------------------------------------------------
 
     def run(self) -> int:
+        # Everything alive now (pygame, fonts, modules) stays alive: keep it out of the cyclic
+        # collector's sight, so a full collection never walks it mid-game (a ~20 ms frame).
+        gc.collect()
+        gc.freeze()
         try:
             while self.frame():
                 self.clock.tick(FPS)

@@ -73,6 +73,7 @@ class ChatScreen:
         self.log.set_rect(body)
         self.users.set_rect(pygame.Rect(body.right, status_h, users_w, body.height))
         self.input.set_rect(pygame.Rect(pad, body.bottom + pad, width - 2 * pad, input_h - 2 * pad))
+        self.input_strip = pygame.Rect(0, body.bottom, width, height - body.bottom)
         self.size = size
 
     def toggle_user_list(self) -> None:
@@ -102,7 +103,8 @@ class ChatScreen:
         self._update_status()
 
     def draw(self, surface: pygame.Surface) -> None:
-        surface.fill(self.theme.background)
+        # Each part paints its own area; only the strip around the input is left to fill.
+        surface.fill(self.theme.background, self.input_strip)
         self.log.draw(surface)
         self.users.draw(surface)
         pygame.draw.rect(surface, self.theme.panel, self.status_rect)

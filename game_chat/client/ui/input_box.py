@@ -168,8 +168,9 @@ class InputBox:
 
     @max_chars.setter
     def max_chars(self, value: int) -> None:
-        self._buffer.max_chars = value
-        self._changed()
+        if value != self._buffer.max_chars:
+            self._buffer.max_chars = value
+            self._changed()
 
     @property
     def focused(self) -> bool:

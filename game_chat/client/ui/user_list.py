@@ -24,45 +24,45 @@ class UserList:
         self.visible = True
         self.users: list[str] = []
         self.own_nick = ""
-        self._rendered: dict[tuple[str, bool], pygame.Surface] = {}
-        self._title: pygame.Surface | None = None
+        self._surface: pygame.Surface | None = None
 
     def set_rect(self, rect: pygame.Rect) -> None:
         self.rect = pygame.Rect(rect)
+        self._surface = None
 
     def set_users(self, users: list[str], own_nick: str) -> None:
-        self.users = sorted(users, key=str.casefold)
-        self.own_nick = own_nick
+        ordered = sorted(users, key=str.casefold)
+        if ordered != self.users or own_nick != self.own_nick:
+            self.users = ordered
+            self.own_nick = own_nick
+            self._surface = None  # drawn again by the next update
 
     def handle_event(self, event: pygame.event.Event) -> bool:
         return False
 
     def update(self, dt: float) -> None:
-        self._title = self.font.render(f"Users — {len(self.users)}", True, self.theme.muted)
-        wanted = {(u, u == self.own_nick) for u in self.users}
-        for key in wanted - self._rendered.keys():
-            nick, own = key
-            label = f"{nick} (you)" if own else nick
-            self._rendered[key] = self.font.render(label, True, self.color_of(nick))
-        if len(self._rendered) > 4 * max(16, len(wanted)):  # forget people long gone
-            self._rendered = {k: v for k, v in self._rendered.items() if k in wanted}
+        size = self.rect.size
+        if self._surface is None or self._surface.get_size() != size:
+            self._surface = self._render(size)
 
     def draw(self, surface: pygame.Surface) -> None:
-        if not self.visible:
-            return
+        if self.visible and self._surface is not None:
+            surface.blit(self._surface, self.rect)
+
+    def _render(self, size: tuple[int, int]) -> pygame.Surface:
+        """The whole panel, drawn once per change of the list (not once per frame)."""
         theme = self.theme
-        pygame.draw.rect(surface, theme.panel, self.rect)
-        x, y = self.rect.x + theme.padding, self.rect.y + theme.padding
-        clip = surface.get_clip()
-        surface.set_clip(self.rect)
-        if self._title is not None:
-            surface.blit(self._title, (x, y))
-            y += self._title.get_height() + theme.padding
+        panel = pygame.Surface(size)
+        panel.fill(theme.panel)
+        x = y = theme.padding
+        title = self.font.render(f"Users — {len(self.users)}", True, theme.muted)
+        panel.blit(title, (x, y))
+        y += title.get_height() + theme.padding
         for nick in self.users:
-            if y > self.rect.bottom:
+            if y > size[1]:
                 break
-            line = self._rendered.get((nick, nick == self.own_nick))
-            if line is not None:
-                surface.blit(line, (x, y))
-                y += line.get_height()
-        surface.set_clip(clip)
+            label = f"{nick} (you)" if nick == self.own_nick else nick
+            line = self.font.render(label, True, self.color_of(nick))
+            panel.blit(line, (x, y))
+            y += line.get_height()
+        return panel
