@@ -108,3 +108,26 @@ def test_mentions_are_whole_words() -> None:
     assert not mentions("malice aforethought", "alice")
     assert not mentions("alice_2 is here", "alice")
     assert not mentions("anything", "")
+
+
+def test_local_server_hosts_and_joins_in_one_step(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "run_client.py",
+            "--no-gui",
+            "--local-server",
+            "--port",
+            "0",
+            "--nick",
+            "host",
+        ],
+        input="/who\n",
+        capture_output=True,
+        text=True,
+        timeout=20,
+        cwd=ROOT,
+        env={"GAME_CHAT_CONFIG_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Connected to game_chat as host" in result.stdout

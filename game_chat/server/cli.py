@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-text-chars", type=int, default=1000, help="longest chat line (default 1000)"
     )
     parser.add_argument(
+        "--max-nick-chars", type=int, default=24, help="longest nickname (default 24)"
+    )
+    parser.add_argument(
         "--send-queue-bytes",
         type=int,
         default=1024 * 1024,
@@ -63,7 +66,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         port=args.port,
         server_name=args.name,
         max_clients=args.max_clients,
-        limits=Limits(max_frame_bytes=args.max_frame_bytes, max_text_chars=args.max_text_chars),
+        limits=Limits(
+            max_frame_bytes=args.max_frame_bytes,
+            max_text_chars=args.max_text_chars,
+            max_nick_chars=args.max_nick_chars,
+        ),
         send_queue_bytes=args.send_queue_bytes,
         sender_threads=args.sender_threads,
     )
