@@ -108,6 +108,8 @@ def server_command(kind: str, scenario: Scenario, args: argparse.Namespace) -> l
         "--log-level", "WARNING", "--max-clients", str(scenario.max_clients),
         "--send-queue-bytes", str(args.send_queue_bytes),
         "--sender-threads", str(args.sender_threads),
+        "--history-db", str(Path(tempfile.gettempdir()) / f"fanout-{os.getpid()}.sqlite3"),
+        "--history-days", "1",
     ]  # fmt: skip
 
 

@@ -14,6 +14,14 @@ import pytest
 from game_chat.server import ChatServer, ServerConfig
 
 
+@pytest.fixture(autouse=True)
+def private_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Servers and clients started by a test (processes too) keep their files to themselves."""
+    base = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("GAME_CHAT_DATA_DIR", str(base / "data"))
+    monkeypatch.setenv("GAME_CHAT_CONFIG_DIR", str(base / "config"))
+
+
 def start_server(**overrides: object) -> ChatServer:
     settings: dict[str, object] = {"host": "127.0.0.1", "port": 0, **overrides}
     config = ServerConfig(**settings)  # type: ignore[arg-type]

@@ -50,7 +50,8 @@ def test_client_messages_round_trip(message: object) -> None:
 
 def test_wire_form_is_compact_json_with_type() -> None:
     payload = encode_message(ChatMessage(1, "a", "hi", 1.5))
-    assert payload == b'{"type":"chat","id":1,"nick":"a","text":"hi","ts":1.5}'
+    assert payload == b'{"type":"chat","id":1,"nick":"a","text":"hi","ts":1.5,"room":"#lobby"}'
+    assert b"action" not in payload and b"history" not in payload  # false flags stay off
 
 
 def test_optional_fields_take_defaults() -> None:

@@ -77,7 +77,7 @@ def test_tutorial_client_works_unchanged(server: ChatServer) -> None:
     second.send("Hi")
     assert second.receive() == "Message was Sent!"
     lines = [first.receive(), first.receive()]
-    assert lines[0].endswith(" joined")
+    assert lines[0].endswith(" joined #lobby")
     assert lines[1].endswith(": Hi")
     first.send("Client Disconnected")
     assert second.receive().endswith(" left (quit)")

@@ -32,7 +32,7 @@ def test_rich_hello_then_chat() -> None:
     session, box = new_session(state)
     assert session.handle_frame(hello("alice"))
     assert session.registered and session.dialect == "rich"
-    assert box.types() == ["welcome"]
+    assert box.types() == ["welcome", "joined"]
     assert session.handle_frame(b'{"type":"chat","id":9,"text":"hi"}')
     assert box.messages()[-1]["type"] == "ack"
     assert box.messages()[-1]["id"] == 9
@@ -47,7 +47,7 @@ def test_refused_hello_can_be_retried() -> None:
     assert session.handle_frame(b'{"type":"chat","text":"sneaky"}')
     assert box.messages()[-1]["code"] == ErrorCode.NOT_REGISTERED
     assert session.handle_frame(hello("alice2"))
-    assert box.messages()[-1]["type"] == "welcome"
+    assert box.types()[-2:] == ["welcome", "joined"]
 
 
 def test_bad_version_is_refused() -> None:
@@ -62,7 +62,7 @@ def test_rich_errors_keep_the_connection() -> None:
     session.handle_frame(hello("alice"))
     for payload in (b"{bad json", b"\xff\xfe", b'{"type":"chat","text":"' + b"x" * 1001 + b'"}'):
         assert session.handle_frame(payload)
-    codes = [m["code"] for m in box.messages()[1:]]
+    codes = [m["code"] for m in box.messages()[2:]]
     assert codes == [ErrorCode.BAD_JSON, ErrorCode.BAD_UTF8, ErrorCode.TEXT_TOO_LONG]
 
 
@@ -112,12 +112,12 @@ def test_plain_nick_and_commands() -> None:
     session.handle_frame(b"hi")
     assert session.handle_frame(b"/nick carol")
     assert box.texts()[-1].endswith("is now known as carol")
-    assert session.handle_frame(b"/nick bad name")
+    assert session.handle_frame(b"/nick bad!name")
     assert box.texts()[-1].startswith("ERROR nick_invalid:")
     assert session.handle_frame(b"/dance")
     assert box.texts()[-1].startswith("ERROR unknown_command:")
     assert session.handle_frame(b"/who")
-    assert box.texts()[-2:] == ["* Users: carol", "* You are carol"]
+    assert box.texts()[-2:] == ["* Users in #lobby: carol", "* You are carol"]
     assert session.handle_frame(b"//dance")
     assert box.texts()[-1] == "Message was Sent!"
 

@@ -32,7 +32,9 @@ def test_join_welcomes_and_announces() -> None:
     assert welcome["nick"] == "bob"
     assert welcome["users"] == ["alice", "bob"]
     assert welcome["limits"]["max_text_chars"] == 50
-    assert alice_box.messages()[1] == {"type": "join", "nick": "bob", "ts": 100.0}
+    assert bob_box.messages()[1]["type"] == "joined"
+    assert [m["nick"] for m in bob_box.messages()[1]["members"]] == ["alice", "bob"]
+    assert alice_box.messages()[2] == {"type": "join", "nick": "bob", "ts": 100.0, "room": "#lobby"}
 
 
 def test_nick_taken_case_insensitively() -> None:
@@ -52,7 +54,14 @@ def test_say_goes_to_others_and_acks_sender() -> None:
     bob_box.clear()
     sent = state.say(alice, "hello", client_id="c1")
     assert bob_box.messages() == [
-        {"type": "chat", "id": sent.id, "nick": "alice", "text": "hello", "ts": 100.0}
+        {
+            "type": "chat",
+            "id": sent.id,
+            "nick": "alice",
+            "text": "hello",
+            "ts": 100.0,
+            "room": "#lobby",
+        }
     ]
     assert alice_box.messages() == [{"type": "ack", "id": "c1", "msg_id": sent.id, "ts": 100.0}]
 

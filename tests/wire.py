@@ -77,4 +77,7 @@ def rich_client(address: tuple[str, int], nick: str) -> tuple[WireClient, dict[s
     client.send_json(type="hello", nick=nick, version=1)
     welcome = client.recv_json()
     assert welcome["type"] == "welcome", welcome
+    joined = client.recv_json()  # the lobby: topic and members (its history may follow)
+    assert joined["type"] == "joined", joined
+    client.joined = joined  # type: ignore[attr-defined]
     return client, welcome

@@ -30,6 +30,17 @@ class ErrorCode:
     SERVER_FULL = "server_full"
     SEND_QUEUE_EXCEEDED = "send_queue_exceeded"
     SHUTTING_DOWN = "shutting_down"
+    BAD_COMMAND = "bad_command"  # a known command used wrongly (the message gives the usage)
+    BAD_ROOM = "bad_room"
+    NO_SUCH_ROOM = "no_such_room"
+    NOT_IN_ROOM = "not_in_room"
+    NO_SUCH_NICK = "no_such_nick"
+    NOT_OPERATOR = "not_operator"
+    BAD_PASSWORD = "bad_password"
+    RATE_LIMITED = "rate_limited"
+    MUTED = "muted"
+    KICKED = "kicked"
+    BANNED = "banned"
 
 
 class ChatError(Exception):

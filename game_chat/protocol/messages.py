@@ -45,6 +45,125 @@ class SendChat:
     #: True when the client sends this line again because the connection dropped before the
     #: ack; the server then delivers it only if it has not already (same nick, id and text).
     retry: bool = False
+    #: The room it goes to (None: the lobby).
+    room: str | None = None
+    #: An action ("/me waves"): shown as "* nick waves".
+    action: bool = False
+
+
+@dataclass(frozen=True)
+class SendPrivate:
+    """A private message to one user; acknowledged like a chat line."""
+
+    TYPE: ClassVar[str] = "msg"
+    to: str
+    text: str
+    id: ClientId = None
+    retry: bool = False
+    action: bool = False
+
+
+@dataclass(frozen=True)
+class JoinRoom:
+    """Join a room (created on first join); the answer is a RoomJoined, then its history."""
+
+    TYPE: ClassVar[str] = "join"
+    room: str
+
+
+@dataclass(frozen=True)
+class PartRoom:
+    TYPE: ClassVar[str] = "part"
+    room: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ListRooms:
+    TYPE: ClassVar[str] = "rooms"
+
+
+@dataclass(frozen=True)
+class SetTopic:
+    TYPE: ClassVar[str] = "topic"
+    room: str
+    topic: str
+
+
+@dataclass(frozen=True)
+class Who:
+    """Who is in ``room`` (None: everyone on the server), with away and operator marks."""
+
+    TYPE: ClassVar[str] = "who"
+    room: str | None = None
+
+
+@dataclass(frozen=True)
+class SetAway:
+    """Mark yourself away with a reason; an empty reason means you are back."""
+
+    TYPE: ClassVar[str] = "away"
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class FetchHistory:
+    """Older messages of a room: up to ``limit`` with ids below ``before`` (None: the newest)."""
+
+    TYPE: ClassVar[str] = "history"
+    room: str
+    before: int | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class Oper:
+    """Become an operator with the server's operator password."""
+
+    TYPE: ClassVar[str] = "oper"
+    password: str
+
+
+@dataclass(frozen=True)
+class Kick:
+    TYPE: ClassVar[str] = "kick"
+    nick: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Ban:
+    """Ban a nick (and the address it is connected from) or an address; ``minutes`` None: for
+    good."""
+
+    TYPE: ClassVar[str] = "ban"
+    target: str
+    minutes: float | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Unban:
+    TYPE: ClassVar[str] = "unban"
+    target: str
+
+
+@dataclass(frozen=True)
+class Mute:
+    TYPE: ClassVar[str] = "mute"
+    nick: str
+    minutes: float | None = None
+
+
+@dataclass(frozen=True)
+class Unmute:
+    TYPE: ClassVar[str] = "unmute"
+    nick: str
+
+
+@dataclass(frozen=True)
+class Help:
+    TYPE: ClassVar[str] = "help"
 
 
 @dataclass(frozen=True)
@@ -89,7 +208,8 @@ class ListUsers:
 
 @dataclass(frozen=True)
 class Welcome:
-    """Answer to a good hello: the nick granted, the server, its limits and who is here."""
+    """Answer to a good hello: the nick granted, the server, its limits and who is here
+    (``users``: everyone on the server). The lobby's RoomJoined follows."""
 
     TYPE: ClassVar[str] = "welcome"
     nick: str
@@ -101,13 +221,109 @@ class Welcome:
 
 @dataclass(frozen=True)
 class ChatMessage:
-    """A chat line as the server delivers it: stamped with sender, server id and time."""
+    """A chat line as the server delivers it: stamped with sender, server id and time.
+
+    ``history`` marks lines replayed from the room's history (on join or by FetchHistory).
+    """
 
     TYPE: ClassVar[str] = "chat"
     id: int
     nick: str
     text: str
     ts: float
+    room: str = "#lobby"
+    action: bool = False
+    history: bool = False
+
+
+@dataclass(frozen=True)
+class PrivateMessage:
+    """A private message; the recipient gets it, the sender gets an Ack."""
+
+    TYPE: ClassVar[str] = "msg"
+    id: int
+    nick: str
+    to: str
+    text: str
+    ts: float
+    action: bool = False
+    history: bool = False
+
+
+@dataclass(frozen=True)
+class RoomJoined:
+    """You are in ``room`` now: its topic and members (dicts: nick, away, oper, muted)."""
+
+    TYPE: ClassVar[str] = "joined"
+    room: str
+    topic: str
+    members: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class UserParted:
+    """Someone (maybe you) left a room but not the server."""
+
+    TYPE: ClassVar[str] = "part"
+    room: str
+    nick: str
+    reason: str
+    ts: float
+
+
+@dataclass(frozen=True)
+class RoomList:
+    """Every room: dicts with room, members (a count) and topic."""
+
+    TYPE: ClassVar[str] = "rooms"
+    rooms: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class TopicChanged:
+    TYPE: ClassVar[str] = "topic"
+    room: str
+    topic: str
+    nick: str
+    ts: float
+
+
+@dataclass(frozen=True)
+class WhoReply:
+    """Members of ``room`` (None: the whole server), as dicts: nick, away, oper, muted."""
+
+    TYPE: ClassVar[str] = "who"
+    room: str | None
+    members: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class AwayChanged:
+    """``nick`` went away (``reason``) or came back (``reason`` empty)."""
+
+    TYPE: ClassVar[str] = "away"
+    nick: str
+    reason: str
+    ts: float
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """Older lines of a room, oldest first (ChatMessage dicts); ``more`` if older ones exist."""
+
+    TYPE: ClassVar[str] = "history"
+    room: str
+    messages: tuple[dict[str, Any], ...]
+    more: bool
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the server says in words: operator actions, help, replies to commands."""
+
+    TYPE: ClassVar[str] = "notice"
+    text: str
+    room: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,10 +341,13 @@ class UserJoined:
     TYPE: ClassVar[str] = "join"
     nick: str
     ts: float
+    room: str = "#lobby"
 
 
 @dataclass(frozen=True)
 class UserLeft:
+    """Someone left the server (sent to those who share a room with them)."""
+
     TYPE: ClassVar[str] = "leave"
     nick: str
     reason: str
@@ -165,40 +384,30 @@ class ErrorReply:
         return cls(exc.code, exc.message, exc.fatal, client_id)
 
 
-ClientMessage = Hello | SendChat | ChangeNick | Ping | Pong | Goodbye | ListUsers
-ServerMessage = (
-    Welcome
-    | ChatMessage
-    | Ack
-    | UserJoined
-    | UserLeft
-    | NickChanged
-    | UserList
-    | Ping
-    | Pong
-    | Goodbye
-    | ErrorReply
-)
+_CLIENT_CLASSES = (
+    Hello, SendChat, SendPrivate, ChangeNick, Ping, Pong, Goodbye, ListUsers, JoinRoom,
+    PartRoom, ListRooms, SetTopic, Who, SetAway, FetchHistory, Oper, Kick, Ban, Unban, Mute,
+    Unmute, Help,
+)  # fmt: skip
+_SERVER_CLASSES = (
+    Welcome, ChatMessage, PrivateMessage, Ack, UserJoined, UserLeft, UserParted, RoomJoined,
+    RoomList, TopicChanged, WhoReply, AwayChanged, HistoryPage, Notice, NickChanged, UserList,
+    Ping, Pong, Goodbye, ErrorReply,
+)  # fmt: skip
 
-CLIENT_TYPES: dict[str, type] = {
-    cls.TYPE: cls for cls in (Hello, SendChat, ChangeNick, Ping, Pong, Goodbye, ListUsers)
-}
-SERVER_TYPES: dict[str, type] = {
-    cls.TYPE: cls
-    for cls in (
-        Welcome,
-        ChatMessage,
-        Ack,
-        UserJoined,
-        UserLeft,
-        NickChanged,
-        UserList,
-        Ping,
-        Pong,
-        Goodbye,
-        ErrorReply,
-    )
-}
+ClientMessage = (
+    Hello | SendChat | SendPrivate | ChangeNick | Ping | Pong | Goodbye | ListUsers | JoinRoom
+    | PartRoom | ListRooms | SetTopic | Who | SetAway | FetchHistory | Oper | Kick | Ban | Unban
+    | Mute | Unmute | Help
+)  # fmt: skip
+ServerMessage = (
+    Welcome | ChatMessage | PrivateMessage | Ack | UserJoined | UserLeft | UserParted
+    | RoomJoined | RoomList | TopicChanged | WhoReply | AwayChanged | HistoryPage | Notice
+    | NickChanged | UserList | Ping | Pong | Goodbye | ErrorReply
+)  # fmt: skip
+
+CLIENT_TYPES: dict[str, type] = {cls.TYPE: cls for cls in _CLIENT_CLASSES}
+SERVER_TYPES: dict[str, type] = {cls.TYPE: cls for cls in _SERVER_CLASSES}
 
 # Field name -> accepted JSON types. An int is accepted where a float is expected.
 _ID_TYPES = (str, int, type(None))
@@ -221,7 +430,24 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "message": (str,),
     "fatal": (bool,),
     "retry": (bool,),
+    "room": (str, type(None)),
+    "action": (bool,),
+    "history": (bool,),
+    "to": (str,),
+    "topic": (str,),
+    "members": (list, tuple),
+    "rooms": (list, tuple),
+    "messages": (list, tuple),
+    "more": (bool,),
+    "target": (str,),
+    "minutes": (int, float, type(None)),
+    "before": (int, type(None)),
+    "limit": (int,),
 }
+#: Flags written only when true (a reader takes their absence as false).
+_OMITTED_WHEN_FALSE = frozenset({"retry", "action", "history"})
+#: Fields that hold lists: made tuples (of str for "users", of objects for the others).
+_LIST_FIELDS = frozenset({"users", "members", "rooms", "messages"})
 _MAX_ID_CHARS = 64
 
 
@@ -231,7 +457,10 @@ def encode_message(message: Any) -> bytes:
         raise LocalProtocolError(f"not a protocol message: {message!r}")
     data: dict[str, Any] = {"type": message.TYPE}
     for f in dataclasses.fields(message):
-        data[f.name] = getattr(message, f.name)
+        value = getattr(message, f.name)
+        if f.name in _OMITTED_WHEN_FALSE and value is False:
+            continue  # rare flags stay off the wire unless set: every chat frame is smaller
+        data[f.name] = value
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -273,6 +502,8 @@ def _build(data: dict[str, Any], types: dict[str, type]) -> Any:
             )
         if f.name == "users":
             value = tuple(str(u) for u in value)
+        elif f.name in _LIST_FIELDS:
+            value = tuple(value)
         _require_encodable(value, kind, f.name)
         kwargs[f.name] = value
     return cls(**kwargs)

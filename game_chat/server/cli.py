@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import logging
 import signal
 import sys
@@ -11,6 +12,8 @@ import threading
 from collections.abc import Sequence
 
 from ..protocol.limits import DEFAULT_MAX_FRAME_BYTES, Limits
+from .history import HistoryError, default_history_path
+from .moderation import hash_password
 from .netinfo import lan_addresses
 from .server import DEFAULT_PORT, ChatServer, ServerConfig
 
@@ -51,6 +54,41 @@ def build_parser() -> argparse.ArgumentParser:
         default=2,
         help="threads writing to client sockets (default 2)",
     )
+    history = parser.add_argument_group("history")
+    history.add_argument(
+        "--history-db",
+        metavar="PATH",
+        help=f"SQLite file for history and bans (default {default_history_path()})",
+    )
+    history.add_argument(
+        "--no-history", action="store_true", help="keep history and bans in memory only"
+    )
+    history.add_argument(
+        "--history-days", type=float, default=30, help="days of history kept (default 30)"
+    )
+    history.add_argument(
+        "--history-replay",
+        type=int,
+        default=100,
+        help="messages replayed when joining a room (default 100)",
+    )
+    history.add_argument(
+        "--store-private", action="store_true", help="also store private messages"
+    )
+    access = parser.add_argument_group("access")
+    access.add_argument("--password", help="password every client must give")
+    access.add_argument("--oper-password", help="password of /oper (operators)")
+    access.add_argument(
+        "--config",
+        metavar="FILE",
+        help="JSON file with defaults for these flags, e.g. "
+        '{"oper_password": "pbkdf2_sha256$..."} (hash one with --hash-password)',
+    )
+    access.add_argument(
+        "--hash-password",
+        metavar="PASSWORD",
+        help="print a hash of PASSWORD for the config file, and exit",
+    )
     parser.add_argument(
         "--log-level",
         default="INFO",
@@ -61,7 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    history_db = None if args.no_history else (args.history_db or str(default_history_path()))
     return ServerConfig(
+        history_db=history_db,
+        history_days=args.history_days,
+        history_replay=args.history_replay,
+        store_private=args.store_private,
+        password=args.password,
+        oper_password=args.oper_password,
         host=args.host,
         port=args.port,
         server_name=args.name,
@@ -90,8 +135,30 @@ def banner(server: ChatServer) -> str:
     return "\n".join(lines)
 
 
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command-line flags, with defaults taken from --config FILE when given."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.config:
+        try:
+            with open(args.config, encoding="utf-8") as file:
+                defaults = json.load(file)
+        except (OSError, ValueError) as exc:
+            parser.error(f"cannot read --config {args.config}: {exc}")
+        known = {a.dest for a in parser._actions}
+        unknown = sorted(set(defaults) - known)
+        if not isinstance(defaults, dict) or unknown:
+            parser.error(f"unknown keys in {args.config}: {', '.join(unknown)}")
+        parser.set_defaults(**defaults)
+        args = parser.parse_args(argv)  # flags given on the command line still win
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
+    if args.hash_password is not None:
+        print(hash_password(args.hash_password))
+        return 0
     logging.basicConfig(
         level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -99,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server = ChatServer(config_from_args(args))
         server.start()
-    except ValueError as exc:
+    except (ValueError, HistoryError) as exc:
         print(f"run_server.py: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

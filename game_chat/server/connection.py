@@ -68,7 +68,7 @@ class Connection:
             on_ready=lambda: sender.ready(self),
             on_overflow=lambda: sender.cut(self),
         )
-        self.session = Session(server.state, self.outbox, self.address)
+        self.session = Session(server.state, self.outbox, self.address, self.kick)
         self._decoder = FrameDecoder(config.limits.max_frame_bytes)
         self._hello_timeout = config.hello_timeout
         self.thread = threading.Thread(target=self._run, name=f"chat-{self.address}", daemon=True)
@@ -82,6 +82,11 @@ class Connection:
             self.sock.shutdown(socket.SHUT_RD)
         except OSError:
             pass
+
+    def kick(self, reason: str) -> None:
+        """An operator removed this client: what is queued (the error) goes out, then close."""
+        log.info("%s: %s", self.address, reason)
+        self.stop_reading()
 
     def closed_by_sender(self) -> None:
         self._server.forget(self)

@@ -10,13 +10,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ..protocol.errors import ErrorCode
+from ..protocol.errors import ErrorCode, RemoteProtocolError
 from ..protocol.framing import encode_frame
 from ..protocol.limits import Limits
 from ..protocol.messages import ErrorReply, encode_message
 from .connection import Connection, format_address
+from .history import HistoryStore
+from .moderation import BanList
 from .sender import SendLoop
-from .state import ChatState
+from .state import Access, ChatState
 
 log = logging.getLogger("game_chat.server")
 
@@ -42,6 +44,14 @@ class ServerConfig:
     #: Kernel send buffer per client (SO_SNDBUF), so a stalled client pins little memory
     #: beyond its outbox; None leaves the system's autotuning alone.
     socket_send_buffer: int | None = 256 * 1024
+    #: SQLite file for history and bans; None keeps them in memory only.
+    history_db: str | None = None
+    history_replay: int = 100  # lines replayed when joining a room
+    history_days: float | None = 30
+    history_room_cap: int | None = 10_000
+    store_private: bool = False
+    password: str | None = None  # server password (plain or a hash_password() hash)
+    oper_password: str | None = None  # operator password (plain or hash)
 
 
 class ChatServer:
@@ -52,8 +62,21 @@ class ChatServer:
     """
 
     def __init__(self, config: ServerConfig | None = None) -> None:
-        self.config = config or ServerConfig()
-        self.state = ChatState(self.config.server_name, self.config.limits)
+        self.config = config = config or ServerConfig()
+        self.history = HistoryStore(
+            config.history_db,
+            retention_days=config.history_days,
+            room_cap=config.history_room_cap,
+        )
+        self.state = ChatState(
+            config.server_name,
+            config.limits,
+            history=self.history,
+            replay=config.history_replay,
+            store_private=config.store_private,
+            access=Access(config.password, config.oper_password),
+            bans=BanList(self.history),
+        )
         self.senders = [
             SendLoop(f"chat-sender-{n}") for n in range(max(1, self.config.sender_threads))
         ]
@@ -120,6 +143,7 @@ class ChatServer:
             sender.stop(max(0.0, deadline - time.monotonic()))
         self._wake_r.close()
         self._wake_w.close()
+        self.history.close()  # commits the last batch
         self._stopped.set()
 
     def __enter__(self) -> ChatServer:
@@ -163,31 +187,39 @@ class ChatServer:
                 log.error("accept failed: %s", exc)
                 time.sleep(0.05)
                 return
-            with self._conn_lock:
-                full = len(self._connections) >= self.config.max_clients
-                if not full:
-                    conn = Connection(sock, address, self)
-                    self._connections.add(conn)
-            if full:
-                self._refuse(sock, address)
+            refusal = self._refusal(address)
+            if refusal is None:
+                with self._conn_lock:
+                    if len(self._connections) >= self.config.max_clients:
+                        limit = self.config.max_clients
+                        refusal = RemoteProtocolError(
+                            ErrorCode.SERVER_FULL,
+                            f"server full ({limit} clients), try again later",
+                            fatal=True,
+                        )
+                    else:
+                        conn = Connection(sock, address, self)
+                        self._connections.add(conn)
+            if refusal is not None:
+                self._refuse(sock, address, refusal)
             else:
                 log.debug("%s: connected", conn.address)
                 conn.start()
 
-    def _refuse(self, sock: socket.socket, address: object) -> None:
-        log.warning(
-            "%s: refused: server full (%d clients)",
-            format_address(address),
-            self.config.max_clients,
-        )
-        reply = ErrorReply(
-            ErrorCode.SERVER_FULL,
-            f"server full ({self.config.max_clients} clients), try again later",
-            fatal=True,
-        )
+    def _refusal(self, address: object) -> RemoteProtocolError | None:
+        try:
+            self.state.check_address(format_address(address))
+        except RemoteProtocolError as exc:
+            return exc
+        return None
+
+    def _refuse(
+        self, sock: socket.socket, address: object, refusal: RemoteProtocolError
+    ) -> None:
+        log.warning("%s: refused: %s", format_address(address), refusal.message)
         try:
             sock.setblocking(False)
-            sock.send(encode_frame(encode_message(reply)))
+            sock.send(encode_frame(encode_message(ErrorReply.from_exception(refusal))))
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass

@@ -1,27 +1,47 @@
 """One client's side of the conversation, without sockets.
 
 A :class:`Session` receives the payloads of one connection's frames, works out the dialect
-from the first one, and turns each frame into calls on :class:`ChatState`. Replies go to the
-connection's mailbox. A peer's mistake becomes an error frame in its own dialect; only header
-errors, a goodbye or a timeout end the session.
+from the first one, and turns each frame into calls on :class:`ChatState`. Rich clients send
+typed messages; plain clients send text lines, and their /commands are parsed into the same
+typed messages (protocol/commands.py), so both go through one dispatch table. A peer's mistake
+becomes an error frame in its own dialect; only header errors, a goodbye, a kick or a timeout
+end the session.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
+from ..protocol.commands import is_command, parse_command
 from ..protocol.errors import ErrorCode, RemoteProtocolError
 from ..protocol.messages import (
     PROTOCOL_VERSION,
+    Ban,
     ChangeNick,
     ClientId,
     ErrorReply,
+    FetchHistory,
     Goodbye,
     Hello,
+    Help,
+    JoinRoom,
+    Kick,
+    ListRooms,
     ListUsers,
+    Mute,
+    Oper,
+    PartRoom,
     Ping,
     Pong,
     SendChat,
+    SendPrivate,
+    SetAway,
+    SetTopic,
+    Unban,
+    Unmute,
+    Who,
     is_hello,
     parse_client_message,
 )
@@ -39,19 +59,56 @@ LOST_REASON = "connection lost"
 class Session:
     """Protocol logic of one connection. ``handle_frame`` returns False to end the session."""
 
-    def __init__(self, state: ChatState, mailbox: Mailbox, address: str) -> None:
+    def __init__(
+        self,
+        state: ChatState,
+        mailbox: Mailbox,
+        address: str,
+        disconnect: Callable[[str], None] = lambda reason: None,
+    ) -> None:
         self.state = state
         self.mailbox = mailbox
         self.address = address
+        self._disconnect = disconnect  # ends the connection (used when an operator kicks)
         self.dialect: str | None = None  # decided by the first non-empty frame
         self.member: Member | None = None
         self.leave_reason = LOST_REASON
+        self._password_given = False  # plain clients: /pass before anything else
         self._client_id: ClientId = None  # id of the chat message being handled
+        self._handlers: dict[type, Callable[[Any], bool | None]] = {
+            SendChat: self._chat,
+            SendPrivate: self._private,
+            Ping: lambda m: self._reply(Pong(m.token)),
+            Pong: lambda m: None,  # it only shows the client is alive
+            Goodbye: self._goodbye,
+            ChangeNick: lambda m: self.state.rename(self._me, m.nick),
+            ListUsers: lambda m: self.state.send_user_list(self._me),
+            JoinRoom: lambda m: self.state.join_room(self._me, m.room),
+            PartRoom: lambda m: self.state.part_room(self._me, m.room, m.reason),
+            ListRooms: lambda m: self.state.list_rooms(self._me),
+            SetTopic: lambda m: self.state.set_topic(self._me, m.room, m.topic),
+            Who: lambda m: self.state.who(self._me, m.room),
+            SetAway: lambda m: self.state.set_away(self._me, m.reason),
+            FetchHistory: lambda m: self.state.history_page(self._me, m.room, m.before, m.limit),
+            Help: lambda m: self.state.help(self._me),
+            Oper: lambda m: self.state.oper(self._me, m.password),
+            Kick: lambda m: self.state.kick(self._me, m.nick, m.reason),
+            Ban: lambda m: self.state.ban(self._me, m.target, m.minutes, m.reason),
+            Unban: lambda m: self.state.unban(self._me, m.target),
+            Mute: lambda m: self.state.mute(self._me, m.nick, m.minutes),
+            Unmute: lambda m: self.state.unmute(self._me, m.nick),
+            Hello: self._second_hello,
+        }
 
     @property
     def registered(self) -> bool:
         """True once the peer is a member (the registration deadline no longer applies)."""
         return self.member is not None
+
+    @property
+    def _me(self) -> Member:
+        assert self.member is not None
+        return self.member
 
     # --- events from the connection --------------------------------------------------------
 
@@ -63,9 +120,6 @@ class Session:
         try:
             if self.dialect is None:
                 self.dialect = Dialect.RICH if is_hello(payload) else Dialect.PLAIN
-                if self.dialect == Dialect.PLAIN:
-                    self.member = self.state.join_guest(Dialect.PLAIN, self.mailbox, self.address)
-                    log.info("%s: plain client joined as %s", self.address, self.member.nick)
             if self.dialect == Dialect.RICH:
                 return self._rich(payload)
             return self._plain(payload)
@@ -82,22 +136,49 @@ class Session:
         log.log(level, "%s: %s: %s", self.address, exc.code, exc.message)
         if exc.fatal:
             self.leave_reason = exc.message
-        reply = ErrorReply.from_exception(exc, client_id)
-        self.mailbox.put(encode_for(reply, self.dialect or Dialect.RICH))
+        self._reply(ErrorReply.from_exception(exc, client_id))
 
     def say_goodbye(self, reason: str) -> None:
         """Tell a peer that is not (or no longer) a member why the server closes on it."""
         if self.member is None:
-            self.mailbox.put(encode_for(Goodbye(reason), self.dialect or Dialect.RICH))
+            self._reply(Goodbye(reason))
 
     def end(self, reason: str | None = None) -> None:
         """The connection is over: leave the chat (the others are told why)."""
         if self.member is not None:
-            self.state.leave(self.member, reason or self.leave_reason)
-            log.info(
-                "%s: %s left (%s)", self.address, self.member.nick, reason or self.leave_reason
-            )
+            reason = reason or self.leave_reason
+            self.state.leave(self.member, reason)
+            log.info("%s: %s left (%s)", self.address, self.member.nick, reason)
             self.member = None
+
+    def _reply(self, message: Any) -> None:
+        room = self.member.current_room if self.member is not None else None
+        self.mailbox.put(encode_for(message, self.dialect or Dialect.RICH, room))
+
+    # --- registration -------------------------------------------------------------------
+
+    def _registered(self, member: Member) -> None:
+        member.disconnect = self._kicked
+        self.member = member
+
+    def _kicked(self, reason: str) -> None:
+        self.leave_reason = reason
+        self.member = None  # the state already removed it and told the others
+        self._disconnect(reason)
+
+    def _hello(self, hello: Hello) -> None:
+        if hello.version != PROTOCOL_VERSION:
+            raise RemoteProtocolError(
+                ErrorCode.BAD_VERSION,
+                f"protocol version {hello.version} is not supported (this server speaks "
+                f"{PROTOCOL_VERSION})",
+            )
+        self.state.check_password(hello.password)
+        self._registered(self.state.join(hello.nick, Dialect.RICH, self.mailbox, self.address))
+        log.info("%s: %s joined", self.address, self._me.nick)
+
+    def _second_hello(self, hello: Hello) -> None:
+        raise RemoteProtocolError(ErrorCode.ALREADY_REGISTERED, "already registered")
 
     # --- rich dialect ----------------------------------------------------------------------
 
@@ -108,63 +189,64 @@ class Session:
                 raise RemoteProtocolError(ErrorCode.NOT_REGISTERED, "send a hello first")
             self._hello(message)
             return True
-        if isinstance(message, SendChat):
-            self._client_id = message.id
-            self.state.say(self.member, message.text, message.id, message.retry)
-        elif isinstance(message, Ping):
-            self.mailbox.put(encode_for(Pong(message.token), Dialect.RICH))
-        elif isinstance(message, Goodbye):
-            self.leave_reason = clean_reason(message.reason) or QUIT_REASON
-            return False
-        elif isinstance(message, ChangeNick):
-            self.state.rename(self.member, message.nick)
-        elif isinstance(message, ListUsers):
-            self.state.send_user_list(self.member)
-        elif isinstance(message, Hello):
-            raise RemoteProtocolError(ErrorCode.ALREADY_REGISTERED, "already registered")
-        # Pong: nothing to do, it only shows the client is alive.
-        return True
+        return self._dispatch(message)
 
-    def _hello(self, hello: Hello) -> None:
-        if hello.version != PROTOCOL_VERSION:
-            raise RemoteProtocolError(
-                ErrorCode.BAD_VERSION,
-                f"protocol version {hello.version} is not supported (this server speaks "
-                f"{PROTOCOL_VERSION})",
-            )
-        self.member = self.state.join(hello.nick, Dialect.RICH, self.mailbox, self.address)
-        log.info("%s: %s joined", self.address, self.member.nick)
+    def _dispatch(self, message: Any) -> bool:
+        return self._handlers[type(message)](message) is not False
+
+    def _chat(self, message: SendChat) -> None:
+        self._client_id = message.id
+        self.state.say(
+            self._me, message.text, message.id, message.retry, message.room, message.action
+        )
+
+    def _private(self, message: SendPrivate) -> None:
+        self._client_id = message.id
+        self.state.private(
+            self._me, message.to, message.text, message.id, message.retry, message.action
+        )
+
+    def _goodbye(self, message: Goodbye) -> bool:
+        self.leave_reason = clean_reason(message.reason) or QUIT_REASON
+        return False
 
     # --- plain dialect ---------------------------------------------------------------------
 
     def _plain(self, payload: bytes) -> bool:
-        assert self.member is not None
         text = decode_utf8(payload).strip()
         if text in DISCONNECT_COMMANDS:
             self.leave_reason = QUIT_REASON
             return False
-        if text.startswith("/") and not text.startswith("//"):
-            return self._plain_command(text)
+        if self.member is None and not self._plain_register(text):
+            return True
+        if is_command(text):
+            return self._dispatch(parse_command(text, self._me.current_room))
         if text.startswith("//"):  # "//x" sends the literal line "/x"
             text = text[1:]
-        self.state.say(self.member, text)
+        self.state.say(self._me, text)
         return True
 
-    def _plain_command(self, line: str) -> bool:
-        assert self.member is not None
-        command, _, argument = line.partition(" ")
-        command = command.lower()
-        if command == "/nick":
-            self.state.rename(self.member, argument.strip())
-        elif command in ("/quit", "/exit"):
-            self.leave_reason = clean_reason(argument) or QUIT_REASON
+    def _plain_register(self, text: str) -> bool:
+        """A plain client's first line makes it a guest (after /pass if the server wants one).
+        False if the line was used up by the registration."""
+        if self.state.access.password is not None and not self._password_given:
+            word, _, password = text.partition(" ")
+            if word.lower() != "/pass":
+                raise RemoteProtocolError(
+                    ErrorCode.BAD_PASSWORD,
+                    "this server needs a password: send /pass PASSWORD first",
+                    fatal=True,
+                )
+            self.state.check_password(password.strip())
+            self._password_given = True
+            self._registered(self.state.join_guest(Dialect.PLAIN, self.mailbox, self.address))
+            self._reply_text(f"* Welcome, you are {self._me.nick}")
             return False
-        elif command in ("/users", "/who"):
-            self.state.send_user_list(self.member)
-        else:
-            raise RemoteProtocolError(
-                ErrorCode.UNKNOWN_COMMAND,
-                f"unknown command {clean_reason(command, 40)}; commands: /nick NAME, /who, /quit "
-                "(start a line with // to send it as text)",
-            )
+        self._registered(self.state.join_guest(Dialect.PLAIN, self.mailbox, self.address))
+        log.info("%s: plain client joined as %s", self.address, self._me.nick)
         return True
+
+    def _reply_text(self, line: str) -> None:
+        from ..protocol.framing import encode_frame
+
+        self.mailbox.put(encode_frame(line.encode("utf-8")))
