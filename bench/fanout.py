@@ -100,6 +100,11 @@ class ServerProcess:
         return Path(self.log_path).read_text(errors="replace")[-2000:]
 
 
+def history_path() -> str:
+    """The game_chat server's history file for this benchmark process (removed after each run)."""
+    return str(Path(tempfile.gettempdir()) / f"fanout-history-{os.getpid()}.sqlite3")
+
+
 def server_command(kind: str, scenario: Scenario, args: argparse.Namespace) -> list[str]:
     if kind == "baseline":
         return [sys.executable, str(ROOT / "bench" / "baseline_server.py"), "--port", "0"]
@@ -108,7 +113,7 @@ def server_command(kind: str, scenario: Scenario, args: argparse.Namespace) -> l
         "--log-level", "WARNING", "--max-clients", str(scenario.max_clients),
         "--send-queue-bytes", str(args.send_queue_bytes),
         "--sender-threads", str(args.sender_threads),
-        "--history-db", str(Path(tempfile.gettempdir()) / f"fanout-{os.getpid()}.sqlite3"),
+        "--history-db", history_path(),
         "--history-days", "1",
     ]  # fmt: skip
 
@@ -153,6 +158,9 @@ def launched_server(
     finally:
         stop_process(proc)
         os.unlink(log_path)
+        for suffix in ("", "-wal", "-shm"):  # each run starts with an empty history
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(history_path() + suffix)
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:

@@ -72,9 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=100,
         help="messages replayed when joining a room (default 100)",
     )
-    history.add_argument(
-        "--store-private", action="store_true", help="also store private messages"
-    )
+    history.add_argument("--store-private", action="store_true", help="also store private messages")
     access = parser.add_argument_group("access")
     access.add_argument("--password", help="password every client must give")
     access.add_argument("--oper-password", help="password of /oper (operators)")

@@ -213,9 +213,7 @@ class ChatServer:
             return exc
         return None
 
-    def _refuse(
-        self, sock: socket.socket, address: object, refusal: RemoteProtocolError
-    ) -> None:
+    def _refuse(self, sock: socket.socket, address: object, refusal: RemoteProtocolError) -> None:
         log.warning("%s: refused: %s", format_address(address), refusal.message)
         try:
             sock.setblocking(False)

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..protocol.commands import is_command, parse_command
 from ..protocol.errors import ErrorCode, RemoteProtocolError
+from ..protocol.framing import encode_frame
 from ..protocol.messages import (
     PROTOCOL_VERSION,
     Ban,
@@ -247,6 +248,4 @@ class Session:
         return True
 
     def _reply_text(self, line: str) -> None:
-        from ..protocol.framing import encode_frame
-
         self.mailbox.put(encode_frame(line.encode("utf-8")))

@@ -10,6 +10,7 @@ Because fan-out happens under the lock, every member sees all events in one orde
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import threading
 import time
@@ -520,6 +521,9 @@ class ChatState:
         with self._lock:
             self._require_member(member)
             member.oper = True
+            logging.getLogger("game_chat.server").info(
+                "%s: %s is now an operator", member.address, member.nick
+            )
             member.send(Notice("You are now an operator. /help lists the operator commands."))
 
     def kick(self, op: Member, nick: str, reason: str = "") -> Member:
@@ -585,8 +589,6 @@ class ChatState:
 
     def _announce(self, target: Member, text: str) -> None:
         """Lock held: an operator action, told in every room of its target (and logged)."""
-        import logging
-
         logging.getLogger("game_chat.server").info("operator action: %s", text)
         for room in target.rooms.values():
             self._send_all(room.members.values(), Notice(text, room.name))
