@@ -154,6 +154,9 @@ class _BenchClient:
                 events.append(ChatMessage(next(self._ids), line.nick or "?", line.text, line.ts))
         return events
 
+    def send(self, message: object) -> None:
+        pass  # commands (e.g. a history request when scrolled to the top) go nowhere
+
     def close(self, reason: str = "") -> None:
         pass
 

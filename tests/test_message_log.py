@@ -230,6 +230,74 @@ def _find_marker(screen: pygame.Surface) -> tuple[int, int] | None:
     return None
 
 
+def test_prepended_lines_go_above_and_the_view_stays_put(
+    font: FontChain, screen: pygame.Surface
+) -> None:
+    log = make_log(font)
+    fill(log, 50)
+    frame(log, screen)
+    log.scroll_by(5)
+    frame(log, screen)
+    before = texts(log)
+    assert log.prepend([chat(f"old {i}", history=True) for i in range(20)]) == 20
+    frame(log, screen)
+    assert texts(log) == before and log.line_count == 70 and log.unread == 0
+    log.scroll_to_top()
+    frame(log, screen)
+    assert texts(log)[-1] == "old 0" and log.visible_lines()[-1].history
+
+
+def test_prepend_keeps_within_the_bound(font: FontChain, screen: pygame.Surface) -> None:
+    log = make_log(font, max_lines=10)
+    fill(log, 8)
+    # Room for two: the ones nearest the lines held are kept.
+    assert log.prepend([chat(f"old {i}") for i in range(5)]) == 2
+    log.scroll_to_top()
+    frame(log, screen)
+    assert texts(log)[-1] == "old 3" and log.line_count == 10
+    assert log.prepend([chat("more")]) == 0
+
+
+def test_at_top_after_scrolling_up_to_the_oldest_line(
+    font: FontChain, screen: pygame.Surface
+) -> None:
+    log = make_log(font)
+    fill(log, 100)
+    frame(log, screen)
+    assert not log.at_top
+    log.handle_event(wheel(1))
+    frame(log, screen)
+    assert not log.at_top
+    log.handle_event(key(pygame.K_HOME, pygame.KMOD_CTRL))
+    frame(log, screen)
+    assert log.at_top
+    log.prepend([chat(f"old {i}") for i in range(30)])
+    frame(log, screen)
+    assert not log.at_top  # older lines above now
+    log.handle_event(key(pygame.K_END, pygame.KMOD_CTRL))
+    frame(log, screen)
+    assert not log.at_top
+    short = make_log(font)
+    fill(short, 2)
+    frame(short, screen)
+    assert not short.at_top  # everything fits, but nobody asked for more
+    short.handle_event(wheel(1))
+    frame(short, screen)
+    assert short.at_top and short.pinned
+    short.handle_event(wheel(-1))
+    frame(short, screen)
+    assert not short.at_top
+
+
+def test_history_lines_are_dimmed() -> None:
+    live = compose_line(LineKind.CHAT, "yo", "ann", 0, None, THEME)
+    old = compose_line(LineKind.CHAT, "yo", "ann", 0, None, THEME, history=True)
+    assert live[0] == old[0]
+    assert live[1][1][1] != old[1][1][1] and live[1][-1][1] != old[1][-1][1]
+    notice = compose_line(LineKind.NOTICE, "op: be nice", None, 0, None, THEME)
+    assert notice[1][-1][1] == THEME.accent
+
+
 def test_new_messages_marker_appears_and_jumps_down_when_clicked(
     font: FontChain, screen: pygame.Surface
 ) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 
 # --- the client, from docs/PROTOCOL.md only -----------------------------------------------------
 
@@ -124,19 +123,41 @@ def check_ts(message: dict[str, object]) -> float:
 
 
 def expect(client: DocClient, **fields: object) -> dict[str, object]:
-    """Receive a rich message whose keys are exactly ``fields`` plus ``ts``, if it has one."""
+    """Receive a rich message whose keys are exactly ``fields`` plus ``ts``, if it has one.
+
+    A ``ts`` given in ``fields`` must match exactly (replayed history keeps its time).
+    """
     message = client.recv_json()
     if "ts" in message:
         check_ts(message)
-        fields["ts"] = message["ts"]
+        fields.setdefault("ts", message["ts"])
     assert message == fields
     return message
 
 
 WELCOME_LIMITS = {"max_frame_bytes": 8192, "max_text_chars": 1000, "max_nick_chars": 24}
+LOBBY = "#lobby"
 
 
-def hello(client: DocClient, nick: str, users: list[str]) -> None:
+def member(nick: str, away: str = "", oper: bool = False, muted: bool = False) -> dict:
+    """A member object of ``joined`` / ``who`` (section 4.3)."""
+    return {"nick": nick, "away": away, "oper": oper, "muted": muted}
+
+
+def replayed(chat: dict[str, object]) -> dict[str, object]:
+    """A chat line as history gives it back: the same object plus ``"history": true``."""
+    return {**chat, "history": True}
+
+
+def hello(
+    client: DocClient,
+    nick: str,
+    users: list[str],
+    members: list[str | dict[str, object]] | None = None,
+    history: list[dict[str, object]] = (),  # type: ignore[assignment]
+    topic: str = "",
+) -> None:
+    """Section 4.4: welcome, then ``joined`` for #lobby, then the lobby's history replayed."""
     client.send_json(type="hello", nick=nick, version=1)
     expect(
         client,
@@ -147,6 +168,11 @@ def hello(client: DocClient, nick: str, users: list[str]) -> None:
         limits=WELCOME_LIMITS,
         users=users,
     )
+    lobby = users if members is None else members
+    infos = [member(m) if isinstance(m, str) else m for m in lobby]
+    expect(client, type="joined", room=LOBBY, topic=topic, members=infos)
+    for chat in history:
+        expect(client, **replayed(chat))
 
 
 def expect_error(
@@ -165,9 +191,25 @@ def expect_error(
     return message
 
 
-UNKNOWN_COMMAND_TAIL = (
-    "; commands: /nick NAME, /who, /quit (start a line with // to send it as text)"
-)
+def expect_frame(client: DocClient, payload: str) -> None:
+    """Receive exactly the frame of ``payload``, where ``TS`` stands for the frame's ``ts``."""
+    data = client.recv_frame()
+    assert data is not None, "server closed the connection"
+    if "TS" in payload:
+        ts = check_ts(json.loads(data[HEADER_SIZE:].decode("utf-8")))
+        payload = payload.replace("TS", json.dumps(ts))
+    assert data == frame_of(payload)
+
+
+def error_of(code: str, message: str, *, fatal: bool = False, id: object = None) -> dict:
+    return {"type": "error", "code": code, "message": message, "fatal": fatal, "id": id}
+
+
+def notice(text: str, room: str | None = None) -> dict[str, object]:
+    return {"type": "notice", "text": text, "room": room}
+
+
+UNKNOWN_COMMAND_TAIL = "; /help lists the commands"
 
 
 # --- tests -------------------------------------------------------------------------------------
@@ -176,25 +218,30 @@ UNKNOWN_COMMAND_TAIL = (
 def test_rich_and_plain_clients_chat(server) -> None:
     address = server.address
 
-    # Rich client: a keepalive first (does not pick the dialect), then the hello (section 4.4).
+    # Rich client: a keepalive first (does not pick the dialect), then the hello (section 4.4):
+    # the welcome, then "joined" for #lobby (no history yet).
     alice = DocClient(address)
     alice.keepalive()
     alice.send(b'{"type":"hello","nick":"alice","version":1}')
-    welcome = alice.recv_frame()
-    assert welcome == frame_of(
+    assert alice.recv_frame() == frame_of(
         '{"type":"welcome","nick":"alice","server":"game_chat","version":1,'
         '"limits":{"max_frame_bytes":8192,"max_text_chars":1000,"max_nick_chars":24},'
         '"users":["alice"]}'
     )
+    assert alice.recv_frame() == frame_of(
+        '{"type":"joined","room":"#lobby","topic":"",'
+        '"members":[{"nick":"alice","away":"","oper":false,"muted":false}]}'
+    )
 
     # Plain tutorial-style client: the header and the payload in two sends, as the tutorial
-    # does. No welcome: the only answer to its first line is the tutorial's (section 5.3).
+    # does. No welcome, no joined line: the only answer to its first line is the tutorial's
+    # (section 5.3).
     tut = DocClient(address)
     tut.send_raw(b"6" + b" " * 63)
     tut.send_raw(b"Hello!")
     assert tut.recv_frame() == frame_of("Message was Sent!")
-    expect(alice, type="join", nick="guest-1")
-    first = expect(alice, type="chat", id=1, nick="guest-1", text="Hello!")
+    expect(alice, type="join", nick="guest-1", room=LOBBY)
+    first = expect(alice, type="chat", id=1, nick="guest-1", text="Hello!", room=LOBBY)
 
     # Rich chat with a client id: ack to the sender, "NICK: TEXT" to the plain client.
     alice.send_json(type="chat", text="hi guest-1", id="c1")
@@ -210,10 +257,10 @@ def test_rich_and_plain_clients_chat(server) -> None:
     # Plain chat, non-ASCII, and the // escape.
     tut.send("//nick is literal, ünïcödé")
     assert tut.recv_line() == "Message was Sent!"
-    expect(alice, type="chat", id=4, nick="guest-1", text="/nick is literal, ünïcödé")
+    expect(alice, type="chat", id=4, nick="guest-1", text="/nick is literal, ünïcödé", room=LOBBY)
 
-    # Nick changes: announced to everyone, the requester included; this is how a plain client
-    # learns its guest nick.
+    # Nick changes: announced to everyone who shares a room, the requester included; this is
+    # how a plain client learns its guest nick.
     tut.send("/nick bob")
     assert tut.recv_line() == "* guest-1 is now known as bob"
     expect(alice, type="nick_changed", old="guest-1", new="bob")
@@ -231,7 +278,7 @@ def test_rich_and_plain_clients_chat(server) -> None:
     expect(alice, type="nick_changed", old="alice", new="Alicia")
     assert tut.recv_line() == "* alice is now known as Alicia"
 
-    # Exactly the current nick: answered to the asker alone, old == new (section 4.6).
+    # Exactly the current nick: answered to the asker alone, old == new (section 4.10).
     alice.send_json(type="nick", nick="Alicia")
     expect(alice, type="nick_changed", old="Alicia", new="Alicia")
     tut.send("/nick bob")
@@ -245,7 +292,10 @@ def test_rich_and_plain_clients_chat(server) -> None:
     alice.send_json(type="users")
     expect(alice, type="users", users=["Alicia", "bob"])
     tut.send("/who")
-    assert tut.recv_line() == "* Users: Alicia, bob"
+    assert tut.recv_line() == "* Users in #lobby: Alicia, bob"
+    assert tut.recv_line() == "* You are bob"
+    tut.send("/USERS")  # an alias of /who; command names are case-insensitive
+    assert tut.recv_line() == "* Users in #lobby: Alicia, bob"
     assert tut.recv_line() == "* You are bob"
 
     # Refusals are errors in each client's dialect; the connections stay open. Errors about a
@@ -264,29 +314,88 @@ def test_rich_and_plain_clients_chat(server) -> None:
     alice.send_json(type="chat", text="")
     expect_error(alice, "empty_text", id=None)
     tut.send("/DANCE")
-    assert tut.recv_line() == "ERROR unknown_command: unknown command /dance" + UNKNOWN_COMMAND_TAIL
-    # The echoed command is cleaned like chat text and cut to 40 characters (section 5.1).
-    tut.send("/\x1b[1mZ" + "y" * 60)
+    assert tut.recv_line() == "ERROR unknown_command: unknown command /DANCE" + UNKNOWN_COMMAND_TAIL
+    # The echoed command is cut to 40 characters (section 5.1).
+    tut.send("/Z" + "y" * 60)
     assert tut.recv_line() == (
-        "ERROR unknown_command: unknown command /[1mz" + "y" * 35 + UNKNOWN_COMMAND_TAIL
+        "ERROR unknown_command: unknown command /Z" + "y" * 39 + UNKNOWN_COMMAND_TAIL
     )
-    tut.send("/nick\tbob")  # only a space separates the argument
-    assert tut.recv_line() == (
-        "ERROR unknown_command: unknown command /nick bob" + UNKNOWN_COMMAND_TAIL
-    )
+    tut.send("/nick")  # a known command used wrongly: its usage
+    assert tut.recv_line() == "ERROR bad_command: usage: /nick NEW"
+    tut.send("/msg bob")
+    assert tut.recv_line() == "ERROR bad_command: usage: /msg NICK TEXT"
     tut.send("   ")
     assert tut.recv_line() == "ERROR empty_text: empty messages are not sent"
 
     # Plain chat after the nick change, then the tutorial's disconnect message.
     tut.send("bye all")
     assert tut.recv_line() == "Message was Sent!"
-    expect(alice, type="chat", id=5, nick="bob", text="bye all")
+    expect(alice, type="chat", id=5, nick="bob", text="bye all", room=LOBBY)
     tut.send("!DISCONNECT")
     tut.expect_eof()
     expect(alice, type="leave", nick="bob", reason="quit")
 
     # Rich goodbye: no reply, the server closes.
     alice.send_json(type="bye", reason="done")
+    alice.expect_eof()
+    alice.close()
+    tut.close()
+
+
+def test_example_session_of_section_9(server) -> None:
+    """Section 9, frame by frame."""
+    alice = DocClient(server.address)
+    tut = DocClient(server.address)
+    alice.send('{"type":"hello","nick":"alice","version":1}')
+    expect_frame(
+        alice,
+        '{"type":"welcome","nick":"alice","server":"game_chat","version":1,"limits":'
+        '{"max_frame_bytes":8192,"max_text_chars":1000,"max_nick_chars":24},"users":["alice"]}',
+    )
+    expect_frame(
+        alice,
+        '{"type":"joined","room":"#lobby","topic":"","members":'
+        '[{"nick":"alice","away":"","oper":false,"muted":false}]}',
+    )
+    tut.send("Hello!")
+    expect_frame(tut, "Message was Sent!")
+    expect_frame(alice, '{"type":"join","nick":"guest-1","ts":TS,"room":"#lobby"}')
+    expect_frame(
+        alice, '{"type":"chat","id":1,"nick":"guest-1","text":"Hello!","ts":TS,"room":"#lobby"}'
+    )
+    alice.send('{"type":"chat","text":"hi guest-1","id":"c1"}')
+    expect_frame(alice, '{"type":"ack","id":"c1","msg_id":2,"ts":TS}')
+    expect_frame(tut, "alice: hi guest-1")
+    tut.send("/nick bob")
+    expect_frame(tut, "* guest-1 is now known as bob")
+    expect_frame(alice, '{"type":"nick_changed","old":"guest-1","new":"bob","ts":TS}')
+    alice.send('{"type":"join","room":"#team"}')
+    expect_frame(
+        alice,
+        '{"type":"joined","room":"#team","topic":"","members":'
+        '[{"nick":"alice","away":"","oper":false,"muted":false}]}',
+    )
+    tut.send("/join #team")
+    expect_frame(tut, "* You are in #team. Here: alice, bob")
+    expect_frame(alice, '{"type":"join","nick":"bob","ts":TS,"room":"#team"}')
+    alice.send('{"type":"chat","text":"anyone in the lobby?","id":"c2","room":"#lobby"}')
+    expect_frame(alice, '{"type":"ack","id":"c2","msg_id":3,"ts":TS}')
+    expect_frame(tut, "[#lobby] alice: anyone in the lobby?")
+    tut.send("/who")
+    expect_frame(tut, "* Users in #team: alice, bob")
+    expect_frame(tut, "* You are bob")
+    alice.send('{"type":"ping","token":1}')
+    expect_frame(alice, '{"type":"pong","token":1}')
+    alice.send('{"type":"chat","text":" ","id":"c3"}')
+    expect_frame(
+        alice,
+        '{"type":"error","code":"empty_text","message":"empty messages are not sent",'
+        '"fatal":false,"id":"c3"}',
+    )
+    tut.send("!DISCONNECT")
+    tut.expect_eof()
+    expect_frame(alice, '{"type":"leave","nick":"bob","reason":"quit","ts":TS}')
+    alice.send('{"type":"bye"}')
     alice.expect_eof()
     alice.close()
     tut.close()
@@ -311,7 +420,7 @@ def test_rich_handshake_retry_and_registration_errors(server) -> None:
         other.send_json(type="hello", nick=nick, version=1)
         expect_error(other, code)
     hello(other, "José_Ж-1", ["alice", "José_Ж-1"])
-    expect(alice, type="join", nick="José_Ж-1")
+    expect(alice, type="join", nick="José_Ж-1", room=LOBBY)
 
     other.send_json(type="hello", nick="again", version=1)
     expect_error(other, "already_registered")
@@ -324,12 +433,16 @@ def test_rich_handshake_retry_and_registration_errors(server) -> None:
         (b'{"type":"chat","text":"x","id":true}', "bad_message"),
         (b'{"type":"chat","text":5,"id":"m9"}', "bad_message"),  # malformed: id is null
         (b'{"type":"chat","text":"x","id":"' + b"i" * 65 + b'"}', "bad_message"),
+        (b'{"type":"chat","text":"x","retry":1}', "bad_message"),  # booleans are booleans
+        (b'{"type":"history","room":"#lobby","limit":2.0}', "bad_message"),
+        (b'{"type":"join"}', "bad_message"),
         # Escaped lone surrogates, in any field (section 4.1): refused, not fatal.
         (b'{"type":"chat","text":"a\\ud800b","id":"s1"}', "bad_message"),
         (b'{"type":"chat","text":"x","id":"\\udfff"}', "bad_message"),
         (b'{"type":"\\ud800"}', "bad_message"),
         (b'{"type":"nick","nick":"\\ud800"}', "bad_message"),
         (b'{"type":"ping","token":"\\udbff"}', "bad_message"),
+        (b'{"type":"join","room":"#\\udbff"}', "bad_message"),
         (b'{"type":"bye","reason":"\\ud800"}', "bad_message"),  # not even a bye
     ]:
         other.send(bad)
@@ -337,7 +450,7 @@ def test_rich_handshake_retry_and_registration_errors(server) -> None:
     # A surrogate pair is fine; unknown keys are ignored whatever they hold.
     other.send(b'{"type":"chat","text":"ok \\ud83d\\ude00","id":"p","x":"\\ud800"}')
     expect(other, type="ack", id="p", msg_id=1)
-    expect(alice, type="chat", id=1, nick="José_Ж-1", text="ok 😀")
+    ok = expect(alice, type="chat", id=1, nick="José_Ж-1", text="ok 😀", room=LOBBY)
 
     # Leave reasons are cleaned like chat text and cut to 200 characters (section 4.3).
     other.send_json(type="bye", reason="din\nner\u202e\x1b " + "z" * 300)
@@ -345,10 +458,10 @@ def test_rich_handshake_retry_and_registration_errors(server) -> None:
     expect(alice, type="leave", nick="José_Ж-1", reason="din ner " + "z" * 192)
     other.close()
 
-    # Nothing left after cleaning: "quit".
+    # Nothing left after cleaning: "quit". A later member gets the lobby's history replayed.
     third = DocClient(server.address)
-    hello(third, "third", ["alice", "third"])
-    expect(alice, type="join", nick="third")
+    hello(third, "third", ["alice", "third"], history=[ok])
+    expect(alice, type="join", nick="third", room=LOBBY)
     third.send_json(type="bye", reason=" \t\x1b\u202e ")
     third.expect_eof()
     expect(alice, type="leave", nick="third", reason="quit")
@@ -358,7 +471,7 @@ def test_rich_handshake_retry_and_registration_errors(server) -> None:
     tut = DocClient(server.address)
     tut.send("/quit  see\tyou\x1b[0m ")
     tut.expect_eof()
-    expect(alice, type="join", nick="guest-1")
+    expect(alice, type="join", nick="guest-1", room=LOBBY)
     expect(alice, type="leave", nick="guest-1", reason="see you[0m")
     tut.close()
     alice.close()
@@ -370,7 +483,7 @@ def test_framing_rules(server) -> None:
     tut.send_raw(b"\x00\x000005" + b"\x00" * 58 + b"hello")
     assert tut.recv_line() == "Message was Sent!"
     tut.send("/who")  # section 5.3: the guest nick shows in the user list
-    assert tut.recv_line() == "* Users: guest-1"
+    assert tut.recv_line() == "* Users in #lobby: guest-1"
     assert tut.recv_line() == "* You are guest-1"
     # Oversize frame: fatal error in the connection's dialect, then EOF (section 2.4).
     tut.send_raw(b"8193".ljust(64))
@@ -404,10 +517,10 @@ def test_shutdown_sends_bye(server) -> None:
     tut = DocClient(server.address)
     tut.send("hi")
     assert tut.recv_line() == "Message was Sent!"
-    expect(alice, type="join", nick="guest-1")
-    expect(alice, type="chat", id=1, nick="guest-1", text="hi")
+    expect(alice, type="join", nick="guest-1", room=LOBBY)
+    expect(alice, type="chat", id=1, nick="guest-1", text="hi", room=LOBBY)
 
-    # Connections that are not members get a rich bye too (section 8.4).
+    # Connections that are not members get a rich bye too (section 8.6).
     silent = DocClient(server.address)  # nothing sent
     keeping = DocClient(server.address)
     keeping.keepalive()  # only keepalives: still no dialect
@@ -429,7 +542,7 @@ def test_shutdown_sends_bye(server) -> None:
 
 
 def test_server_full_and_registration_deadline(server_factory) -> None:
-    srv = server_factory(max_clients=2, hello_timeout=1.0)
+    srv = server_factory(max_clients=2, hello_timeout=0.5)
     # Two slots. Keepalives do not count as registering (section 2.3).
     idle = DocClient(srv.address)
     idle.keepalive()
@@ -445,14 +558,13 @@ def test_server_full_and_registration_deadline(server_factory) -> None:
     )
     refused.expect_eof()
     refused.close()
-    time.sleep(0.3)
     idle.keepalive()
     retrier.send_json(type="hello", nick="zed", version=2)
     expect_error(retrier, "bad_version")
     # Not registered in time: a fatal rich error, then EOF (section 8.1).
     timeout = frame_of(
         '{"type":"error","code":"hello_timeout",'
-        '"message":"not registered within 1 s","fatal":true,"id":null}'
+        '"message":"not registered within 0.5 s","fatal":true,"id":null}'
     )
     for client in (idle, retrier):
         assert client.recv_frame() == timeout
@@ -460,18 +572,439 @@ def test_server_full_and_registration_deadline(server_factory) -> None:
         client.close()
 
     # Once registered there is no deadline: a plain first line registers at once, a rich
-    # hello when it is accepted.
+    # hello when it is accepted. A third connection that never registers is the clock: when
+    # its deadline has passed, so have the others'.
     srv = server_factory(hello_timeout=0.5)
     tut = DocClient(srv.address)
     tut.send("hi")
     assert tut.recv_line() == "Message was Sent!"
     alice = DocClient(srv.address)
-    hello(alice, "alice", ["guest-1", "alice"])
-    assert tut.recv_line() == "* alice joined"
-    time.sleep(0.8)
+    hi = {"type": "chat", "id": 1, "nick": "guest-1", "text": "hi", "room": LOBBY}
+    alice.send_json(type="hello", nick="alice", version=1)
+    expect(alice, type="welcome", nick="alice", server="game_chat", version=1,
+           limits=WELCOME_LIMITS, users=["guest-1", "alice"])  # fmt: skip
+    expect(alice, type="joined", room=LOBBY, topic="",
+           members=[member("guest-1"), member("alice")])  # fmt: skip
+    replay = alice.recv_json()
+    assert replay == {**hi, "ts": replay["ts"], "history": True}
+    assert tut.recv_line() == "* alice joined #lobby"
+    # The clock: a connection that sent half a header never registers; its hello_timeout
+    # is rich JSON, as it has no dialect (section 8.1).
+    clock = DocClient(srv.address)
+    clock.send_raw(b"12")
+    assert clock.recv_json()["code"] == "hello_timeout"
+    clock.expect_eof()
+    clock.close()
     tut.send("/who")
-    assert tut.recv_line() == "* Users: guest-1, alice"
+    assert tut.recv_line() == "* Users in #lobby: guest-1, alice"
+    assert tut.recv_line() == "* You are guest-1"
     alice.send_json(type="users")
     expect(alice, type="users", users=["guest-1", "alice"])
     tut.close()
     alice.close()
+
+
+def test_rooms_topic_part_and_plain_room_prefix(server) -> None:
+    alice = DocClient(server.address)
+    hello(alice, "alice", ["alice"])
+    tut = DocClient(server.address)
+    tut.send("hi")
+    assert tut.recv_line() == "Message was Sent!"
+    expect(alice, type="join", nick="guest-1", room=LOBBY)
+    hi = expect(alice, type="chat", id=1, nick="guest-1", text="hi", room=LOBBY)
+    bob = DocClient(server.address)
+    hello(bob, "bob", ["alice", "guest-1", "bob"], history=[hi])
+    expect(alice, type="join", nick="bob", room=LOBBY)
+    assert tut.recv_line() == "* bob joined #lobby"
+
+    # Joining makes the room (section 4.6); the first spelling is kept, names compare like
+    # nicks. The joiner gets "joined", the room's members get "join".
+    alice.send_json(type="join", room="#Team")
+    expect(alice, type="joined", room="#Team", topic="", members=[member("alice")])
+    bob.send_json(type="join", room="#team")
+    expect(bob, type="joined", room="#Team", topic="", members=[member("alice"), member("bob")])
+    expect(alice, type="join", nick="bob", room="#Team")
+
+    # A topic goes to the room's members; "rooms" lists every room.
+    bob.send_json(type="topic", room="#team", topic="push B")
+    expect(bob, type="topic", room="#Team", topic="push B", nick="bob")
+    expect(alice, type="topic", room="#Team", topic="push B", nick="bob")
+    alice.send_json(type="rooms")
+    expect(
+        alice,
+        type="rooms",
+        rooms=[
+            {"room": LOBBY, "members": 3, "topic": ""},
+            {"room": "#Team", "members": 2, "topic": "push B"},
+        ],
+    )
+
+    # A chat with a room goes to that room only: tut, only in #lobby, gets nothing (the ack
+    # comes after the others' copies are queued, so tut's /who reply would come after it).
+    alice.send_json(type="chat", room="#Team", text="team line", id="t1")
+    expect(alice, type="ack", id="t1", msg_id=2)
+    team_line = expect(bob, type="chat", id=2, nick="alice", text="team line", room="#Team")
+    tut.send("/who #team")
+    assert tut.recv_line() == "* Users in #Team: alice, bob"
+    assert tut.recv_line() == "* You are guest-1"
+
+    # A plain /join: the "You are in" line, then the room's history as "[history]" lines.
+    tut.send("/join team")  # the # may be left out in /join
+    assert tut.recv_line() == "* You are in #Team. Topic: push B. Here: alice, bob, guest-1"
+    assert tut.recv_line() == "[history] alice: team line"
+    expect(alice, type="join", nick="guest-1", room="#Team")
+    expect(bob, type="join", nick="guest-1", room="#Team")
+
+    # The plain client's current room is #Team now: lines of its other rooms are prefixed.
+    alice.send_json(type="chat", room=LOBBY, text="lobby line", id="l1")
+    expect(alice, type="ack", id="l1", msg_id=3)
+    expect(bob, type="chat", id=3, nick="alice", text="lobby line", room=LOBBY)
+    assert tut.recv_line() == "[#lobby] alice: lobby line"
+    # A rich chat without "room" goes to the sender's current room: the one it joined last.
+    alice.send_json(type="chat", text="no room given", id="n1")
+    expect(alice, type="ack", id="n1", msg_id=4)
+    expect(bob, type="chat", id=4, nick="alice", text="no room given", room="#Team")
+    assert tut.recv_line() == "alice: no room given"
+    # Plain lines go to the current room; /topic without a room too.
+    tut.send("team here")
+    assert tut.recv_line() == "Message was Sent!"
+    expect(alice, type="chat", id=5, nick="guest-1", text="team here", room="#Team")
+    expect(bob, type="chat", id=5, nick="guest-1", text="team here", room="#Team")
+    tut.send("/me waves")
+    assert tut.recv_line() == "Message was Sent!"
+    expect(alice, type="chat", id=6, nick="guest-1", text="waves", room="#Team", action=True)
+    expect(bob, type="chat", id=6, nick="guest-1", text="waves", room="#Team", action=True)
+    tut.send("/topic push A")
+    assert tut.recv_line() == "* guest-1 set the topic of #Team: push A"
+    expect(alice, type="topic", room="#Team", topic="push A", nick="guest-1")
+    expect(bob, type="topic", room="#Team", topic="push A", nick="guest-1")
+    tut.send("/topic #lobby all welcome")
+    assert tut.recv_line() == "[#lobby] * guest-1 set the topic of #lobby: all welcome"
+    expect(alice, type="topic", room=LOBBY, topic="all welcome", nick="guest-1")
+    expect(bob, type="topic", room=LOBBY, topic="all welcome", nick="guest-1")
+
+    # Parting: every member of the room is told, the parter included.
+    bob.send_json(type="part", room="#team", reason="brb")
+    expect(bob, type="part", room="#Team", nick="bob", reason="brb")
+    expect(alice, type="part", room="#Team", nick="bob", reason="brb")
+    assert tut.recv_line() == "* bob left #Team (brb)"
+    bob.send_json(type="chat", room="#Team", text="still there?", id="g")
+    expect(bob, **error_of("not_in_room", "you are not in #Team", id="g"))
+    bob.send_json(type="chat", room="#nowhere", text="hello?", id="h")
+    expect(bob, **error_of("no_such_room", "you are not in #nowhere", id="h"))
+    bob.send_json(type="join", room="team")
+    expect(bob, **error_of("bad_room", "room names start with #, e.g. #team"))
+
+    # A plain /part leaves the current room; the current room is then the lobby again.
+    tut.send("/part")
+    assert tut.recv_line() == "* guest-1 left #Team"
+    expect(alice, type="part", room="#Team", nick="guest-1", reason="")
+    tut.send("back")
+    assert tut.recv_line() == "Message was Sent!"
+    expect(alice, type="chat", id=7, nick="guest-1", text="back", room=LOBBY)
+    expect(bob, type="chat", id=7, nick="guest-1", text="back", room=LOBBY)
+
+    # A room nobody is in is gone (the lobby stays).
+    alice.send_json(type="part", room="#Team")
+    expect(alice, type="part", room="#Team", nick="alice", reason="")
+    alice.send_json(type="rooms")
+    expect(alice, type="rooms", rooms=[{"room": LOBBY, "members": 3, "topic": "all welcome"}])
+    tut.send("/rooms")
+    assert tut.recv_line() == "* Rooms: #lobby (3): all welcome"
+    for client in (alice, bob, tut):
+        client.close()
+    del team_line
+
+
+def test_private_messages_and_away(server) -> None:
+    alice = DocClient(server.address)
+    hello(alice, "alice", ["alice"])
+    bob = DocClient(server.address)
+    hello(bob, "bob", ["alice", "bob"])
+    expect(alice, type="join", nick="bob", room=LOBBY)
+    tut = DocClient(server.address)
+    tut.send("/who")  # a command as the first line registers too
+    assert tut.recv_line() == "* Users in #lobby: alice, bob, guest-1"
+    assert tut.recv_line() == "* You are guest-1"
+    expect(alice, type="join", nick="guest-1", room=LOBBY)
+    expect(bob, type="join", nick="guest-1", room=LOBBY)
+
+    # Away: told to everyone who shares a room with you, you included (section 4.7).
+    bob.send_json(type="away", reason="lunch")
+    expect(bob, type="away", nick="bob", reason="lunch")
+    expect(alice, type="away", nick="bob", reason="lunch")
+    assert tut.recv_line() == "* bob is away: lunch"
+
+    # A private message: the recipient gets "msg", the sender an ack, then (recipient away)
+    # a notice.
+    alice.send_json(type="msg", to="BOB", text="psst", id="p1")
+    psst = expect(bob, type="msg", id=1, nick="alice", to="bob", text="psst")
+    expect(alice, type="ack", id="p1", msg_id=1, ts=psst["ts"])
+    assert alice.recv_frame() == frame_of(
+        '{"type":"notice","text":"bob is away: lunch","room":null}'
+    )
+    tut.send("/msg bob are you there?")
+    assert tut.recv_line() == "Message was Sent!"
+    assert tut.recv_line() == "* bob is away: lunch"
+    expect(bob, type="msg", id=2, nick="guest-1", to="bob", text="are you there?")
+    alice.send_json(type="msg", to="guest-1", text="hi tut", id="p2")
+    expect(alice, type="ack", id="p2", msg_id=3)
+    assert tut.recv_line() == "[private] alice: hi tut"
+    alice.send_json(type="msg", to="guest-1", text="waves", id="p2a", action=True)
+    expect(alice, type="ack", id="p2a", msg_id=4)
+    assert tut.recv_line() == "[private] * alice waves"
+    alice.send_json(type="msg", to="nobody", text="hello?", id="p3")
+    expect(alice, **error_of("no_such_nick", "nobody is called nobody", id="p3"))
+
+    # who: away and operator marks; rich without a room: everyone on the server.
+    alice.send_json(type="who")
+    expect(
+        alice,
+        type="who",
+        room=None,
+        members=[member("alice"), member("bob", away="lunch"), member("guest-1")],
+    )
+    tut.send("/who")
+    assert tut.recv_line() == "* Users in #lobby: alice, bob (away: lunch), guest-1"
+    assert tut.recv_line() == "* You are guest-1"
+
+    # An empty reason: back.
+    bob.send_json(type="away")
+    expect(bob, type="away", nick="bob", reason="")
+    expect(alice, type="away", nick="bob", reason="")
+    assert tut.recv_line() == "* bob is back"
+    alice.send_json(type="msg", to="bob", text="welcome back", id="p4")
+    expect(bob, type="msg", id=5, nick="alice", to="bob", text="welcome back")
+    expect(alice, type="ack", id="p4", msg_id=5)
+    alice.send_json(type="ping", token="no notice")  # nothing came between: no notice
+    expect(alice, type="pong", token="no notice")
+    for client in (alice, bob, tut):
+        client.close()
+
+
+def test_history_replay_paging_and_retry(server_factory) -> None:
+    srv = server_factory(history_replay=3)
+    alice = DocClient(srv.address)
+    hello(alice, "alice", ["alice"])
+    lines = []
+    for n in range(1, 6):
+        alice.send_json(type="chat", text=f"line {n}", id=f"c{n}", action=n == 5)
+        ack = expect(alice, type="ack", id=f"c{n}", msg_id=n)
+        chat = {"type": "chat", "id": n, "nick": "alice", "text": f"line {n}"}
+        chat.update(ts=ack["ts"], room=LOBBY, **({"action": True} if n == 5 else {}))
+        lines.append(chat)
+    # A retry of a line the server has: the same ack again, nothing delivered (section 4.5).
+    alice.send_json(type="chat", text="line 2", id="c2", retry=True)
+    expect(alice, type="ack", id="c2", msg_id=2, ts=lines[1]["ts"])
+
+    # Joining replays the newest lines (here 3, --history-replay), "history": true.
+    bob = DocClient(srv.address)
+    hello(bob, "bob", ["alice", "bob"], history=lines[2:])
+    expect(alice, type="join", nick="bob", room=LOBBY)
+
+    # Older pages: ids below "before", oldest first; "more" says whether older ones exist.
+    def paged(chat: dict[str, object]) -> dict[str, object]:
+        return replayed(chat)
+
+    bob.send_json(type="history", room=LOBBY, before=3, limit=1)
+    expect(bob, type="history", room=LOBBY, messages=[paged(lines[1])], more=True)
+    bob.send_json(type="history", room=LOBBY, before=2, limit=1)
+    expect(bob, type="history", room=LOBBY, messages=[paged(lines[0])], more=False)
+    bob.send_json(type="history", room=LOBBY)  # no "before": the newest
+    expect(bob, type="history", room=LOBBY, messages=[paged(c) for c in lines], more=False)
+    bob.send_json(type="history", room="#elsewhere")
+    expect(bob, **error_of("no_such_room", "you are not in #elsewhere"))
+
+    # A plain client: no replay on its first line; [history] lines when it joins a room.
+    tut = DocClient(srv.address)
+    tut.send("/join #lobby")
+    assert tut.recv_line() == "* You are in #lobby. Here: alice, bob, guest-1"
+    expect(alice, type="join", nick="guest-1", room=LOBBY)
+    expect(bob, type="join", nick="guest-1", room=LOBBY)
+    tut.send("/join #side")
+    assert tut.recv_line() == "* You are in #side. Here: guest-1"
+    tut.send("/join #lobby")  # already a member: made current again, no replay
+    assert tut.recv_line() == "* You are in #lobby. Here: alice, bob, guest-1"
+    tut.send("/part #lobby see you")
+    assert tut.recv_line() == "* guest-1 left #lobby (see you)"
+    expect(alice, type="part", room=LOBBY, nick="guest-1", reason="see you")
+    expect(bob, type="part", room=LOBBY, nick="guest-1", reason="see you")
+    tut.send("/join #lobby")  # a new join: the newest lines again
+    assert tut.recv_line() == "* You are in #lobby. Here: alice, bob, guest-1"
+    assert tut.recv_line() == "[history] alice: line 3"
+    assert tut.recv_line() == "[history] alice: line 4"
+    assert tut.recv_line() == "[history] * alice line 5"
+    expect(alice, type="join", nick="guest-1", room=LOBBY)
+    expect(bob, type="join", nick="guest-1", room=LOBBY)
+    tut.send("/history")  # plain clients only get the count
+    page = tut.recv_line().split("\n")
+    assert page[0] == "* 5 older messages of #lobby:"
+    assert len(page) == 6 and all(line.startswith("[history] ") for line in page[1:])
+    for client in (alice, bob, tut):
+        client.close()
+
+
+def test_operators_kick_mute_and_ban(server_factory) -> None:
+    srv = server_factory(oper_password="pw")
+    op = DocClient(srv.address)
+    hello(op, "op", ["op"])
+    bob = DocClient(srv.address)
+    hello(bob, "bob", ["op", "bob"])
+    expect(op, type="join", nick="bob", room=LOBBY)
+    tut = DocClient(srv.address)
+    tut.send("hi")
+    assert tut.recv_line() == "Message was Sent!"
+    for client in (op, bob):
+        expect(client, type="join", nick="guest-1", room=LOBBY)
+        hi = expect(client, type="chat", id=1, nick="guest-1", text="hi", room=LOBBY)
+
+    bob.send_json(type="kick", nick="op")
+    expect(bob, **error_of("not_operator", "only operators can do that (/oper PASSWORD)"))
+    op.send_json(type="oper", password="wrong")
+    expect(op, **error_of("bad_password", "wrong operator password"))
+    op.send_json(type="oper", password="pw")
+    assert op.recv_frame() == frame_of(
+        '{"type":"notice","text":"You are now an operator. /help lists the operator commands.",'
+        '"room":null}'
+    )
+    tut.send("/who")
+    assert tut.recv_line() == "* Users in #lobby: @op, bob, guest-1"
+    assert tut.recv_line() == "* You are guest-1"
+
+    # Mute: a notice in every room of the target; the target's chats are refused.
+    op.send_json(type="mute", nick="guest-1", minutes=5)
+    muted = notice("guest-1 was muted by op for 5 minute(s)", LOBBY)
+    expect(op, **muted)
+    expect(bob, **muted)
+    assert tut.recv_line() == "* guest-1 was muted by op for 5 minute(s)"
+    tut.send("can I talk?")
+    assert tut.recv_line() == "ERROR muted: you are muted"
+    op.send_json(type="who", room=LOBBY)
+    expect(
+        op,
+        type="who",
+        room=LOBBY,
+        members=[member("op", oper=True), member("bob"), member("guest-1", muted=True)],
+    )
+    op.send_json(type="unmute", nick="guest-1")
+    expect(op, **notice("guest-1 may talk again (op)", LOBBY))
+    expect(bob, **notice("guest-1 may talk again (op)", LOBBY))
+    assert tut.recv_line() == "* guest-1 may talk again (op)"
+
+    # Kick: a notice to the target's rooms, a fatal "kicked" error to the target, then EOF;
+    # "leave" to the others.
+    op.send_json(type="kick", nick="bob", reason="spam")
+    kicked = notice("bob was kicked by op: spam", LOBBY)
+    expect(op, **kicked)
+    expect(op, type="leave", nick="bob", reason="kicked by op: spam")
+    expect(bob, **kicked)
+    assert bob.recv_frame() == frame_of(
+        '{"type":"error","code":"kicked","message":"you were kicked by op: spam",'
+        '"fatal":true,"id":null}'
+    )
+    bob.expect_eof()
+    assert tut.recv_line() == "* bob was kicked by op: spam"
+    assert tut.recv_line() == "* bob left (kicked by op: spam)"
+    op.send_json(type="kick", nick="bob")
+    expect(op, **error_of("no_such_nick", "nobody is called bob"))
+
+    # Bans: a nick ban refuses that nick (not fatal); unban answers with a notice.
+    op.send_json(type="ban", target="mallory", minutes=10, reason="rude")
+    expect(op, **notice("mallory is banned by op for 10 minute(s): rude"))
+    mallory = DocClient(srv.address)
+    mallory.send_json(type="hello", nick="Mallory", version=1)
+    expect(
+        mallory,
+        **error_of("banned", "you are banned from this server for 10 more minute(s): rude"),
+    )
+    op.send_json(type="unban", target="mallory")
+    expect(op, **notice("mallory is no longer banned"))
+    op.send_json(type="unban", target="mallory")
+    expect(op, **notice("mallory was not banned"))
+    lobby = [member("op", oper=True), "guest-1", "Mallory"]
+    hello(mallory, "Mallory", ["op", "guest-1", "Mallory"], members=lobby, history=[hi])
+    mallory.close()
+    expect(op, type="join", nick="Mallory", room=LOBBY)
+    expect(op, type="leave", nick="Mallory", reason="connection lost")
+    assert tut.recv_line() == "* Mallory joined #lobby"
+    assert tut.recv_line() == "* Mallory left (connection lost)"
+
+    # An address ban removes everyone connected from it (here: everyone but the operator)
+    # and refuses new connections from it before they send anything.
+    op.send_json(type="ban", target="127.0.0.1")
+    expect(op, **notice("127.0.0.1 is banned by op for good"))
+    expect(op, **notice("guest-1 was banned by op for good", LOBBY))
+    assert tut.recv_line() == "* guest-1 was banned by op for good"
+    assert tut.recv_line() == "ERROR banned: you were banned by op for good"
+    tut.expect_eof()
+    refused = DocClient(srv.address)
+    assert refused.recv_frame() == frame_of(
+        '{"type":"error","code":"banned","message":"you are banned from this server",'
+        '"fatal":true,"id":null}'
+    )
+    refused.expect_eof()
+    for client in (op, bob, tut, refused):
+        client.close()
+
+
+def test_failed_oper_is_rate_limited_and_help(server_factory) -> None:
+    srv = server_factory(oper_password="pw")
+    eve = DocClient(srv.address)
+    hello(eve, "eve", ["eve"])
+    for _ in range(5):
+        eve.send_json(type="oper", password="guess")
+        expect(eve, **error_of("bad_password", "wrong operator password"))
+    eve.send_json(type="oper", password="pw")  # even the right password waits now
+    error = expect_error(eve, "rate_limited")
+    assert str(error["message"]).startswith("too many failed attempts: try again in ")
+    assert str(error["message"]).endswith(" s")
+
+    # help: one notice per command.
+    eve.send_json(type="help")
+    first = expect(eve, **notice("/join #ROOM — join a room (made if new) and make it current"))
+    assert first
+    texts = []
+    while not texts or not texts[-1].startswith("//TEXT"):
+        message = eve.recv_json()
+        assert message["type"] == "notice" and message["room"] is None, message
+        texts.append(str(message["text"]))
+    assert texts[-1] == "//TEXT — send a line that starts with a slash"
+    assert "/oper PASSWORD — become an operator" in texts
+    assert not any(t.startswith("/kick") for t in texts)  # operator commands: operators only
+    eve.close()
+
+
+def test_server_password(server_factory) -> None:
+    srv = server_factory(password="hunter2")
+    rich = DocClient(srv.address)
+    rich.send_json(type="hello", nick="x", version=1)
+    assert rich.recv_frame() == frame_of(
+        '{"type":"error","code":"bad_password","message":"this server needs a password",'
+        '"fatal":true,"id":null}'
+    )
+    rich.expect_eof()
+    rich = DocClient(srv.address)
+    rich.send_json(type="hello", nick="x", version=1, password="nope")
+    expect(rich, **error_of("bad_password", "wrong password", fatal=True))
+    rich.expect_eof()
+    rich = DocClient(srv.address)
+    rich.send_json(type="hello", nick="x", version=1, password="hunter2")
+    expect(rich, type="welcome", nick="x", server="game_chat", version=1,
+           limits=WELCOME_LIMITS, users=["x"])  # fmt: skip
+    expect(rich, type="joined", room=LOBBY, topic="", members=[member("x")])
+
+    plain = DocClient(srv.address)
+    plain.send("hi")
+    assert plain.recv_line() == (
+        "ERROR bad_password: this server needs a password: send /pass PASSWORD first"
+    )
+    plain.expect_eof()
+    plain = DocClient(srv.address)
+    plain.send("/pass hunter2")
+    assert plain.recv_line() == "* Welcome, you are guest-1"
+    expect(rich, type="join", nick="guest-1", room=LOBBY)
+    plain.send("hello")
+    assert plain.recv_line() == "Message was Sent!"
+    expect(rich, type="chat", id=1, nick="guest-1", text="hello", room=LOBBY)
+    plain.close()
+    rich.close()

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from wire import rich_client
 
-from game_chat.client.conversation import parse_input
+from game_chat.client.model import LineKind, LogLine
+from game_chat.client.rooms import Tab, TabKind
+from game_chat.client.terminal import terminal_line
 from game_chat.protocol.names import mentions
 from game_chat.server import ChatServer
 
@@ -78,6 +80,44 @@ def test_incoming_messages_are_printed(server: ChatServer, tmp_path: Path) -> No
         process.wait()
 
 
+def test_rooms_and_private_lines_are_prefixed(server: ChatServer, tmp_path: Path) -> None:
+    host, port = server.address
+    peer, _ = rich_client(server.address, "peer")
+    command = ["run_client.py", "--no-gui", "--server", f"{host}:{port}", "--nick", "reader"]
+    process = subprocess.Popen(
+        [sys.executable, *command],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={"GAME_CHAT_CONFIG_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+
+    def read_until(needle: str) -> str:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if needle in line:
+                return line.rstrip()
+        raise AssertionError(f"no line with {needle!r}")
+
+    try:
+        assert process.stdin is not None
+        process.stdin.write("/join #dev\n")
+        process.stdin.flush()
+        read_until("You joined #dev")
+        peer.send_json(type="chat", text="lobby line")
+        assert read_until("lobby line").endswith("] [#lobby] peer: lobby line")
+        peer.send_json(type="msg", to="reader", text="secret")
+        assert read_until("secret").endswith("] [private] peer: secret")
+        process.stdin.write("in dev\n/msg peer hi there\n")
+        process.stdin.close()
+        assert process.wait(timeout=10) == 0
+        assert peer.recv_until(lambda m: m["type"] == "msg")["text"] == "hi there"
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_refused_server_exits_1(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "run_client.py", "--no-gui", "--server", "127.0.0.1:1"],
@@ -92,14 +132,15 @@ def test_refused_server_exits_1(tmp_path: Path) -> None:
     assert "refused" in result.stdout
 
 
-def test_parse_input() -> None:
-    assert parse_input("hello").chat_text == "hello"
-    assert parse_input("//slash").chat_text == "/slash"
-    assert parse_input("/nick bob").nick == "bob"
-    assert parse_input("/who").list_users
-    assert parse_input("/quit").quit
-    unknown = parse_input("/dance")
-    assert unknown.chat_text is None and unknown.local_line is not None
+def test_lines_are_prefixed_by_where_they_come_from() -> None:
+    lobby = Tab(1, TabKind.ROOM, "#lobby")
+    dev = Tab(2, TabKind.ROOM, "#dev")
+    bob = Tab(3, TabKind.PRIVATE, "bob")
+    line = LogLine(LineKind.CHAT, "hi", "bob", ts=0)
+    assert terminal_line(lobby, line, lobby).endswith("] bob: hi")
+    assert "] [#dev] bob: hi" in terminal_line(dev, line, lobby)
+    assert "] [private] bob: hi" in terminal_line(bob, line, lobby)
+    assert terminal_line(bob, line, bob).endswith("[private] bob: hi")
 
 
 def test_mentions_are_whole_words() -> None:

@@ -13,9 +13,10 @@ from typing import Any
 
 import pygame
 
+from ..discovery import DiscoveryConfig, DiscoveryListener, ServerEntry
 from ..protocol.errors import RemoteProtocolError
 from ..protocol.names import validate_nick
-from ..server import ChatServer
+from ..server import ChatServer, ServerConfig
 from .cli_support import host_local_server
 from .config import ClientSettings, parse_address
 from .events import Connected, Disconnected
@@ -52,8 +53,13 @@ class ChatApp:
         hosted: ChatServer | None = None,
         size: tuple[int, int] = DEFAULT_SIZE,
         theme: Theme | None = None,
+        discovery: DiscoveryConfig | None = None,
     ) -> None:
         self.settings = settings
+        #: LAN discovery: None (the default, and in tests) listens and announces nowhere.
+        self.discovery = discovery
+        self._listener: DiscoveryListener | None = None
+        self._listener_note = ""
         self.theme = theme or Theme()
         self.hosted = hosted
         self._owns_hosted = False  # servers we started from the connect screen
@@ -112,12 +118,14 @@ class ChatApp:
             self.screen.close("window closed")
         if self._pending is not None:
             self._pending.close()
+        self._stop_discovery()
         if self.hosted is not None and self._owns_hosted:
             self.hosted.shutdown(timeout=0.5)
 
     # --- screens -----------------------------------------------------------------------
 
     def _show_connect_screen(self) -> None:
+        self._start_discovery()
         self.screen = ConnectScreen(
             self.window.get_size(),
             self.theme,
@@ -128,10 +136,13 @@ class ChatApp:
             server=self.settings.server,
             on_join=self._join,
             on_host=self._host,
+            servers=self._found_servers if self.discovery is not None else None,
+            servers_note=self._listener_note,
         )
         pygame.display.set_caption("game_chat")
 
     def _open_chat(self, client: ChatClient, events: list[Any] | None = None) -> None:
+        self._stop_discovery()
         if not client._thread.is_alive():
             client.start()
         self.screen = ChatScreen(
@@ -178,7 +189,7 @@ class ChatApp:
         except ValueError:
             port = 5050
         try:
-            self.hosted = host_local_server(port)
+            self.hosted = self._host_server(port)
         except OSError as exc:
             self.screen.show_error(
                 f"Cannot host on port {port}: {exc.strerror or exc}. Is a server already "
@@ -187,6 +198,22 @@ class ChatApp:
             return
         self._owns_hosted = True
         self._start_join("127.0.0.1", self.hosted.address[1], nick, password, server_text)
+
+    def _host_server(self, port: int) -> ChatServer:
+        """The server of "Host a server": announced where our own listener listens."""
+        if self.discovery is None:
+            return host_local_server(port)
+        server = ChatServer(
+            ServerConfig(
+                host="0.0.0.0",
+                port=port,
+                announce=True,
+                announce_addresses=(self.discovery.address,),
+                announce_port=self.discovery.port,
+            )
+        )
+        server.start()
+        return server
 
     def _start_join(
         self, host: str, port: int, nick: str, password: str | None, server_text: str
@@ -217,6 +244,30 @@ class ChatApp:
                     self.screen.show_error(text)
                 return
 
+    # --- LAN discovery ---------------------------------------------------------------------
+
+    def _start_discovery(self) -> None:
+        """Listen for servers while the connect screen shows (a thread; no pygame in it)."""
+        if self.discovery is None or self._listener is not None:
+            return
+        listener = DiscoveryListener(self.discovery.address, self.discovery.port)
+        try:
+            listener.start()
+        except OSError as exc:
+            listener.stop()
+            log.warning("LAN discovery is off: %s", exc)
+            self._listener_note = f"Cannot look for servers: {exc.strerror or exc}"
+            return
+        self._listener, self._listener_note = listener, ""
+
+    def _stop_discovery(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+
+    def _found_servers(self) -> tuple[ServerEntry, ...]:
+        return () if self._listener is None else self._listener.servers()
+
 
 def run_window(
     settings: ClientSettings,
@@ -225,11 +276,19 @@ def run_window(
     nick: str | None = None,
     password: str | None = None,
     hosted: ChatServer | None = None,
+    discovery: DiscoveryConfig | None = DiscoveryConfig(),  # noqa: B008 (frozen)
 ) -> int:
     # Only what the window needs: pygame.init() would also open audio, which a chat never uses.
     pygame.display.init()
     pygame.font.init()
     try:
-        return ChatApp(settings, target=target, nick=nick, password=password, hosted=hosted).run()
+        return ChatApp(
+            settings,
+            target=target,
+            nick=nick,
+            password=password,
+            hosted=hosted,
+            discovery=discovery,
+        ).run()
     finally:
         pygame.quit()

@@ -1,23 +1,41 @@
-"""What the chat shows, worked out from ChatClient events: log lines, users, status. No pygame.
+"""What the chat shows, worked out from ChatClient events: tabs, their lines, status. No pygame.
 
 The window, the terminal chat and the in-game overlay all use a :class:`Conversation`; they
-differ only in how they draw it.
+differ only in how they draw it. Each event goes to the tab it belongs to: a room's chat line
+to that room, a private message to the conversation with its sender, a nick change or an away
+mark to every room the nick is in, a notice to its room (or the tab shown), an error to the tab
+shown. Lines are handed to ``on_line(tab, line)``; older lines paged in from the server's
+history to ``on_history(tab, lines)``, to be put above what the tab holds.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..protocol.commands import LOBBY
+from ..protocol.errors import ErrorCode, RemoteProtocolError
 from ..protocol.messages import (
+    AwayChanged,
     ChatMessage,
     ErrorReply,
+    FetchHistory,
+    HistoryPage,
     NickChanged,
+    Notice,
+    PrivateMessage,
+    RoomJoined,
+    RoomList,
+    TopicChanged,
     UserJoined,
     UserLeft,
     UserList,
+    UserParted,
+    WhoReply,
+    parse_server_message,
 )
 from ..protocol.names import mentions
 from .events import (
@@ -30,6 +48,17 @@ from .events import (
     RoundTrip,
 )
 from .model import Delivery, LineKind, LogLine
+from .rooms import Member, Tab, TabKind, tab_key
+
+#: Lines counted as unread on a tab that is not shown.
+_UNREAD_KINDS = frozenset({LineKind.CHAT, LineKind.ACTION})
+#: Errors after which no answer to a pending history request will come.
+_HISTORY_ERRORS = frozenset({ErrorCode.NOT_IN_ROOM, ErrorCode.BAD_ROOM, ErrorCode.NO_SUCH_ROOM})
+#: Lines asked for per history page.
+HISTORY_PAGE = 100
+
+LineSink = Callable[[Tab, LogLine], None]
+HistorySink = Callable[[Tab, list[LogLine]], None]
 
 
 class Status:
@@ -39,71 +68,176 @@ class Status:
     DISCONNECTED = "disconnected"
 
 
-@dataclass
-class CommandResult:
-    """What a line typed by the user turned into."""
-
-    chat_text: str | None = None  # send as chat
-    nick: str | None = None  # ask for this nick
-    list_users: bool = False
-    quit: bool = False
-    local_line: LogLine | None = None  # show this, send nothing
+def _same_nick(a: str, b: str) -> bool:
+    return a == b or tab_key(a) == tab_key(b)
 
 
-HELP = (
-    "Commands: /nick NAME (change your name), /who (list users), /quit (leave), "
-    "/help (this text). Start a line with // to send it as text."
-)
-
-
-def parse_input(line: str) -> CommandResult:
-    """Interpret a line from the input box: a chat line or a /command."""
-    if line.startswith("//"):
-        return CommandResult(chat_text=line[1:])
-    if not line.startswith("/"):
-        return CommandResult(chat_text=line)
-    command, _, argument = line.partition(" ")
-    command, argument = command.lower(), argument.strip()
-    if command == "/nick" and argument:
-        return CommandResult(nick=argument)
-    if command in ("/who", "/users"):
-        return CommandResult(list_users=True)
-    if command in ("/quit", "/exit"):
-        return CommandResult(quit=True)
-    if command == "/help":
-        return CommandResult(local_line=LogLine(LineKind.SYSTEM, HELP))
-    return CommandResult(local_line=LogLine(LineKind.ERROR, f"Unknown command {command}. {HELP}"))
-
-
-COMMANDS = ("/nick", "/who", "/quit", "/help")
+def _member_label(member: Member) -> str:
+    mark = "@" if member.oper else ""
+    away = " (away)" if member.away else ""
+    return f"{mark}{member.nick}{away}"
 
 
 class Conversation:
-    """Log lines, the user list and the connection status, fed by ChatClient events."""
+    """Tabs, their lines and the connection status, fed by ChatClient events.
 
-    def __init__(self, nick: str, on_line: Callable[[LogLine], None]) -> None:
+    There is always at least one tab: the lobby until others are opened.
+    """
+
+    def __init__(
+        self,
+        nick: str,
+        on_line: LineSink,
+        on_history: HistorySink | None = None,
+        lobby: str = LOBBY,
+    ) -> None:
         self.nick = nick
         self.on_line = on_line
-        self.users: list[str] = []
+        self.on_history = on_history
+        self.lobby = lobby
         self.status = Status.CONNECTING
         self.status_detail = ""
         self.server_name = ""
         self.rtt_ms: float | None = None
         self.max_text_chars = 1000
-        self._own: dict[int, LogLine] = {}  # local id -> our line waiting for its ack
+        #: Our away reason ("" while here).
+        self.away = ""
+        #: Everyone on the server, as the welcome listed them (rooms keep their own members).
+        self.server_users: list[str] = []
+        #: Every tab, in the order they were opened.
+        self.tabs: list[Tab] = []
+        #: Changes whenever a tab opens, closes, is renamed or its unread state changes.
+        self.revision = 0
+        self._by_key: dict[str, Tab] = {}
+        self._ids = itertools.count(1)
+        self._own: dict[int, tuple[Tab, LogLine]] = {}  # local id -> our line awaiting its ack
+        self._switch_on_join: set[str] = set()  # rooms we asked to join and want to look at
+        self.current = self.open_room(lobby)
 
-    # --- our own lines -------------------------------------------------------------------
+    # --- tabs --------------------------------------------------------------------------------
 
-    def add_own(self, local_id: int, text: str) -> LogLine:
-        line = LogLine(LineKind.CHAT, text, self.nick, own=True, delivery=Delivery.PENDING)
-        self._own[local_id] = line
-        self.on_line(line)
+    def tab(self, name: str | None) -> Tab | None:
+        """The tab of a room ("#room") or of a private conversation (a nick), if open."""
+        return None if name is None else self._by_key.get(tab_key(name))
+
+    def open_room(self, room: str) -> Tab:
+        """The room's tab, opened (not shown) if needed."""
+        return self.tab(room) or self._open(TabKind.ROOM, room)
+
+    def open_private(self, nick: str, switch: bool = False) -> Tab:
+        """The private conversation with ``nick``, opened if needed; shown if ``switch``."""
+        tab = self.tab(nick) or self._open(TabKind.PRIVATE, nick)
+        if switch:
+            self.switch_to(tab)
+        return tab
+
+    def switch_to(self, tab: Tab) -> None:
+        """Show ``tab``: its unread count and mention mark are cleared."""
+        if tab not in self.tabs:
+            return
+        if tab is not self.current or tab.unread or tab.mention:
+            self.revision += 1
+        self.current = tab
+        tab.mark_read()
+
+    def cycle(self, step: int) -> None:
+        """Show the next (``step`` 1) or previous (-1) tab, wrapping around."""
+        index = self.tabs.index(self.current)
+        self.switch_to(self.tabs[(index + step) % len(self.tabs)])
+
+    def close(self, tab: Tab) -> bool:
+        """Close a tab (not the last one). For rooms, send a PartRoom instead: the tab closes
+        when the server confirms. False if it stays open."""
+        if tab not in self.tabs or len(self.tabs) == 1:
+            return False
+        index = self.tabs.index(tab)
+        self.tabs.remove(tab)
+        if self._by_key.get(tab.key) is tab:
+            del self._by_key[tab.key]
+        if tab is self.current:
+            self.switch_to(self.tabs[max(0, index - 1)])
+        self.revision += 1
+        return True
+
+    def expect_join(self, room: str) -> bool:
+        """The user asked to join ``room``: show its tab once joined. True if already in it
+        (then it is shown now and nothing needs sending)."""
+        tab = self.tab(room)
+        if tab is not None and tab.is_room and tab.joined:
+            self.switch_to(tab)
+            return True
+        self._switch_on_join.add(tab_key(room))
+        return False
+
+    def request_older(self, tab: Tab) -> FetchHistory | None:
+        """The request for the page of history above ``tab``'s oldest line, or None when none
+        is due (not a joined room, nothing older, one already on its way, disconnected)."""
+        if (
+            not tab.is_room
+            or not tab.joined
+            or not tab.history_more
+            or tab.history_pending
+            or self.status != Status.CONNECTED
+        ):
+            return None
+        tab.history_pending = True
+        return FetchHistory(tab.name, before=tab.oldest_id, limit=HISTORY_PAGE)
+
+    @property
+    def users(self) -> list[str]:
+        """Nicks in the tab shown: the room's members, or the peer and you."""
+        tab = self.current
+        if tab.is_room:
+            return [m.nick for m in tab.members]
+        return [tab.name, self.nick]
+
+    def known_nicks(self) -> list[str]:
+        """Every nick in any open tab (for completion)."""
+        nicks = {self.nick, *self.server_users}
+        for tab in self.tabs:
+            if tab.is_room:
+                nicks.update(m.nick for m in tab.members)
+            else:
+                nicks.add(tab.name)
+        return sorted(nicks, key=str.casefold)
+
+    def _open(self, kind: str, name: str) -> Tab:
+        tab = Tab(next(self._ids), kind, name)
+        self.tabs.append(tab)
+        self._by_key[tab.key] = tab
+        self.revision += 1
+        return tab
+
+    # --- our own lines and local notes ------------------------------------------------------
+
+    def add_own(
+        self, local_id: int, text: str, tab: Tab | None = None, action: bool = False
+    ) -> LogLine:
+        """Show a line we sent (pending until its ack) in ``tab`` (default: the one shown)."""
+        tab = tab or self.current
+        kind = LineKind.ACTION if action else LineKind.CHAT
+        line = LogLine(kind, text, self.nick, own=True, delivery=Delivery.PENDING)
+        self._own[local_id] = (tab, line)
+        self.on_line(tab, line)
         return line
 
-    def system(self, text: str, kind: str = LineKind.SYSTEM) -> None:
-        self.on_line(LogLine(kind, text))
+    def system(self, text: str, kind: str = LineKind.SYSTEM, tab: Tab | None = None) -> None:
+        """A line of our own making (connection state, command replies) in ``tab`` or the one
+        shown."""
+        self._emit(tab or self.current, LogLine(kind, text))
 
-    # --- events --------------------------------------------------------------------------
+    def _emit(self, tab: Tab, line: LogLine) -> None:
+        if tab is not self.current and not line.history and line.kind in _UNREAD_KINDS:
+            tab.unread += 1
+            if line.mention or tab.kind == TabKind.PRIVATE:
+                tab.mention = True
+            self.revision += 1
+        self.on_line(tab, line)
+
+    def _rooms_with(self, nick: str) -> list[Tab]:
+        return [tab for tab in self.tabs if tab.is_room and tab.has(nick)]
+
+    # --- events ------------------------------------------------------------------------------
 
     def apply(self, event: Any) -> None:
         handler = getattr(self, f"_on_{type(event).__name__}", None)
@@ -120,15 +254,21 @@ class Conversation:
         self.status = Status.CONNECTED
         self.nick = event.nick
         self.server_name = event.server
-        self.users = list(event.users)
+        self.server_users = list(event.users)
         self.max_text_chars = event.limits.max_text_chars
-        others = [u for u in event.users if u != event.nick]
+        self._history_settled()
+        # Until the lobby's RoomJoined (which follows) says who is in it.
+        lobby = self.tab(self.lobby)
+        if lobby is not None:
+            lobby.set_members(Member(nick) for nick in event.users)
+        others = [u for u in event.users if not _same_nick(u, event.nick)]
         here = ", ".join(others) if others else "nobody else yet"
         self.system(f"Connected to {event.server} as {event.nick}. Here: {here}")
 
     def _on_Disconnected(self, event: Disconnected) -> None:
         self.status = Status.RECONNECTING if event.will_retry else Status.DISCONNECTED
         self.status_detail = event.reason
+        self._history_settled()
         kind = LineKind.SYSTEM if event.will_retry or event.reason == "closed" else LineKind.ERROR
         self.system(f"Disconnected: {event.reason}", kind)
 
@@ -141,53 +281,245 @@ class Conversation:
         self.rtt_ms = event.ms
 
     def _on_ChatSent(self, event: ChatSent) -> None:
-        line = self._own.pop(event.local_id, None)
-        if line is not None:
+        tab, line = self._own.pop(event.local_id, (None, None))
+        if tab is not None and line is not None:
             line.set_delivery(Delivery.SENT)
+            tab.saw_id(event.message_id)
 
     def _on_ChatFailed(self, event: ChatFailed) -> None:
-        line = self._own.pop(event.local_id, None)
+        tab, line = self._own.pop(event.local_id, (None, None))
         if line is not None:
             line.set_delivery(Delivery.FAILED)
-        self.system(f"Not sent: {event.reason}", LineKind.ERROR)
+        target = tab if tab is not None and tab in self.tabs else None
+        self.system(f"Not sent: {event.reason}", LineKind.ERROR, target)
 
     def _on_ChatMessage(self, event: ChatMessage) -> None:
-        self.on_line(
-            LogLine(
-                LineKind.CHAT,
-                event.text,
-                event.nick,
-                ts=event.ts,
-                mention=mentions(event.text, self.nick),
-            )
+        tab = self.open_room(event.room)
+        line = self._chat_line(event, tab)
+        if line is not None:
+            self._emit(tab, line)
+
+    def _chat_line(self, event: ChatMessage | PrivateMessage, tab: Tab) -> LogLine | None:
+        """The line for a chat or private message; None if it is a replay already shown.
+
+        A replayed line older than every line shown is put above them at once.
+        """
+        if event.history and tab.knows(event.id):
+            return None  # replayed after a reconnection: already shown
+        own = _same_nick(event.nick, self.nick)
+        line = LogLine(
+            LineKind.ACTION if event.action else LineKind.CHAT,
+            event.text,
+            event.nick,
+            ts=event.ts,
+            mention=not own and mentions(event.text, self.nick),
+            history=event.history,
         )
+        older = tab.oldest_id is not None and event.id < tab.oldest_id
+        tab.saw_id(event.id)
+        if event.history and older:
+            self._prepend(tab, [line])
+            return None
+        return line
+
+    def _on_PrivateMessage(self, event: PrivateMessage) -> None:
+        peer = event.to if _same_nick(event.nick, self.nick) else event.nick
+        tab = self.open_private(peer)
+        line = self._chat_line(event, tab)
+        if line is not None:
+            self._emit(tab, line)
+
+    def _on_RoomJoined(self, event: RoomJoined) -> None:
+        tab = self.tab(event.room)
+        asked = tab_key(event.room) in self._switch_on_join
+        # Announced when new to us or asked for; silent for the lobby on connecting and for
+        # the rooms rejoined after a reconnection.
+        announce = tab is None or asked or not tab.joined
+        if tab is None:
+            tab = self._open(TabKind.ROOM, event.room)
+        tab.joined = True
+        tab.history_more, tab.history_pending = True, False
+        tab.set_members(m for m in map(Member.from_dict, event.members) if m is not None)
+        changed = event.topic != tab.topic
+        if changed:
+            tab.set_topic(event.topic)
+        if announce:
+            self.system(f"You joined {event.room} ({len(tab.members)} here)", tab=tab)
+        if event.topic and (announce or changed):
+            self.system(f"Topic: {event.topic}", tab=tab)
+        if asked:
+            self._switch_on_join.discard(tab.key)
+            self.switch_to(tab)
 
     def _on_UserJoined(self, event: UserJoined) -> None:
-        if event.nick not in self.users:
-            self.users.append(event.nick)
-        self.on_line(LogLine(LineKind.SYSTEM, f"{event.nick} joined", ts=event.ts))
+        tab = self.tab(event.room)
+        if tab is None or not tab.is_room:
+            return
+        tab.add_member(Member(event.nick))
+        self._emit(tab, LogLine(LineKind.SYSTEM, f"{event.nick} joined", ts=event.ts))
+
+    def _on_UserParted(self, event: UserParted) -> None:
+        tab = self.tab(event.room)
+        if tab is None or not tab.is_room:
+            return
+        reason = f" ({event.reason})" if event.reason else ""
+        if _same_nick(event.nick, self.nick):
+            tab.joined = False
+            self._switch_on_join.discard(tab.key)
+            if self.close(tab):
+                self.system(f"You left {tab.name}{reason}")
+            else:
+                self.system(f"You left {tab.name}{reason}; /join a room to talk", tab=tab)
+            return
+        tab.remove_member(event.nick)
+        text = f"{event.nick} left {tab.name}{reason}"
+        self._emit(tab, LogLine(LineKind.SYSTEM, text, ts=event.ts))
 
     def _on_UserLeft(self, event: UserLeft) -> None:
-        if event.nick in self.users:
-            self.users.remove(event.nick)
         reason = f" ({event.reason})" if event.reason else ""
-        self.on_line(LogLine(LineKind.SYSTEM, f"{event.nick} left{reason}", ts=event.ts))
+        text = f"{event.nick} left{reason}"
+        if event.nick in self.server_users:
+            self.server_users.remove(event.nick)
+        for tab in self._rooms_with(event.nick):
+            tab.remove_member(event.nick)
+            self._emit(tab, LogLine(LineKind.SYSTEM, text, ts=event.ts))
+        private = self.tab(event.nick)
+        if private is not None and not private.is_room:
+            self._emit(private, LogLine(LineKind.SYSTEM, text, ts=event.ts))
 
     def _on_NickChanged(self, event: NickChanged) -> None:
-        self.users = [event.new if u == event.old else u for u in self.users]
-        if event.old == self.nick:
+        self.server_users = [event.new if u == event.old else u for u in self.server_users]
+        rooms = self._rooms_with(event.old)
+        for tab in rooms:
+            tab.rename_member(event.old, event.new)
+        if _same_nick(event.old, self.nick):
             self.nick = event.new
-            text = f"You are now known as {event.new}"
+            self.system(f"You are now known as {event.new}")
+            return
+        text = f"{event.old} is now known as {event.new}"
+        private = self.tab(event.old)
+        if private is not None and not private.is_room:
+            self._rename(private, event.new)
+            rooms.append(private)
+        for tab in rooms:
+            self._emit(tab, LogLine(LineKind.SYSTEM, text, ts=event.ts))
+
+    def _rename(self, tab: Tab, name: str) -> None:
+        if self._by_key.get(tab.key) is tab:
+            del self._by_key[tab.key]
+        tab.name = name
+        self._by_key[tab.key] = tab
+        self.revision += 1
+
+    def _on_AwayChanged(self, event: AwayChanged) -> None:
+        away = bool(event.reason)
+        rooms = self._rooms_with(event.nick)
+        for tab in rooms:
+            tab.set_away(event.nick, event.reason)
+        if _same_nick(event.nick, self.nick):
+            self.away = event.reason
+            self.system(f"You are away: {event.reason}" if away else "You are back")
+            return
+        text = f"{event.nick} is away: {event.reason}" if away else f"{event.nick} is back"
+        private = self.tab(event.nick)
+        if private is not None and not private.is_room:
+            rooms.append(private)
+        for tab in rooms:
+            self._emit(tab, LogLine(LineKind.SYSTEM, text, ts=event.ts))
+
+    def _on_TopicChanged(self, event: TopicChanged) -> None:
+        tab = self.tab(event.room)
+        if tab is None or not tab.is_room:
+            return
+        tab.set_topic(event.topic)
+        if event.topic:
+            text = f"{event.nick} set the topic: {event.topic}"
         else:
-            text = f"{event.old} is now known as {event.new}"
-        self.on_line(LogLine(LineKind.SYSTEM, text, ts=event.ts))
+            text = f"{event.nick} cleared the topic"
+        self._emit(tab, LogLine(LineKind.SYSTEM, text, ts=event.ts))
+
+    def _on_WhoReply(self, event: WhoReply) -> None:
+        members = [m for m in map(Member.from_dict, event.members) if m is not None]
+        tab = self.tab(event.room)
+        if tab is not None and tab.is_room:
+            tab.set_members(members)
+        where = event.room or "the server"
+        labels = ", ".join(_member_label(m) for m in members) or "nobody"
+        self.system(f"In {where} ({len(members)}): {labels}", LineKind.NOTICE)
+
+    def _on_RoomList(self, event: RoomList) -> None:
+        self.system(f"Rooms ({len(event.rooms)}):", LineKind.NOTICE)
+        for room in event.rooms:
+            if not isinstance(room, dict):
+                continue
+            topic = f" — {room['topic']}" if room.get("topic") else ""
+            self.system(f"{room.get('room')} ({room.get('members', '?')}){topic}", LineKind.NOTICE)
+
+    def _on_HistoryPage(self, event: HistoryPage) -> None:
+        tab = self.tab(event.room)
+        if tab is None or not tab.is_room:
+            return
+        older = [
+            m
+            for m in _chat_messages(event.messages, event.room)
+            if tab.oldest_id is None or m.id < tab.oldest_id
+        ]
+        older.sort(key=lambda m: m.id)
+        tab.history_pending = False
+        tab.history_more = event.more and bool(older)
+        lines = []
+        for message in older:
+            tab.saw_id(message.id)
+            lines.append(
+                LogLine(
+                    LineKind.ACTION if message.action else LineKind.CHAT,
+                    message.text,
+                    message.nick,
+                    ts=message.ts,
+                    mention=mentions(message.text, self.nick),
+                    history=True,
+                )
+            )
+        if lines:
+            self._prepend(tab, lines)
+
+    def _prepend(self, tab: Tab, lines: list[LogLine]) -> None:
+        if self.on_history is not None:
+            self.on_history(tab, lines)
+
+    def _on_Notice(self, event: Notice) -> None:
+        tab = self.tab(event.room)
+        self.system(event.text, LineKind.NOTICE, tab)
 
     def _on_UserList(self, event: UserList) -> None:
-        self.users = list(event.users)
+        self.server_users = list(event.users)
         self.system(f"Users here ({len(event.users)}): " + ", ".join(event.users))
 
     def _on_ErrorReply(self, event: ErrorReply) -> None:
+        if event.code in _HISTORY_ERRORS:
+            self._history_settled()
         self.system(event.message, LineKind.ERROR)
+
+    def _history_settled(self) -> None:
+        """No history page is on its way any more (disconnected, or the request failed)."""
+        for tab in self.tabs:
+            tab.history_pending = False
+
+
+def _chat_messages(items: Iterable[Any], room: str) -> list[ChatMessage]:
+    """The well-formed ChatMessages of a HistoryPage (the server is not trusted)."""
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        payload = json.dumps({"room": room, **item, "type": ChatMessage.TYPE})
+        try:
+            message = parse_server_message(payload.encode("utf-8"))
+        except (RemoteProtocolError, ValueError):
+            continue
+        if isinstance(message, ChatMessage):
+            out.append(message)
+    return out
 
 
 def format_line(line: LogLine) -> str:
@@ -197,6 +529,8 @@ def format_line(line: LogLine) -> str:
         text = f"{line.nick}: {line.text}"
     elif line.kind == LineKind.ACTION:
         text = f"* {line.nick} {line.text}"
+    elif line.kind == LineKind.NOTICE:
+        text = f"-!- {line.text}"
     else:
         text = f"-- {line.text}"
     return f"[{stamp}] {text}"

@@ -1,8 +1,11 @@
 """Events a :class:`~game_chat.client.net.ChatClient` puts on its queue.
 
-Connection state changes are events of their own; everything the server says arrives as the
-protocol's typed messages (:mod:`game_chat.protocol.messages`), e.g. ``ChatMessage``,
-``UserJoined``, ``UserLeft``, ``NickChanged``, ``UserList``, ``ErrorReply``.
+Connection state changes are events of their own, and so is the fate of each line sent with a
+local id (chat lines and private messages: ``ChatSent`` / ``ChatFailed``); everything else the
+server says arrives as the protocol's typed messages (:mod:`game_chat.protocol.messages`), e.g.
+``ChatMessage``, ``PrivateMessage``, ``RoomJoined``, ``UserJoined``, ``UserParted``,
+``UserLeft``, ``NickChanged``, ``TopicChanged``, ``AwayChanged``, ``WhoReply``, ``RoomList``,
+``HistoryPage``, ``Notice``, ``ErrorReply`` (a fatal one is followed by ``Disconnected``).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ class Reconnecting:
 
 @dataclass(frozen=True)
 class ChatSent:
-    """The server confirmed our chat line ``local_id`` (see ChatClient.send_chat)."""
+    """The server confirmed our line ``local_id`` (see ChatClient.send_chat, send_private)."""
 
     local_id: int
     message_id: int
@@ -56,7 +59,8 @@ class ChatSent:
 
 @dataclass(frozen=True)
 class ChatFailed:
-    """The server refused our chat line ``local_id``; ``reason`` is for people."""
+    """The server refused our line ``local_id`` (or it could not be sent); ``reason`` is for
+    people."""
 
     local_id: int
     reason: str

@@ -11,6 +11,7 @@ class LineKind:
     ACTION = "action"  # "/me waves": "* nick waves"
     SYSTEM = "system"  # joins, leaves, nick changes, connection state: muted
     ERROR = "error"  # refused input, failed sends: muted, error colour
+    NOTICE = "notice"  # the server speaking: command replies, help, operator announcements
 
 
 class Delivery:
@@ -37,6 +38,8 @@ class LogLine:
     delivery: str | None = None
     mention: bool = False
     version: int = 0
+    #: Replayed from the server's history (on join, or paged in by scrolling up): shown dimmed.
+    history: bool = False
 
     def set_delivery(self, delivery: str) -> None:
         if delivery != self.delivery:

@@ -5,13 +5,16 @@ typed events on :attr:`ChatClient.events` (a ``queue.Queue``), writes what the o
 pings, and reconnects with exponential backoff after an unexpected drop. The owner calls
 :meth:`ChatClient.poll` from its own loop; nothing the owner calls waits on the network.
 
-Chat lines get a local id. Lines typed while disconnected, or sent but not yet acknowledged when
-the connection dropped, go out again after reconnecting (the server delivers a resent line only
-once). Each line ends as :class:`ChatSent` or :class:`ChatFailed`.
+Chat lines and private messages get a local id. Lines typed while disconnected, or sent but not
+yet acknowledged when the connection dropped, go out again after reconnecting (the server
+delivers a resent line only once). Each line ends as :class:`ChatSent` or :class:`ChatFailed`.
+Other commands (:meth:`ChatClient.send`) typed while disconnected go out after the next welcome,
+in the order they were given. After a reconnection the rooms we were in are joined again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import queue
@@ -26,24 +29,31 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..protocol.errors import ConnectionLost, ErrorCode, RemoteProtocolError
+from ..protocol.commands import LOBBY
+from ..protocol.errors import ConnectionLost, ErrorCode, LocalProtocolError, RemoteProtocolError
 from ..protocol.framing import FrameDecoder, encode_frame
 from ..protocol.limits import DEFAULT_CLIENT_MAX_FRAME_BYTES, Limits
 from ..protocol.messages import (
     Ack,
     ChangeNick,
+    ClientMessage,
     ErrorReply,
     Goodbye,
     Hello,
+    JoinRoom,
     ListUsers,
     NickChanged,
     Ping,
     Pong,
+    RoomJoined,
     SendChat,
+    SendPrivate,
+    UserParted,
     Welcome,
     encode_message,
     parse_server_message,
 )
+from ..protocol.names import nick_key
 from .events import (
     ChatFailed,
     ChatSent,
@@ -58,8 +68,19 @@ log = logging.getLogger("game_chat.client")
 
 #: Refusals that a retry with the same settings cannot fix.
 FINAL_REFUSALS = frozenset(
-    {ErrorCode.NICK_INVALID, ErrorCode.BAD_VERSION, "bad_password", "banned", "kicked"}
+    {
+        ErrorCode.NICK_INVALID,
+        ErrorCode.BAD_VERSION,
+        ErrorCode.BAD_PASSWORD,
+        ErrorCode.BANNED,
+        ErrorCode.KICKED,
+    }
 )
+#: Messages the client sends on its own: :meth:`ChatClient.send` refuses them.
+_INTERNAL = (Hello, Ping, Pong, Goodbye)
+
+#: What goes out with a local id and ends as ChatSent or ChatFailed.
+Tracked = SendChat | SendPrivate
 
 
 @dataclass(frozen=True)
@@ -88,6 +109,8 @@ class ChatClient:
     >>> client = ChatClient("localhost", 5050, "alice")
     >>> client.start()
     >>> local_id = client.send_chat("hi")      # never blocks
+    >>> client.send(JoinRoom("#team"))          # any other command
+    >>> client.send_private("bob", "psst")      # acked like a chat line
     >>> for event in client.poll(): ...         # from your own loop
     >>> client.close()
     """
@@ -123,7 +146,10 @@ class ChatClient:
         #: True once a hello was accepted: from then on, drops are followed by reconnections.
         self.connected_before = False
         self._lock = threading.Lock()
-        self._unacked: OrderedDict[int, str] = OrderedDict()  # local id -> text, in send order
+        # local id -> the line (without its id), in send order
+        self._unacked: OrderedDict[int, Tracked] = OrderedDict()
+        # Rooms joined on this connection (network thread only): joined again after a drop.
+        self._rooms: list[str] = []
         # Commands given while disconnected: (sequence number, frame); sent once, after welcome.
         self._deferred: list[tuple[int, bytes]] = []
         self._transmitted: set[int] = set()  # unacked local ids already sent once
@@ -152,15 +178,26 @@ class ChatClient:
                 break
         return out
 
-    def send_chat(self, text: str) -> int:
-        """Queue a chat line; returns its local id (see ChatSent / ChatFailed)."""
-        with self._lock:
-            local_id = next(self._local_ids)
-            self._unacked[local_id] = text
-            if self.connected:
-                self._sendbuf += self._chat_frame(local_id, text)
-        self._wake()
-        return local_id
+    def send_chat(self, text: str, room: str | None = None, action: bool = False) -> int:
+        """Queue a chat line to ``room`` (None: the lobby); returns its local id (see ChatSent /
+        ChatFailed). ``action``: a "/me" line."""
+        return self._track(SendChat(text, room=room, action=action))
+
+    def send_private(self, to: str, text: str, action: bool = False) -> int:
+        """Queue a private message to ``to``; returns its local id, like :meth:`send_chat`."""
+        return self._track(SendPrivate(to, text, action=action))
+
+    def send(self, message: ClientMessage) -> int | None:
+        """Send any command message (JoinRoom, SetAway, Kick, ...): now, or after the next
+        welcome if disconnected. Chat lines and private messages are tracked as by
+        :meth:`send_chat` and their local id returned; None for the others. Use :meth:`close`
+        to leave (a Goodbye sent here would only be followed by a reconnection)."""
+        if isinstance(message, SendChat | SendPrivate):
+            return self._track(dataclasses.replace(message, id=None, retry=False))
+        if isinstance(message, _INTERNAL):
+            raise LocalProtocolError(f"{type(message).__name__} is sent by the client itself")
+        self._send_now(message)
+        return None
 
     def change_nick(self, nick: str) -> None:
         self._send_now(ChangeNick(nick))
@@ -184,6 +221,15 @@ class ChatClient:
 
     # --- internals: any thread --------------------------------------------------------------
 
+    def _track(self, message: Tracked) -> int:
+        with self._lock:
+            local_id = next(self._local_ids)
+            self._unacked[local_id] = message
+            if self.connected:
+                self._sendbuf += self._chat_frame(local_id, message)
+        self._wake()
+        return local_id
+
     def _send_now(self, message: Any) -> None:
         """Send a non-chat message now, or after the next welcome, in the order it was given."""
         frame = encode_frame(encode_message(message))
@@ -194,12 +240,12 @@ class ChatClient:
                 self._deferred.append((next(self._local_ids), frame))
         self._wake()
 
-    def _chat_frame(self, local_id: int, text: str) -> bytes:
-        """The frame for a chat line; a line sent before on an earlier connection is a retry."""
+    def _chat_frame(self, local_id: int, message: Tracked) -> bytes:
+        """The frame for a tracked line; one sent before on an earlier connection is a retry."""
         retry = local_id in self._transmitted
         self._transmitted.add(local_id)
         client_id = f"{self._id_prefix}-{local_id}"
-        return encode_frame(encode_message(SendChat(text, client_id, retry)))
+        return encode_frame(encode_message(dataclasses.replace(message, id=client_id, retry=retry)))
 
     def _forget(self, local_id: int) -> bool:
         """The server answered for this line: stop tracking it. False if it was not ours."""
@@ -424,8 +470,19 @@ class _Connection:
         else:
             if isinstance(message, NickChanged) and message.old == client.nick:
                 client.nick = message.new
+            elif isinstance(message, RoomJoined | UserParted):
+                self._track_rooms(message)
             client._emit(message)
         return None
+
+    def _track_rooms(self, message: RoomJoined | UserParted) -> None:
+        rooms = self.client._rooms
+        key = nick_key(message.room)  # room names compare like nicks
+        if isinstance(message, RoomJoined):
+            if key not in (nick_key(r) for r in rooms):
+                rooms.append(message.room)
+        elif nick_key(message.nick) == nick_key(self.client.nick):
+            rooms[:] = [r for r in rooms if nick_key(r) != key]
 
     def _welcome(self, welcome: Welcome) -> None:
         client = self.client
@@ -434,11 +491,17 @@ class _Connection:
         client.nick = welcome.nick
         client.server_name = welcome.server
         client.limits = Limits.from_dict(welcome.limits)
+        # The server puts us in the lobby; the other rooms we were in are joined again first,
+        # so that lines waiting for them are not refused.
+        rejoin = [r for r in client._rooms if nick_key(r) != nick_key(LOBBY)]
+        client._rooms = []
         with client._lock:
             client.connected = True
+            for room in rejoin:
+                client._sendbuf += encode_frame(encode_message(JoinRoom(room)))
             # Everything not yet confirmed goes (again), in the order it was typed, with the
             # commands given meanwhile in their place.
-            queued = [(n, client._chat_frame(n, text)) for n, text in client._unacked.items()]
+            queued = [(n, client._chat_frame(n, line)) for n, line in client._unacked.items()]
             queued += client._deferred
             client._deferred = []
             for _, frame in sorted(queued, key=lambda item: item[0]):

@@ -1,7 +1,10 @@
 """``run_client.py --no-gui``: a line-based chat on stdin/stdout, for headless boxes and scripts.
 
-Each line read is sent (or run as a /command); each incoming message is printed as a line as it
-arrives; the end of input waits (briefly) for the server to confirm what was sent, then leaves.
+Each line read is sent to the current room (or run as a /command: the window's commands;
+``/join`` makes the room current, ``/msg`` sends without changing it); each incoming message is
+printed as a line as it arrives, prefixed ``[#room]`` when it is not from the current room and
+``[private]`` when it is a private conversation. The end of input waits (briefly) for the server
+to confirm what was sent, then leaves.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ import threading
 import time
 from typing import TextIO
 
-from .conversation import Conversation, Status, format_line, parse_input
+from .conversation import Conversation, Status, format_line
 from .model import LogLine
 from .net import ChatClient
+from .rooms import Tab
+from .submit import submit_line
 
 _TICK = 0.02
 _EOF_GRACE = 5.0  # seconds to wait for acks after the end of input
@@ -28,11 +33,15 @@ def _read_lines(stream: TextIO, lines: queue.Queue[str | None]) -> None:
 def run_terminal(client: ChatClient, stdin: TextIO, stdout: TextIO) -> int:
     """Chat until input ends, /quit, or the connection is refused for good. Returns exit code."""
 
-    def show(line: LogLine) -> None:
+    def show(tab: Tab, line: LogLine) -> None:
         if not line.own:  # the terminal already shows what the user typed
-            print(format_line(line), file=stdout, flush=True)
+            print(terminal_line(tab, line, conversation.current), file=stdout, flush=True)
 
-    conversation = Conversation(client.nick, show)
+    def show_older(tab: Tab, lines: list[LogLine]) -> None:
+        for line in lines:
+            show(tab, line)
+
+    conversation = Conversation(client.nick, show, show_older)
     lines: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=_read_lines, args=(stdin, lines), daemon=True).start()
     client.start()
@@ -62,17 +71,24 @@ def run_terminal(client: ChatClient, stdin: TextIO, stdout: TextIO) -> int:
         client.close()
 
 
+def terminal_line(tab: Tab, line: LogLine, current: Tab) -> str:
+    """``line`` as printed: ``[private]`` before private ones, ``[#room]`` before those of a
+    room other than the current one."""
+    text = format_line(line)
+    if not tab.is_room:
+        prefix = "[private] "
+    elif tab is not current:
+        prefix = f"[{tab.name}] "
+    else:
+        return text
+    stamp, _, rest = text.partition(" ")
+    return f"{stamp} {prefix}{rest}"
+
+
 def _handle_input(line: str, client: ChatClient, conversation: Conversation) -> bool:
     """Act on one typed line; False means the user asked to quit."""
-    result = parse_input(line)
-    if result.quit:
+    goodbye = submit_line(line, client, conversation, follow_private=False)
+    if goodbye is not None:
+        client.close(goodbye.reason)
         return False
-    if result.chat_text is not None:
-        conversation.add_own(client.send_chat(result.chat_text), result.chat_text)
-    elif result.nick is not None:
-        client.change_nick(result.nick)
-    elif result.list_users:
-        client.request_users()
-    elif result.local_line is not None:
-        conversation.on_line(result.local_line)
     return True

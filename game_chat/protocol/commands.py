@@ -32,6 +32,7 @@ from .messages import (
     Unmute,
     Who,
 )
+from .text import clean_reason
 
 LOBBY = "#lobby"
 
@@ -111,7 +112,10 @@ def _topic(arg: str, room: str) -> SetTopic:
 
 
 def _who(arg: str, room: str) -> Who:
-    return Who(arg.split()[0] if arg.strip() else room)
+    target = arg.split()[0] if arg.strip() else room
+    if not target:  # in no room: everyone on the server
+        return Who(None)
+    return Who(target if target.startswith("#") else "#" + target)
 
 
 def _history(arg: str, room: str) -> FetchHistory:
@@ -133,7 +137,7 @@ COMMANDS: dict[str, Command] = {
                 lambda a, r: SendChat(_need(a, "/me ACTION"), room=r, action=True)),
         Command("msg", "/msg NICK TEXT", "private message", _msg),
         Command("nick", "/nick NEW", "change your nickname",
-                lambda a, r: ChangeNick(_need(a, "/nick NEW").split()[0])),
+                lambda a, r: ChangeNick(_need(a, "/nick NEW"))),
         Command("away", "/away [REASON]", "mark yourself away (no reason: back)",
                 lambda a, r: SetAway(a)),
         Command("who", "/who [#ROOM]", "who is in the room, with away and operator marks",
@@ -170,7 +174,7 @@ def parse_command(line: str, current_room: str = LOBBY) -> ClientMessage:
     if command is None:
         raise RemoteProtocolError(
             ErrorCode.UNKNOWN_COMMAND,
-            f"unknown command /{word[:40]}; /help lists the commands",
+            f"unknown command /{clean_reason(word, 40)}; /help lists the commands",
         )
     return command.build(argument.strip(), current_room)
 

@@ -45,7 +45,7 @@ class SendChat:
     #: True when the client sends this line again because the connection dropped before the
     #: ack; the server then delivers it only if it has not already (same nick, id and text).
     retry: bool = False
-    #: The room it goes to (None: the lobby).
+    #: The room it goes to (None: the sender's current room, the one it joined last).
     room: str | None = None
     #: An action ("/me waves"): shown as "* nick waves".
     action: bool = False
@@ -451,8 +451,8 @@ _LIST_FIELDS = frozenset({"users", "members", "rooms", "messages"})
 _MAX_ID_CHARS = 64
 
 
-def encode_message(message: Any) -> bytes:
-    """Return the JSON payload (UTF-8 bytes) of a message dataclass."""
+def message_dict(message: Any) -> dict[str, Any]:
+    """The JSON object of a message dataclass (``type`` first; false flags left out)."""
     if not dataclasses.is_dataclass(message) or not hasattr(message, "TYPE"):
         raise LocalProtocolError(f"not a protocol message: {message!r}")
     data: dict[str, Any] = {"type": message.TYPE}
@@ -461,7 +461,12 @@ def encode_message(message: Any) -> bytes:
         if f.name in _OMITTED_WHEN_FALSE and value is False:
             continue  # rare flags stay off the wire unless set: every chat frame is smaller
         data[f.name] = value
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return data
+
+
+def encode_message(message: Any) -> bytes:
+    """Return the JSON payload (UTF-8 bytes) of a message dataclass."""
+    return json.dumps(message_dict(message), ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def decode_json_object(payload: bytes) -> dict[str, Any]:

@@ -96,7 +96,16 @@ def _render(message: ServerMessage) -> str:
             else (f"* {message.nick} is back")
         )
     if isinstance(message, HistoryPage):
-        return f"* {len(message.messages)} older messages of {message.room}"
+        lines = [
+            "[history] "
+            + (
+                f"* {m.get('nick')} {m.get('text')}"
+                if m.get("action")
+                else (f"{m.get('nick')}: {m.get('text')}")
+            )
+            for m in message.messages
+        ]
+        return "\n".join([f"* {len(lines)} older messages of {message.room}:", *lines])
     if isinstance(message, Notice):
         return f"* {message.text}"
     if isinstance(message, Welcome):

@@ -11,6 +11,8 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from ..discovery.interfaces import DEFAULT_GROUP, is_loopback_host
+from ..discovery.interfaces import DEFAULT_PORT as DEFAULT_ANNOUNCE_PORT
 from ..protocol.limits import DEFAULT_MAX_FRAME_BYTES, Limits
 from .history import HistoryError, default_history_path
 from .moderation import hash_password
@@ -87,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PASSWORD",
         help="print a hash of PASSWORD for the config file, and exit",
     )
+    add_discovery_flags(parser)
     parser.add_argument(
         "--log-level",
         default="INFO",
@@ -94,6 +97,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="logging threshold (default INFO)",
     )
     return parser
+
+
+def add_discovery_flags(parser: argparse.ArgumentParser) -> None:
+    lan = parser.add_argument_group("LAN discovery (docs/DISCOVERY.md)")
+    lan.add_argument(
+        "--announce-address",
+        action="append",
+        metavar="IPV4",
+        help=f"where to announce: a multicast group (sent out of every interface) or a unicast "
+        f"or broadcast address; repeat for several (default {DEFAULT_GROUP}). Giving one "
+        "announces even when --host is a loopback address",
+    )
+    lan.add_argument(
+        "--announce-port",
+        type=int,
+        default=DEFAULT_ANNOUNCE_PORT,
+        help=f"UDP port announcements go to (default {DEFAULT_ANNOUNCE_PORT})",
+    )
+    lan.add_argument(
+        "--announce-interval",
+        type=float,
+        default=1.5,
+        help="seconds between announcements (default 1.5)",
+    )
+    lan.add_argument(
+        "--no-announce",
+        action="store_true",
+        help="do not announce (default: announce unless --host is a loopback address)",
+    )
+
+
+def discovery_settings(args: argparse.Namespace) -> dict[str, object]:
+    """ServerConfig fields for the discovery flags: on by default only off loopback."""
+    wanted = bool(args.announce_address) or not is_loopback_host(args.host)
+    return {
+        "announce": wanted and not args.no_announce,
+        "announce_addresses": tuple(args.announce_address or (DEFAULT_GROUP,)),
+        "announce_port": args.announce_port,
+        "announce_interval": args.announce_interval,
+    }
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -116,6 +159,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         ),
         send_queue_bytes=args.send_queue_bytes,
         sender_threads=args.sender_threads,
+        **discovery_settings(args),  # type: ignore[arg-type]
     )
 
 
@@ -130,6 +174,10 @@ def banner(server: ChatServer) -> str:
                 + ", ".join(f"{a}:{port}" for a in addresses)
             )
         lines.append(f"on this machine: localhost:{port}")
+    announcer = server.announcer
+    if announcer is not None and announcer.running:
+        targets = ", ".join(f"{t}:{announcer.port}" for t in announcer.targets)
+        lines.append(f"announcing to {targets} every {announcer.interval:g} s (--no-announce)")
     return "\n".join(lines)
 
 

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import logging
+import secrets
 import selectors
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
 
+from ..discovery import Announcement, Announcer
+from ..discovery.interfaces import DEFAULT_GROUP, ipv4_interfaces
+from ..discovery.interfaces import DEFAULT_PORT as DEFAULT_ANNOUNCE_PORT
 from ..protocol.errors import ErrorCode, RemoteProtocolError
 from ..protocol.framing import encode_frame
 from ..protocol.limits import Limits
-from ..protocol.messages import ErrorReply, encode_message
+from ..protocol.messages import PROTOCOL_VERSION, ErrorReply, encode_message
 from .connection import Connection, format_address
 from .history import HistoryStore
 from .moderation import BanList
@@ -52,6 +57,13 @@ class ServerConfig:
     store_private: bool = False
     password: str | None = None  # server password (plain or a hash_password() hash)
     oper_password: str | None = None  # operator password (plain or hash)
+    #: LAN discovery (docs/DISCOVERY.md): announce this server by UDP every interval to each
+    #: address (a multicast group goes out of every interface). Off unless asked for;
+    #: run_server.py turns it on when it listens on a non-loopback address.
+    announce: bool = False
+    announce_addresses: tuple[str, ...] = (DEFAULT_GROUP,)
+    announce_port: int = DEFAULT_ANNOUNCE_PORT
+    announce_interval: float = 1.5
 
 
 class ChatServer:
@@ -63,6 +75,7 @@ class ChatServer:
 
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config = config or ServerConfig()
+        self._announcer = self._make_announcer() if config.announce else None  # ValueError
         self.history = HistoryStore(
             config.history_db,
             retention_days=config.history_days,
@@ -90,6 +103,8 @@ class ChatServer:
         )
         self._stopping = threading.Event()
         self._stopped = threading.Event()
+        self._tcp_port = 0
+        self._server_id = secrets.token_hex(8)  # one per run: a listener lists a server once
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -104,6 +119,7 @@ class ChatServer:
         self._accept_thread.start()
         host, port = self.address
         log.info("listening on %s", format_address((host, port)))
+        self._start_announcer(port)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -127,6 +143,8 @@ class ChatServer:
             return
         self._stopping.set()
         deadline = time.monotonic() + timeout
+        if self._announcer is not None:
+            self._announcer.stop(0.2)
         self._wake_w.send(b"\0")
         self._accept_thread.join(max(0.0, deadline - time.monotonic()))
         self.state.close_all(reason)
@@ -152,6 +170,51 @@ class ChatServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.shutdown()
+
+    # --- LAN discovery -------------------------------------------------------------------
+
+    @property
+    def announcer(self) -> Announcer | None:
+        return self._announcer
+
+    def _make_announcer(self) -> Announcer:
+        config = self.config
+        try:  # a server on one IPv4 address announces from it, out of its interface only
+            bind = str(ipaddress.IPv4Address(config.host))
+        except ValueError:
+            bind = "0.0.0.0"
+        return Announcer(
+            self._announcement,
+            config.announce_addresses,
+            config.announce_port,
+            config.announce_interval,
+            bind_address=bind,
+            interfaces=ipv4_interfaces if bind == "0.0.0.0" else lambda: [bind],
+        )
+
+    def _start_announcer(self, tcp_port: int) -> None:
+        self._tcp_port = tcp_port
+        if self._announcer is None:
+            return
+        try:
+            self._announcer.start()
+        except OSError as exc:  # the chat works without it
+            log.warning("cannot announce on the LAN: %s", exc)
+            return
+        targets = ", ".join(self._announcer.targets)
+        log.info("announcing to %s port %d", targets, self._announcer.port)
+
+    def _announcement(self) -> Announcement:
+        config = self.config
+        return Announcement(
+            server_id=self._server_id,
+            name=config.server_name,
+            port=self._tcp_port,
+            players=len(self.state),
+            password=config.password is not None,
+            protocol=PROTOCOL_VERSION,
+            interval=config.announce_interval,
+        )
 
     # --- connections ---------------------------------------------------------------------
 

@@ -74,7 +74,6 @@ class Session:
         self.dialect: str | None = None  # decided by the first non-empty frame
         self.member: Member | None = None
         self.leave_reason = LOST_REASON
-        self._password_given = False  # plain clients: /pass before anything else
         self._client_id: ClientId = None  # id of the chat message being handled
         self._handlers: dict[type, Callable[[Any], bool | None]] = {
             SendChat: self._chat,
@@ -214,11 +213,15 @@ class Session:
     # --- plain dialect ---------------------------------------------------------------------
 
     def _plain(self, payload: bytes) -> bool:
+        if self.member is None and self.state.access.password is None:
+            # Any first frame registers, even one that is not valid UTF-8 (answered below).
+            self._plain_guest()
         text = decode_utf8(payload).strip()
         if text in DISCONNECT_COMMANDS:
             self.leave_reason = QUIT_REASON
             return False
-        if self.member is None and not self._plain_register(text):
+        if self.member is None:
+            self._plain_password(text)
             return True
         if is_command(text):
             return self._dispatch(parse_command(text, self._me.current_room))
@@ -227,25 +230,22 @@ class Session:
         self.state.say(self._me, text)
         return True
 
-    def _plain_register(self, text: str) -> bool:
-        """A plain client's first line makes it a guest (after /pass if the server wants one).
-        False if the line was used up by the registration."""
-        if self.state.access.password is not None and not self._password_given:
-            word, _, password = text.partition(" ")
-            if word.lower() != "/pass":
-                raise RemoteProtocolError(
-                    ErrorCode.BAD_PASSWORD,
-                    "this server needs a password: send /pass PASSWORD first",
-                    fatal=True,
-                )
-            self.state.check_password(password.strip())
-            self._password_given = True
-            self._registered(self.state.join_guest(Dialect.PLAIN, self.mailbox, self.address))
-            self._reply_text(f"* Welcome, you are {self._me.nick}")
-            return False
+    def _plain_guest(self) -> None:
         self._registered(self.state.join_guest(Dialect.PLAIN, self.mailbox, self.address))
         log.info("%s: plain client joined as %s", self.address, self._me.nick)
-        return True
+
+    def _plain_password(self, text: str) -> None:
+        """On a server with a password, a plain client's first line must be /pass PASSWORD."""
+        word, _, password = text.partition(" ")
+        if word.lower() != "/pass":
+            raise RemoteProtocolError(
+                ErrorCode.BAD_PASSWORD,
+                "this server needs a password: send /pass PASSWORD first",
+                fatal=True,
+            )
+        self.state.check_password(password.strip())
+        self._plain_guest()
+        self._reply_text(f"* Welcome, you are {self._me.nick}")
 
     def _reply_text(self, line: str) -> None:
         self.mailbox.put(encode_frame(line.encode("utf-8")))

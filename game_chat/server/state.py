@@ -46,6 +46,7 @@ from ..protocol.messages import (
     Welcome,
     WhoReply,
     encode_message,
+    message_dict,
 )
 from ..protocol.names import nick_key, validate_nick
 from ..protocol.plain import render_plain
@@ -318,9 +319,10 @@ class ChatState:
                     ErrorCode.NOT_IN_ROOM, f"join {room.name} to set its topic"
                 )
             room.topic = topic
-            self._send_all(
-                room.members.values(), TopicChanged(room.name, topic, member.nick, self._clock())
-            )
+            changed = TopicChanged(room.name, topic, member.nick, self._clock())
+            self._send_all(room.members.values(), changed)
+            if nick_key(room.name) not in member.rooms:  # an operator from outside
+                member.send(changed)
 
     def who(self, member: Member, name: str | None) -> None:
         with self._lock:
@@ -342,11 +344,9 @@ class ChatState:
         with self._lock:
             room = self._member_room(member, name)
             limit = max(1, min(limit, 500))
-            stored = self.history.recent(room.name, limit + 1, before)
+            stored = self.history.recent(nick_key(room.name), limit + 1, before)
             more = len(stored) > limit
-            page = tuple(
-                {"type": "chat", **_chat_fields(self._replayed(s))} for s in stored[-limit:]
-            )
+            page = tuple(message_dict(self._replayed(s, room.name)) for s in stored[-limit:])
             member.send(HistoryPage(room.name, page, more))
 
     def _enter(self, member: Member, room: Room, quiet: bool = False) -> None:
@@ -359,17 +359,18 @@ class ChatState:
         if quiet:  # tutorial clients: no unasked-for lines before their first reply
             return
         member.send(self._room_joined(room))
-        for stored in self.history.recent(room.name, self.replay):
-            member.send(self._replayed(stored))
+        for stored in self.history.recent(nick_key(room.name), self.replay):
+            member.send(self._replayed(stored, room.name))
 
     def _room_joined(self, room: Room) -> RoomJoined:
         now = self._clock()
         return RoomJoined(room.name, room.topic, tuple(m.info(now) for m in room.members.values()))
 
     @staticmethod
-    def _replayed(stored: StoredMessage) -> ChatMessage:
+    def _replayed(stored: StoredMessage, room: str) -> ChatMessage:
+        # Stored under the room's key, so "#Team" made anew as "#team" keeps its history.
         return ChatMessage(
-            stored.id, stored.nick, stored.text, stored.ts, stored.room, stored.action, True
+            stored.id, stored.nick, stored.text, stored.ts, room, stored.action, True
         )
 
     def _drop_from_room(self, member: Member, room: Room) -> None:
@@ -445,7 +446,9 @@ class ChatState:
             self._send_all(target.members.values(), message, exclude=member)
             self._acknowledge(member, client_id, message)
             self.history.append(
-                StoredMessage(message.id, target.name, member.nick, text, message.ts, action)
+                StoredMessage(
+                    message.id, nick_key(target.name), member.nick, text, message.ts, action
+                )
             )
             return message
 
@@ -538,21 +541,28 @@ class ChatState:
         return target
 
     def ban(self, op: Member, target: str, minutes: float | None, reason: str = "") -> None:
-        """Ban a nick (and the address it is connected from) or an address; kicks the banned."""
+        """Ban a nick (and the address it is connected from) or an address; kicks the banned.
+
+        The bans are written to the database outside the lock: nobody waits for the disk.
+        """
         reason = clean_reason(reason)
+        _check_minutes(minutes)
         with self._lock:
             self._require_operator(op)
             victims = [
                 m
                 for m in self._members.values()
-                if nick_key(m.nick) == nick_key(target) or host_of(m.address) == target
+                if m is not op
+                and (nick_key(m.nick) == nick_key(target) or host_of(m.address) == target)
             ]
-            targets = [target] + [host_of(m.address) for m in victims if m.address]
-            for t in dict.fromkeys(targets):
-                self.bans.add(t, reason, op.nick, minutes)
-            span = "for good" if minutes is None else f"for {minutes:g} minute(s)"
-            said = f"banned by {op.nick} {span}" + (f": {reason}" if reason else "")
+            addresses = [host_of(m.address) for m in victims if m.address]
+        for t in dict.fromkeys([target, *addresses]):
+            self.bans.add(t, reason, op.nick, minutes)
+        span = "for good" if minutes is None else f"for {minutes:g} minute(s)"
+        said = f"banned by {op.nick} {span}" + (f": {reason}" if reason else "")
+        with self._lock:
             op.send(Notice(f"{target} is {said}"))
+            victims = [m for m in victims if self._members.get(nick_key(m.nick)) is m]
             for victim in victims:
                 self._announce(victim, f"{victim.nick} was {said}")
                 victim.send(ErrorReply(ErrorCode.BANNED, f"you were {said}", fatal=True))
@@ -563,11 +573,13 @@ class ChatState:
     def unban(self, op: Member, target: str) -> None:
         with self._lock:
             self._require_operator(op)
-            found = self.bans.remove(target)
+        found = self.bans.remove(target)  # the database, outside the lock
+        with self._lock:
             done = "is no longer banned" if found else "was not banned"
             op.send(Notice(f"{target} {done}"))
 
     def mute(self, op: Member, nick: str, minutes: float | None) -> None:
+        _check_minutes(minutes)
         with self._lock:
             target = self._operate_on(op, nick)
             target.muted_until = math.inf if minutes is None else self._clock() + minutes * 60
@@ -590,8 +602,11 @@ class ChatState:
     def _announce(self, target: Member, text: str) -> None:
         """Lock held: an operator action, told in every room of its target (and logged)."""
         logging.getLogger("game_chat.server").info("operator action: %s", text)
+        told: set[int] = set()  # once per member, even if it shares several rooms
         for room in target.rooms.values():
-            self._send_all(room.members.values(), Notice(text, room.name))
+            fresh = [m for m in room.members.values() if id(m) not in told]
+            told.update(id(m) for m in fresh)
+            self._send_all(fresh, Notice(text, room.name))
         if not target.rooms:
             target.send(Notice(text))
 
@@ -687,13 +702,8 @@ def _rekey(members: dict[str, Member], old: str, new: str) -> dict[str, Member]:
     return {(new if key == old else key): m for key, m in members.items()}
 
 
-def _chat_fields(message: ChatMessage) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "nick": message.nick,
-        "text": message.text,
-        "ts": message.ts,
-        "room": message.room,
-        "action": message.action,
-        "history": True,
-    }
+def _check_minutes(minutes: float | None) -> None:
+    if minutes is not None and not 0 < minutes < 10**7:
+        raise RemoteProtocolError(
+            ErrorCode.BAD_COMMAND, "minutes must be a positive number (or none: for good)"
+        )

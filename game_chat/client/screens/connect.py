@@ -1,18 +1,22 @@
 """The connect screen: nickname, server address, password, Join and "Host a server" buttons.
 
 It only collects input and shows state; the app does the connecting and reports back through
-:meth:`ConnectScreen.show_error` and :meth:`ConnectScreen.set_busy`.
+:meth:`ConnectScreen.show_error` and :meth:`ConnectScreen.set_busy`. Given a ``servers``
+source (the LAN discovery listener's snapshot), a live server list sits under the form and a
+click on a row fills in the server address.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pygame
 
+from ...discovery import ServerEntry
 from ..ui.button import Button
 from ..ui.clipboard import Clipboard
 from ..ui.input_box import InputBox
+from ..ui.server_list import ServerList
 from ..ui.theme import Theme
 
 #: on_join / on_host receive (nick, server address text, password or None).
@@ -33,6 +37,8 @@ class ConnectScreen:
         server: str,
         on_join: FormHandler,
         on_host: FormHandler,
+        servers: Callable[[], Sequence[ServerEntry]] | None = None,
+        servers_note: str = "",
     ) -> None:
         self.theme = theme
         self.font = font
@@ -67,6 +73,13 @@ class ConnectScreen:
             pygame.Rect(0, 0, 10, 10), "Host a server on this machine", theme, font, self.host
         )
         self.buttons = [self.join_button, self.host_button]
+        # LAN discovery: the list is read from ``servers`` in update (never in draw).
+        self.servers = servers
+        self.server_list: ServerList | None = None
+        if servers is not None:
+            self.server_list = ServerList(pygame.Rect(0, 0, 10, 10), theme, font, self.pick)
+            if servers_note:
+                self.server_list.set_status(servers_note)
         self._focus(0 if not nick else 1)
         self._message: pygame.Surface | None = None
         self._message_key: tuple[str, str] | None = None
@@ -97,6 +110,15 @@ class ConnectScreen:
         if not self.busy:
             self.on_host(*self.form())
 
+    def pick(self, entry: ServerEntry) -> None:
+        """A server chosen from the LAN list: its address goes into the form."""
+        self.server_box.text = entry.address
+        self.error = ""
+        if entry.password:
+            self._focus(2)
+        elif not self.nick_box.text.strip():
+            self._focus(0)
+
     # --- layout and frame ---------------------------------------------------------------
 
     def resize(self, size: tuple[int, int]) -> None:
@@ -105,6 +127,8 @@ class ConnectScreen:
         field_h = line + 2 * self.theme.padding
         x = max(10, (width - FIELD_WIDTH) // 2)
         y = max(10, height // 2 - 4 * (field_h + line))
+        if self.server_list is not None:
+            y = max(10, y - 3 * line)  # room for the server list under the form
         self.title_pos = (x, y)
         y += self.title_font.get_linesize() + 2 * line
         self.label_pos: list[tuple[int, int]] = []
@@ -117,6 +141,12 @@ class ConnectScreen:
         self.join_button.rect = pygame.Rect(x, y, 120, field_h)
         self.host_button.rect = pygame.Rect(x + 130, y, FIELD_WIDTH - 130, field_h)
         self.message_pos = (x, y + field_h + line)
+        if self.server_list is not None:
+            list_w = min(width - 20, max(FIELD_WIDTH, 640))
+            top = self.message_pos[1] + 2 * line
+            self.server_list.set_rect(
+                pygame.Rect((width - list_w) // 2, top, list_w, max(0, height - top - 10))
+            )
         self.size = size
 
     def handle_event(self, event: pygame.event.Event) -> bool:
@@ -135,6 +165,8 @@ class ConnectScreen:
         for button in self.buttons:
             if button.handle_event(event):
                 return True
+        if self.server_list is not None and self.server_list.handle_event(event):
+            return True
         return any(box.handle_event(event) for box in self.fields if box.focused)
 
     def update(self, dt: float) -> None:
@@ -149,6 +181,9 @@ class ConnectScreen:
             box.update(dt)
         for button in self.buttons:
             button.update(dt)
+        if self.server_list is not None and self.servers is not None:
+            self.server_list.set_servers(self.servers())
+            self.server_list.update(dt)
 
     def draw(self, surface: pygame.Surface) -> None:
         theme = self.theme
@@ -162,6 +197,8 @@ class ConnectScreen:
             button.draw(surface)
         if self._message is not None:
             surface.blit(self._message, self.message_pos)
+        if self.server_list is not None:
+            self.server_list.draw(surface)
 
     # --- internals ---------------------------------------------------------------------
 

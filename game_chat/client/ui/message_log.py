@@ -2,7 +2,8 @@
 
 How it stays cheap (see shared/PERFORMANCE.md):
 
-- ``append`` only cleans the peer text and stores it in a bounded deque (default 200,000).
+- ``append`` only cleans the peer text and stores it in a bounded deque (default 200,000);
+  ``prepend`` puts older lines (a history page) above, while there is room.
   An entry is a plain tuple of strings and numbers; the LogLine itself is kept only for one's
   own lines, whose delivery can change. Such tuples are not tracked by the garbage collector:
   holding 200,000 LogLines instead makes every full collection walk them (~85 ms per 100,000
@@ -204,25 +205,35 @@ def nick_color(nick: str, theme: Theme) -> Color:
 
 
 def compose_line(
-    kind: str, text: str, nick: str | None, ts: float, delivery: str | None, theme: Theme
+    kind: str,
+    text: str,
+    nick: str | None,
+    ts: float,
+    delivery: str | None,
+    theme: Theme,
+    history: bool = False,
 ) -> tuple[str, list[tuple[int, Color]]]:
     """The text a log line shows and its colours as ``(end offset, colour)`` spans.
 
     ``HH:MM nick: text``, ``HH:MM * nick text`` for actions, ``HH:MM text`` for system and
-    error lines (muted, error colour); one's own pending lines are dimmed and end in "…",
-    failed ones in "(not sent)".
+    error lines (muted, error colour) and notices (accent colour); one's own pending lines are
+    dimmed and end in "…", failed ones in "(not sent)"; ``history`` lines (replayed by the
+    server) are dimmed, their nick too.
     """
-    body = mix(theme.text, theme.background, 0.45) if delivery == Delivery.PENDING else theme.text
+    dim = delivery == Delivery.PENDING or history
+    body = mix(theme.text, theme.background, 0.45) if dim else theme.text
     parts: list[tuple[str, Color]] = [(format_time(ts) + " ", theme.muted)]
     if kind == LineKind.CHAT:
         if nick:
-            parts += [(nick, nick_color(nick, theme)), (": ", body)]
+            parts += [(nick, _nick_shown(nick, theme, history)), (": ", body)]
         parts.append((text, body))
     elif kind == LineKind.ACTION:
         nick = nick or "?"
-        parts += [("* ", body), (nick, nick_color(nick, theme)), (" " + text, body)]
+        parts += [("* ", body), (nick, _nick_shown(nick, theme, history)), (" " + text, body)]
     elif kind == LineKind.ERROR:
         parts.append((text, theme.error))
+    elif kind == LineKind.NOTICE:
+        parts.append((text, theme.accent))
     else:
         parts.append((text, theme.muted))
     if delivery == Delivery.PENDING:
@@ -240,13 +251,19 @@ def compose_line(
     return "".join(piece for piece, _ in parts), spans
 
 
+def _nick_shown(nick: str, theme: Theme, history: bool) -> Color:
+    color = nick_color(nick, theme)
+    return mix(color, theme.background, 0.35) if history else color
+
+
 # --- the widget ---------------------------------------------------------------------------
 
 
-# An entry: (kind, cleaned text, cleaned nick, ts, mentions me, LogLine or None). The LogLine
-# is kept for one's own lines only (their delivery changes); see the module docstring.
-_Entry = tuple[str, str, str | None, float, bool, LogLine | None]
-_KIND, _TEXT, _NICK, _TS, _MENTION, _LINE = range(6)
+# An entry: (kind, cleaned text, cleaned nick, ts, mentions me, LogLine or None, history).
+# The LogLine is kept for one's own lines only (their delivery changes); see the module
+# docstring.
+_Entry = tuple[str, str, str | None, float, bool, LogLine | None, bool]
+_KIND, _TEXT, _NICK, _TS, _MENTION, _LINE, _HISTORY = range(7)
 
 
 def _version(entry: _Entry) -> int:
@@ -266,6 +283,7 @@ class _View(NamedTuple):
     versions: list[tuple[LogLine, int]]
     marker: tuple[pygame.Surface, pygame.Rect] | None
     thumb: pygame.Rect | None
+    top_shown: bool  # the oldest line is in view, its first row included
 
 
 class _Placed(NamedTuple):
@@ -282,7 +300,8 @@ class MessageLog:
     Scrolling: mouse wheel over the log, PageUp/PageDown, Ctrl+Home/Ctrl+End. The view follows
     new lines only while it is at the bottom; scrolled up, it stays put and a "N new messages"
     marker appears at the bottom, which jumps down when clicked. Appending one's own line
-    (``line.own``) jumps to the bottom too.
+    (``line.own``) jumps to the bottom too. Lines prepended (older history) never move the
+    view; :attr:`at_top` tells when the user has scrolled up to the oldest line.
     """
 
     def __init__(
@@ -323,6 +342,7 @@ class MessageLog:
         self._indent = self._measure(format_time(0) + " ")
         self._view: _View | None = None
         self._dirty = True
+        self._wants_older = False  # the user scrolled toward older lines (and not back down)
 
     # --- content ----------------------------------------------------------------------------
 
@@ -339,7 +359,7 @@ class MessageLog:
             self._wraps.pop(self._first_seq, None)
             self._surfaces.pop(self._first_seq, None)
         keep = line if line.own else None
-        self._entries.append((line.kind, text, nick, line.ts, mention, keep))
+        self._entries.append((line.kind, text, nick, line.ts, mention, keep, line.history))
         self._next_seq += 1
         if line.own:
             self.scroll_to_bottom()
@@ -353,6 +373,41 @@ class MessageLog:
         """Append several lines (e.g. what the network thread queued since the last frame)."""
         for line in lines:
             self.append(line)
+
+    def prepend(self, lines: Iterable[LogLine]) -> int:
+        """Put older lines (oldest first) above the oldest one held, as many as there is room
+        for (the ones nearest the current lines are kept). The view does not move. Returns
+        how many were added."""
+        entries = self._entries
+        room = (entries.maxlen or 0) - len(entries)
+        batch = list(lines)[-room:] if room > 0 else []
+        own = self._own_nick()
+        for line in reversed(batch):
+            text = clean_display_text(line.text)
+            mention = line.mention or (
+                not line.own
+                and line.kind in (LineKind.CHAT, LineKind.ACTION)
+                and mentions(text, own)
+            )
+            keep = line if line.own else None
+            nick = self._clean_nick(line.nick)
+            entries.appendleft((line.kind, text, nick, line.ts, mention, keep, line.history))
+            seq = self._first_seq
+            self._wraps.pop(seq, None)  # nothing cached may survive under a reused number
+            self._surfaces.pop(seq, None)
+        if batch:
+            self._dirty = True
+        return len(batch)
+
+    def forget_rendered(self) -> None:
+        """Drop the rendered surfaces (e.g. of a log not shown): they are made again as
+        needed."""
+        self._surfaces.clear()
+        self._prefixes.clear()
+        self._pieces.clear()
+        self._marker_surface = None
+        self._view = None
+        self._dirty = True
 
     def clear(self) -> None:
         """Forget every line."""
@@ -379,6 +434,12 @@ class MessageLog:
         return self._pinned
 
     @property
+    def at_top(self) -> bool:
+        """True when the user scrolled toward older lines and the oldest line held is in full
+        view (as of the last ``update``): time to fetch older ones."""
+        return self._wants_older and self._view is not None and self._view.top_shown
+
+    @property
     def unread(self) -> int:
         """Lines appended since the view was last at the bottom (0 while pinned)."""
         return self._unread
@@ -399,29 +460,34 @@ class MessageLog:
 
     def scroll_by(self, rows: int) -> None:
         """Scroll ``rows`` wrapped rows toward older lines (negative: toward newer)."""
-        if rows > 0 and self._entries:
-            seq, hidden = self._bottom()
-            self._set_anchor(*self._clamp_top(*self._moved_up(seq, hidden, rows)))
-        elif rows < 0 and not self._pinned:
-            self._set_anchor(*self._moved_down(*self._anchor, -rows))
+        if rows > 0:
+            if self._entries:
+                seq, hidden = self._bottom()
+                self._set_anchor(*self._clamp_top(*self._moved_up(seq, hidden, rows)))
+            self._wants_older = True  # (after: a log shorter than the view stays pinned)
+        elif rows < 0:
+            self._wants_older = False
+            if not self._pinned:
+                self._set_anchor(*self._moved_down(*self._anchor, -rows))
 
     def scroll_to_bottom(self) -> None:
         """Follow the newest line again."""
         self._pinned = True
+        self._wants_older = False
         self._unread = 0
         self._dirty = True
 
     def scroll_to_top(self) -> None:
         """Show the oldest line at the top."""
-        if not self._entries:
-            return
-        need = self._view_rows()
-        seq, last = self._first_seq, self._next_seq - 1
-        have = self._row_count(seq)
-        while have < need and seq < last:
-            seq += 1
-            have += self._row_count(seq)
-        self._set_anchor(seq, max(0, have - need))
+        if self._entries:
+            need = self._view_rows()
+            seq, last = self._first_seq, self._next_seq - 1
+            have = self._row_count(seq)
+            while have < need and seq < last:
+                seq += 1
+                have += self._row_count(seq)
+            self._set_anchor(seq, max(0, have - need))
+        self._wants_older = True
 
     # --- events, update, draw ---------------------------------------------------------------
 
@@ -609,7 +675,12 @@ class MessageLog:
         bands: list[pygame.Rect] = []
         versions: list[tuple[LogLine, int]] = []
         left = self.rect.left + self.theme.padding
-        for seq, entry, rows, shown, y in self._place(memo):
+        placed = self._place(memo)
+        top = placed[-1] if placed else None
+        top_shown = top is None or (
+            top.seq == self._first_seq and top.y >= self.rect.top + self.theme.padding
+        )
+        for seq, entry, rows, shown, y in placed:
             height = shown * self._linesize
             for surface, dx, dy, area in self._rendered(seq, entry, rows, memo):
                 if dy < height:  # rows hidden below the bottom are not drawn
@@ -619,7 +690,7 @@ class MessageLog:
             line = entry[_LINE]
             if line is not None:
                 versions.append((line, line.version))
-        return _View(blits, bands, versions, self._marker(memo), self._thumb())
+        return _View(blits, bands, versions, self._marker(memo), self._thumb(), top_shown)
 
     def _thumb(self) -> pygame.Rect | None:
         # Entry count stands in for the total height, which lazy wrapping never computes.
@@ -715,9 +786,9 @@ class MessageLog:
         return composed
 
     def _compose(self, entry: _Entry) -> tuple[str, list[tuple[int, Color]]]:
-        kind, text, nick, ts, _, line = entry
+        kind, text, nick, ts, _, line, history = entry
         delivery = None if line is None else line.delivery
-        return compose_line(kind, text, nick, ts, delivery, self.theme)
+        return compose_line(kind, text, nick, ts, delivery, self.theme, history)
 
     def _rendered(
         self, seq: int, entry: _Entry, rows: tuple[int, ...], memo: bool
@@ -828,5 +899,7 @@ def _display_format(surface: pygame.Surface) -> pygame.Surface:
 
 
 def _as_line(entry: _Entry) -> LogLine:
-    kind, text, nick, ts, mention, line = entry
-    return line if line is not None else LogLine(kind, text, nick=nick, ts=ts, mention=mention)
+    kind, text, nick, ts, mention, line, history = entry
+    if line is not None:
+        return line
+    return LogLine(kind, text, nick=nick, ts=ts, mention=mention, history=history)
