@@ -267,6 +267,7 @@ def test_shutdown_says_goodbye_and_closes_quickly(server_factory) -> None:  # ty
     rich, _ = rich_client(server.address, "alice")
     plain = WireClient(server.address)
     plain.send("hi")
+    assert plain.recv_text() == "Message was Sent!"  # registered before the shutdown starts
     pending = WireClient(server.address)  # never said anything
     started = time.monotonic()
     server.shutdown()

@@ -167,6 +167,17 @@ class Help:
 
 
 @dataclass(frozen=True)
+class SetMemberData:
+    """Set your own small key-value pairs in a room (ready, team, character...), as Steam
+    lobbies have: merged into what you set before; a null value removes the key. Everyone in
+    the room gets a MemberData with the result."""
+
+    TYPE: ClassVar[str] = "set_data"
+    room: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class ChangeNick:
     """Ask to be known under another nickname."""
 
@@ -318,6 +329,17 @@ class HistoryPage:
 
 
 @dataclass(frozen=True)
+class MemberData:
+    """``nick``'s key-value pairs in ``room`` now (all of them, after a change)."""
+
+    TYPE: ClassVar[str] = "data"
+    room: str
+    nick: str
+    data: dict[str, Any]
+    ts: float
+
+
+@dataclass(frozen=True)
 class Notice:
     """Something the server says in words: operator actions, help, replies to commands."""
 
@@ -387,23 +409,23 @@ class ErrorReply:
 _CLIENT_CLASSES = (
     Hello, SendChat, SendPrivate, ChangeNick, Ping, Pong, Goodbye, ListUsers, JoinRoom,
     PartRoom, ListRooms, SetTopic, Who, SetAway, FetchHistory, Oper, Kick, Ban, Unban, Mute,
-    Unmute, Help,
+    Unmute, Help, SetMemberData,
 )  # fmt: skip
 _SERVER_CLASSES = (
     Welcome, ChatMessage, PrivateMessage, Ack, UserJoined, UserLeft, UserParted, RoomJoined,
     RoomList, TopicChanged, WhoReply, AwayChanged, HistoryPage, Notice, NickChanged, UserList,
-    Ping, Pong, Goodbye, ErrorReply,
+    Ping, Pong, Goodbye, ErrorReply, MemberData,
 )  # fmt: skip
 
 ClientMessage = (
     Hello | SendChat | SendPrivate | ChangeNick | Ping | Pong | Goodbye | ListUsers | JoinRoom
     | PartRoom | ListRooms | SetTopic | Who | SetAway | FetchHistory | Oper | Kick | Ban | Unban
-    | Mute | Unmute | Help
+    | Mute | Unmute | Help | SetMemberData
 )  # fmt: skip
 ServerMessage = (
     Welcome | ChatMessage | PrivateMessage | Ack | UserJoined | UserLeft | UserParted
     | RoomJoined | RoomList | TopicChanged | WhoReply | AwayChanged | HistoryPage | Notice
-    | NickChanged | UserList | Ping | Pong | Goodbye | ErrorReply
+    | NickChanged | UserList | Ping | Pong | Goodbye | ErrorReply | MemberData
 )  # fmt: skip
 
 CLIENT_TYPES: dict[str, type] = {cls.TYPE: cls for cls in _CLIENT_CLASSES}
@@ -443,6 +465,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "minutes": (int, float, type(None)),
     "before": (int, type(None)),
     "limit": (int,),
+    "data": (dict,),
 }
 #: Flags written only when true (a reader takes their absence as false).
 _OMITTED_WHEN_FALSE = frozenset({"retry", "action", "history"})

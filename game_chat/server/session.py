@@ -39,6 +39,7 @@ from ..protocol.messages import (
     SendChat,
     SendPrivate,
     SetAway,
+    SetMemberData,
     SetTopic,
     Unban,
     Unmute,
@@ -98,6 +99,7 @@ class Session:
             Mute: lambda m: self.state.mute(self._me, m.nick, m.minutes),
             Unmute: lambda m: self.state.unmute(self._me, m.nick),
             Hello: self._second_hello,
+            SetMemberData: lambda m: self.state.set_member_data(self._me, m.room, m.data),
         }
 
     @property

@@ -23,6 +23,7 @@ from ..protocol.commands import LOBBY, help_lines
 from ..protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from ..protocol.framing import encode_frame
 from ..protocol.limits import Limits
+from ..protocol.member_data import merge_member_data
 from ..protocol.messages import (
     PROTOCOL_VERSION,
     Ack,
@@ -32,6 +33,7 @@ from ..protocol.messages import (
     ErrorReply,
     Goodbye,
     HistoryPage,
+    MemberData,
     NickChanged,
     Notice,
     PrivateMessage,
@@ -108,15 +110,20 @@ class Member:
     away: str = ""
     oper: bool = False
     muted_until: float | None = None  # Unix time; math.inf until unmuted
+    data: dict[str, dict[str, Any]] = field(default_factory=dict)  # room key -> member data
     #: Ends this member's connection (set by the session); called outside the state lock.
     disconnect: Callable[[str], None] = lambda reason: None
 
     def send(self, message: ServerMessage) -> None:
         self.mailbox.put(encode_for(message, self.dialect, self.current_room))
 
-    def info(self, now: float) -> dict[str, Any]:
+    def info(self, now: float, room: Room | None = None) -> dict[str, Any]:
         muted = self.muted_until is not None and self.muted_until > now
-        return {"nick": self.nick, "away": self.away, "oper": self.oper, "muted": muted}
+        info = {"nick": self.nick, "away": self.away, "oper": self.oper, "muted": muted}
+        data = self.data.get(nick_key(room.name)) if room is not None else None
+        if data:  # only members who set some carry it: most frames stay as they were
+            info["data"] = data
+        return info
 
 
 @dataclass(frozen=True)
@@ -336,7 +343,8 @@ class ChatState:
                 if room is None:
                     raise RemoteProtocolError(ErrorCode.NO_SUCH_ROOM, f"there is no room {name}")
                 members, room_name = room.members.values(), room.name
-            member.send(WhoReply(room_name, tuple(m.info(now) for m in members)))
+            where = room if name is not None else None
+            member.send(WhoReply(room_name, tuple(m.info(now, where) for m in members)))
             if member.dialect == Dialect.PLAIN:  # plain clients have no welcome to tell them
                 member.mailbox.put(encode_frame(f"* You are {member.nick}".encode()))
 
@@ -364,7 +372,9 @@ class ChatState:
 
     def _room_joined(self, room: Room) -> RoomJoined:
         now = self._clock()
-        return RoomJoined(room.name, room.topic, tuple(m.info(now) for m in room.members.values()))
+        return RoomJoined(
+            room.name, room.topic, tuple(m.info(now, room) for m in room.members.values())
+        )
 
     @staticmethod
     def _replayed(stored: StoredMessage, room: str) -> ChatMessage:
@@ -374,6 +384,7 @@ class ChatState:
         )
 
     def _drop_from_room(self, member: Member, room: Room) -> None:
+        member.data.pop(nick_key(room.name), None)
         room.members.pop(nick_key(member.nick), None)
         member.rooms.pop(nick_key(room.name), None)
         if not room.members and nick_key(room.name) != nick_key(LOBBY):
@@ -402,6 +413,17 @@ class ChatState:
                 room.members = _rekey(room.members, old_key, new_key)
             member.nick = new_nick
             self._send_all(self._sharing(member), NickChanged(old, new_nick, self._clock()))
+
+    def set_member_data(self, member: Member, name: str, change: dict[str, Any]) -> None:
+        """Merge ``change`` into the member's data in a room; the room sees the result."""
+        with self._lock:
+            room = self._member_room(member, name)
+            key = nick_key(room.name)
+            member.data[key] = merge_member_data(member.data.get(key, {}), change)
+            self._send_all(
+                room.members.values(),
+                MemberData(room.name, member.nick, member.data[key], self._clock()),
+            )
 
     def set_away(self, member: Member, reason: str) -> None:
         reason = clean_reason(reason)
