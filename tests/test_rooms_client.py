@@ -724,3 +724,22 @@ def test_member_from_server_dicts() -> None:
     )
     assert Member.from_dict({"nick": 3}) is None
     assert Member.from_dict({"nick": "b", "away": True}) == Member("b", "away")
+
+
+def test_member_data_updates_the_room_member() -> None:
+    from game_chat.client.conversation import Conversation
+    from game_chat.protocol.messages import MemberData, RoomJoined
+
+    conversation = Conversation("me", lambda tab, line: None, lambda tab, lines: None)
+    conversation.apply(
+        RoomJoined("#lobby", "", ({"nick": "me"}, {"nick": "bob", "data": {"team": "blue"}}))
+    )
+    tab = conversation.tab("#lobby")
+    assert tab is not None
+    bob = tab.member("bob")
+    assert bob is not None and bob.data == {"team": "blue"}
+    before = tab.revision
+    conversation.apply(MemberData("#lobby", "bob", {"team": "red", "ready": True}, 1.0))
+    bob = tab.member("bob")
+    assert bob is not None and bob.data == {"team": "red", "ready": True}
+    assert tab.revision > before

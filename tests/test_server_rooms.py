@@ -273,3 +273,32 @@ def test_history_and_bans_survive_a_restart(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=5)
+
+
+def test_member_data_is_merged_limited_and_shown_to_the_room(server: ChatServer) -> None:
+    alice, _ = rich_client(server.address, "alice")
+    bob, _ = rich_client(server.address, "bob")
+    alice.send_json(type="set_data", room="#lobby", data={"ready": True, "team": "red"})
+    change = until(bob, "data")
+    assert (change["nick"], change["room"], change["data"]) == (
+        "alice",
+        "#lobby",
+        {"ready": True, "team": "red"},
+    )
+    alice.send_json(type="set_data", room="#lobby", data={"ready": None, "x": 12})
+    assert until(bob, "data")["data"] == {"team": "red", "x": 12}  # merged; null removes
+    carol, _ = rich_client(server.address, "carol")
+    joined_members = {m["nick"]: m for m in carol.joined["members"]}  # type: ignore[attr-defined]
+    assert joined_members["alice"]["data"] == {"team": "red", "x": 12}
+    assert "data" not in joined_members["bob"]  # only members who set some carry it
+    for data in (
+        {"bad key!": 1},
+        {"k": "x" * 65},
+        {"k": [1, 2]},
+        {f"k{n}": n for n in range(17)},
+        {"k": 2**60},
+    ):
+        alice.send_json(type="set_data", room="#lobby", data=data)
+        assert until(alice, "error")["code"] == "bad_message", data
+    alice.send_json(type="set_data", room="#elsewhere", data={"a": 1})
+    assert until(alice, "error")["code"] == "no_such_room"

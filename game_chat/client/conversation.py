@@ -24,6 +24,7 @@ from ..protocol.messages import (
     ErrorReply,
     FetchHistory,
     HistoryPage,
+    MemberData,
     NickChanged,
     Notice,
     PrivateMessage,
@@ -426,6 +427,13 @@ class Conversation:
             rooms.append(private)
         for tab in rooms:
             self._emit(tab, LogLine(LineKind.SYSTEM, text, ts=event.ts))
+
+    def _on_MemberData(self, event: MemberData) -> None:
+        """Lobby member data changed: kept on the room's member, no log line (it can change
+        many times a second in a game)."""
+        tab = self.tab(event.room)
+        if tab is not None and tab.is_room:
+            tab.set_data(event.nick, event.data)
 
     def _on_TopicChanged(self, event: TopicChanged) -> None:
         tab = self.tab(event.room)

@@ -48,6 +48,7 @@ from ..protocol.messages import (
     RoomJoined,
     SendChat,
     SendPrivate,
+    SetMemberData,
     UserParted,
     Welcome,
     encode_message,
@@ -198,6 +199,11 @@ class ChatClient:
             raise LocalProtocolError(f"{type(message).__name__} is sent by the client itself")
         self._send_now(message)
         return None
+
+    def set_member_data(self, room: str, data: dict[str, Any]) -> None:
+        """Set your key-value pairs in ``room`` (merged; a None value removes a key). Everyone
+        in the room gets a MemberData event with the result."""
+        self._send_now(SetMemberData(room, data))
 
     def change_nick(self, nick: str) -> None:
         self._send_now(ChangeNick(nick))

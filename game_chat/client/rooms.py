@@ -30,16 +30,26 @@ class Member:
     away: str = ""
     oper: bool = False
     muted: bool = False
+    #: The key-value pairs this member set in the room (ready, team, ...): lobby member data.
+    data: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Member | None:
-        """A member from the server's ``{"nick", "away", "oper", "muted"}``; None if malformed."""
+        """A member from the server's ``{"nick", "away", "oper", "muted", "data"?}``; None if
+        malformed."""
         nick = data.get("nick") if isinstance(data, Mapping) else None
         if not isinstance(nick, str) or not nick:
             return None
         away = data.get("away")
         reason = away if isinstance(away, str) else ("away" if away else "")
-        return cls(nick, reason, data.get("oper") is True, data.get("muted") is True)
+        pairs = data.get("data")
+        return cls(
+            nick,
+            reason,
+            data.get("oper") is True,
+            data.get("muted") is True,
+            dict(pairs) if isinstance(pairs, Mapping) else {},
+        )
 
 
 @functools.lru_cache(maxsize=4096)  # every chat line looks its room and sender up
@@ -125,6 +135,15 @@ class Tab:
         if member is None:
             return False
         member.away = reason
+        self.revision += 1
+        return True
+
+    def set_data(self, nick: str, data: Mapping[str, Any]) -> bool:
+        """Replace ``nick``'s member data; False if not here."""
+        member = self.member(nick)
+        if member is None:
+            return False
+        member.data = dict(data)
         self.revision += 1
         return True
 

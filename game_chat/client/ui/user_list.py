@@ -6,6 +6,8 @@ marked "(away)", muted ones marked "(muted)". It is drawn once per change, not o
 
 from __future__ import annotations
 
+import colorsys
+import zlib
 from collections.abc import Callable, Iterable
 
 import pygame
@@ -61,7 +63,7 @@ class UserList:
         ordered = sorted(members, key=lambda m: (m.nick.casefold(), m.nick))
         if ordered != self.members or own_nick != self.own_nick or title != self.title:
             # Copies: the caller's Member objects change in place (away, renames).
-            self.members = [Member(m.nick, m.away, m.oper, m.muted) for m in ordered]
+            self.members = [Member(m.nick, m.away, m.oper, m.muted, dict(m.data)) for m in ordered]
             self.users = [m.nick for m in ordered]
             self.own_nick = own_nick
             self.title = title
@@ -95,6 +97,46 @@ class UserList:
             if member.away:
                 color = mix(color, theme.panel, 0.5)
             line = self.font.render(member_label(member, self.own_nick), True, color)
-            panel.blit(line, (x, y))
+            marker = self._team_marker(member, line.get_height())
+            if marker is not None:  # member data "team": a square in the team's colour
+                panel.blit(marker, (x, y))
+            panel.blit(line, (x + line.get_height(), y))
+            if member.data.get("ready") is True:  # member data "ready": a tick after the name
+                self._draw_tick(panel, x + line.get_height() + line.get_width() + 6, y, line)
             y += line.get_height()
         return panel
+
+    def _team_marker(self, member: Member, height: int) -> pygame.Surface | None:
+        team = member.data.get("team")
+        if team is None or team == "":
+            return None
+        size = max(4, height // 2)
+        square = pygame.Surface((size, size))
+        square.fill(team_color(str(team)))
+        return square
+
+    def _draw_tick(self, panel: pygame.Surface, x: int, y: int, line: pygame.Surface) -> None:
+        h = line.get_height()
+        points = [(x, y + h // 2), (x + h // 5, y + h * 3 // 4), (x + h // 2, y + h // 4)]
+        pygame.draw.lines(panel, (120, 220, 120), False, points, 2)
+
+
+#: Colours of the usual team names; other names get a stable colour from their hash.
+TEAM_COLORS = {
+    "red": (230, 80, 80),
+    "blue": (90, 140, 255),
+    "green": (90, 200, 110),
+    "yellow": (230, 200, 70),
+    "1": (230, 80, 80),
+    "2": (90, 140, 255),
+}
+
+
+def team_color(team: str) -> tuple[int, int, int]:
+    """The colour that marks a team in the user list (and that games may use too)."""
+    known = TEAM_COLORS.get(team.casefold())
+    if known is not None:
+        return known
+    hue = zlib.crc32(team.encode()) % 360
+    r, g, b = colorsys.hsv_to_rgb(hue / 360, 0.6, 0.9)
+    return round(r * 255), round(g * 255), round(b * 255)
