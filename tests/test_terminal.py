@@ -17,25 +17,26 @@ from game_chat.server import ChatServer
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_piped_lines_are_sent_and_end_of_input_leaves(server: ChatServer, tmp_path: Path) -> None:
-    host, port = server.address
-    peer, _ = rich_client(server.address, "peer")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "run_client.py",
-            "--no-gui",
-            "--server",
-            f"{host}:{port}",
-            "--nick",
-            "piper",
-        ],
-        input="first line\n/nick piper2\nsecond line\n",
+def run_client(args: list[str], stdin: str, config_dir: Path) -> subprocess.CompletedProcess[str]:
+    """run_client.py with ``args``, fed ``stdin``, its settings kept in ``config_dir``."""
+    return subprocess.run(
+        [sys.executable, "run_client.py", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=20,
         cwd=ROOT,
-        env={"GAME_CHAT_CONFIG_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        env={"GAME_CHAT_CONFIG_DIR": str(config_dir), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_piped_lines_are_sent_and_end_of_input_leaves(server: ChatServer, tmp_path: Path) -> None:
+    host, port = server.address
+    peer, _ = rich_client(server.address, "peer")
+    result = run_client(
+        ["--no-gui", "--server", f"{host}:{port}", "--nick", "piper"],
+        "first line\n/nick piper2\nsecond line\n",
+        tmp_path,
     )
     assert result.returncode == 0, result.stderr
     chats = [peer.recv_until(lambda m: m["type"] == "chat") for _ in range(2)]
@@ -119,15 +120,7 @@ def test_rooms_and_private_lines_are_prefixed(server: ChatServer, tmp_path: Path
 
 
 def test_refused_server_exits_1(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "run_client.py", "--no-gui", "--server", "127.0.0.1:1"],
-        input="",
-        capture_output=True,
-        text=True,
-        timeout=20,
-        cwd=ROOT,
-        env={"GAME_CHAT_CONFIG_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
-    )
+    result = run_client(["--no-gui", "--server", "127.0.0.1:1"], "", tmp_path)
     assert result.returncode == 1
     assert "refused" in result.stdout
 
@@ -152,23 +145,10 @@ def test_mentions_are_whole_words() -> None:
 
 
 def test_local_server_hosts_and_joins_in_one_step(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "run_client.py",
-            "--no-gui",
-            "--local-server",
-            "--port",
-            "0",
-            "--nick",
-            "host",
-        ],
-        input="/who\n",
-        capture_output=True,
-        text=True,
-        timeout=20,
-        cwd=ROOT,
-        env={"GAME_CHAT_CONFIG_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    result = run_client(
+        ["--no-gui", "--local-server", "--port", "0", "--nick", "host"],
+        "/who\n",
+        tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert "Connected to game_chat as host" in result.stdout
