@@ -7,6 +7,7 @@ does that after flushing), so a slow or dead peer only ever blocks its own reade
 
 from __future__ import annotations
 
+import functools
 import logging
 import select
 import socket
@@ -63,10 +64,11 @@ class Connection:
         if config.socket_send_buffer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, config.socket_send_buffer)
         self.sender = sender = server.assign_sender()
+        # partial, not lambda: on_ready runs once per recipient of every broadcast.
         self.outbox = Outbox(
             config.send_queue_bytes,
-            on_ready=lambda: sender.ready(self),
-            on_overflow=lambda: sender.cut(self),
+            on_ready=functools.partial(sender.ready, self),
+            on_overflow=functools.partial(sender.cut, self),
         )
         self.session = Session(server.state, self.outbox, self.address, self.kick)
         self._decoder = FrameDecoder(config.limits.max_frame_bytes)

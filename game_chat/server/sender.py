@@ -154,9 +154,9 @@ class SendLoop:
 
     def _flush(self, conn: Sendable) -> bool:
         """One send of everything queued; True if more is waiting afterwards."""
-        sock = conn.sock
-        if conn in self._dead or sock.fileno() < 0:  # broken, or already closed
+        if conn in self._dead:
             return False
+        sock = conn.sock  # a socket closed meanwhile fails in send: handled like a break
         try:
             result = conn.outbox.send_to(sock)
         except OSError as exc:

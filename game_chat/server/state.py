@@ -703,10 +703,11 @@ class ChatState:
         # Encoded at most once per variant, the same bytes object for every recipient.
         room = getattr(message, "room", None)
         rich = current = other = None
+        rich_dialect = Dialect.RICH  # this loop runs once per recipient: no lookups in it
         for m in members:
             if m is exclude:
                 continue
-            if m.dialect == Dialect.RICH:
+            if m.dialect == rich_dialect:
                 if rich is None:
                     rich = encode_for(message, Dialect.RICH)
                 m.mailbox.put(rich)
