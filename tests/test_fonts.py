@@ -156,3 +156,10 @@ def test_colour_emoji_are_scaled_to_the_line_height() -> None:
     assert surface.get_height() == chain.get_height()
     assert surface.get_width() == chain.size("hi 😀")[0]
     assert surface.get_width() < 3 * chain.get_height()  # not the ~136 px bitmap
+
+
+def test_assets_are_found_in_the_checkout() -> None:
+    from game_chat.client.assets import assets_dir
+
+    assert (assets_dir() / "fonts" / "NotoSans-Regular.ttf").is_file()
+    assert (assets_dir() / "icon.png").is_file()

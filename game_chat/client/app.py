@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import logging
-from pathlib import Path
 from typing import Any
 
 import pygame
@@ -17,6 +16,7 @@ from ..discovery import DiscoveryConfig, DiscoveryListener, ServerEntry
 from ..protocol.errors import RemoteProtocolError
 from ..protocol.names import validate_nick
 from ..server import ChatServer, ServerConfig
+from .assets import assets_dir
 from .cli_support import host_local_server
 from .config import ClientSettings, parse_address
 from .events import Connected, Disconnected
@@ -29,7 +29,7 @@ from .ui.theme import Theme
 
 log = logging.getLogger("game_chat.client")
 
-ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
+ASSETS = assets_dir()
 DEFAULT_SIZE = (960, 640)
 FPS = 60
 

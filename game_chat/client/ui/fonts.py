@@ -18,18 +18,18 @@ import functools
 import os
 import unicodedata
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Protocol
 
 import pygame
 import pygame.freetype
 
+from ..assets import assets_dir
 from .theme import Theme
 
 RGB = tuple[int, int, int] | tuple[int, int, int, int]
 
 #: Where the bundled fonts live (repository or source tree layout).
-BUNDLED_FONT_DIR = Path(__file__).resolve().parents[3] / "assets" / "fonts"
+BUNDLED_FONT_DIR = assets_dir() / "fonts"
 REGULAR_FONT = BUNDLED_FONT_DIR / "NotoSans-Regular.ttf"
 BOLD_FONT = BUNDLED_FONT_DIR / "NotoSans-Bold.ttf"
 FALLBACK_FONT = BUNDLED_FONT_DIR / "DejaVuSans.ttf"
