@@ -32,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-gui", action="store_true", help="line-based chat on stdin/stdout, no window"
     )
+    parser.add_argument(
+        "--no-discovery",
+        action="store_true",
+        help="do not listen for servers on the LAN (and do not announce one hosted here)",
+    )
     parser.add_argument("--log-level", default="WARNING", help="logging threshold")
     return parser
 
@@ -65,7 +70,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_terminal(client, sys.stdin, sys.stdout)
         from .app import run_window  # imports pygame: only when a window is wanted
 
-        return run_window(settings, target=target, nick=nick, password=args.password, hosted=server)
+        from ..discovery import DiscoveryConfig
+
+        return run_window(
+            settings,
+            target=target,
+            nick=nick,
+            password=args.password,
+            hosted=server,
+            discovery=None if args.no_discovery else DiscoveryConfig(),
+        )
     finally:
         if server is not None:
             server.shutdown()
