@@ -68,9 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             client = ChatClient(target[0], target[1], nick, args.password)
             return run_terminal(client, sys.stdin, sys.stdout)
-        from .app import run_window  # imports pygame: only when a window is wanted
-
         from ..discovery import DiscoveryConfig
+        from .app import run_window  # imports pygame: only when a window is wanted
 
         return run_window(
             settings,
