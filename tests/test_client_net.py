@@ -180,3 +180,36 @@ def test_poll_never_blocks(clients: list[ChatClient]) -> None:
     started = time.monotonic()
     assert client.poll() == []
     assert time.monotonic() - started < 0.05
+
+
+def test_rooms_are_restored_after_a_restart_lobby_left_stays_left(
+    clients: list[ChatClient],
+) -> None:
+    from game_chat.protocol.messages import JoinRoom, PartRoom, RoomJoined, UserParted
+
+    server = start_server()
+    port = server.address[1]
+    client = make_client(server, "alice", random_source=lambda: 0.5)
+    clients.append(client)
+    next_event(client, Connected)
+    client.send(JoinRoom("#team"))
+    assert next_event(client, RoomJoined).room in ("#lobby", "#team")
+    client.send(PartRoom("#lobby"))
+    assert next_event(client, UserParted).room == "#lobby"
+    server.shutdown()
+    next_event(client, Disconnected)
+    restarted = start_server(port=port)
+    try:
+        next_event(client, Connected, timeout=10)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            rooms = restarted.state.rooms()
+            if "alice" in rooms.get("#team", []) and "alice" not in rooms["#lobby"]:
+                break
+            time.sleep(0.01)
+        rooms = restarted.state.rooms()
+        assert "alice" in rooms["#team"]
+        assert "alice" not in rooms["#lobby"]
+    finally:
+        client.close()
+        restarted.shutdown()

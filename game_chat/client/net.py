@@ -43,6 +43,7 @@ from ..protocol.messages import (
     JoinRoom,
     ListUsers,
     NickChanged,
+    PartRoom,
     Ping,
     Pong,
     RoomJoined,
@@ -500,11 +501,17 @@ class _Connection:
         # The server puts us in the lobby; the other rooms we were in are joined again first,
         # so that lines waiting for them are not refused.
         rejoin = [r for r in client._rooms if nick_key(r) != nick_key(LOBBY)]
+        # Someone who had left the lobby (and joined elsewhere) leaves it again.
+        left_lobby = (
+            client.connected_before and bool(client._rooms) and len(rejoin) == len(client._rooms)
+        )
         client._rooms = []
         with client._lock:
             client.connected = True
             for room in rejoin:
                 client._sendbuf += encode_frame(encode_message(JoinRoom(room)))
+            if left_lobby:
+                client._sendbuf += encode_frame(encode_message(PartRoom(LOBBY)))
             # Everything not yet confirmed goes (again), in the order it was typed, with the
             # commands given meanwhile in their place.
             queued = [(n, client._chat_frame(n, line)) for n, line in client._unacked.items()]
