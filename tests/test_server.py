@@ -235,17 +235,18 @@ def test_client_that_never_reads_is_cut_and_others_carry_on(server_factory) -> N
     received: list[int] = []
     leave = None
     # The kernel buffers a few MB for the stalled socket before its outbox starts to grow.
-    for batch in range(200):
+    # Batches well under the listener's 64 KiB queue even while TCP windows are still small.
+    for batch in range(500):
         if leave is not None:
             break
-        first = batch * 50
+        first = batch * 20
         talker.send_raw(
             b"".join(
                 encode_frame(b'{"type":"chat","text":"%d %s"}' % (n, text))
-                for n in range(first, first + 50)
+                for n in range(first, first + 20)
             )
         )
-        while len(received) < first + 50:
+        while len(received) < first + 20:
             message = listener.recv_json()
             if message["type"] == "chat":
                 received.append(int(message["text"].split()[0]))
@@ -279,3 +280,20 @@ def test_shutdown_says_goodbye_and_closes_quickly(server_factory) -> None:  # ty
     assert pending.expect_closed() == [b'{"type":"bye","reason":"server shutting down"}']
     with pytest.raises(OSError):
         socket.create_connection(server.address, timeout=1).close()
+
+
+def test_silent_connections_cost_no_thread_and_time_out(server_factory) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    server = server_factory(hello_timeout=0.5, max_clients=30)
+    before = threading.active_count()
+    silent = [WireClient(server.address) for _ in range(30)]
+    refused = WireClient(server.address)  # the 31st: the silent ones count towards the limit
+    assert b"server_full" in refused.expect_closed()[0]
+    assert threading.active_count() - before < 3  # no reader thread until a first frame
+    talker = silent.pop()
+    talker.send_json(type="hello", nick="talker", version=1)
+    assert talker.recv_json()["type"] == "welcome"
+    for client in silent:
+        frames = client.expect_closed()
+        assert b'"code":"hello_timeout"' in frames[0]

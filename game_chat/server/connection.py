@@ -53,7 +53,13 @@ class _ReadWaiter:
 class Connection:
     """One accepted socket. Created and started by :class:`ChatServer`."""
 
-    def __init__(self, sock: socket.socket, address: object, server: ChatServer) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        address: object,
+        server: ChatServer,
+        registration_deadline: float | None = None,
+    ) -> None:
         config = server.config
         self.sock = sock
         self.address = format_address(address)
@@ -73,6 +79,8 @@ class Connection:
         self.session = Session(server.state, self.outbox, self.address, self.kick)
         self._decoder = FrameDecoder(config.limits.max_frame_bytes)
         self._hello_timeout = config.hello_timeout
+        #: time.monotonic() by which the peer must be a member (counted from accept).
+        self._deadline = registration_deadline
         self.thread = threading.Thread(target=self._run, name=f"chat-{self.address}", daemon=True)
 
     def start(self) -> None:
@@ -117,7 +125,7 @@ class Connection:
     def _read_loop(self) -> str | None:
         """Read until the session ends; returns the leave reason when it is not the session's."""
         waiter = _ReadWaiter(self.sock)
-        deadline = time.monotonic() + self._hello_timeout
+        deadline = self._deadline or time.monotonic() + self._hello_timeout
         decoder, session = self._decoder, self.session
         while True:
             timeout = None if session.registered else deadline - time.monotonic()

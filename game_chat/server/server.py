@@ -18,7 +18,7 @@ from ..discovery.interfaces import DEFAULT_PORT as DEFAULT_ANNOUNCE_PORT
 from ..protocol.errors import ErrorCode, RemoteProtocolError
 from ..protocol.framing import encode_frame
 from ..protocol.limits import Limits
-from ..protocol.messages import PROTOCOL_VERSION, ErrorReply, encode_message
+from ..protocol.messages import PROTOCOL_VERSION, ErrorReply, Goodbye, encode_message
 from .connection import Connection, format_address
 from .history import HistoryStore
 from .moderation import BanList
@@ -103,6 +103,11 @@ class ChatServer:
         )
         self._stopping = threading.Event()
         self._stopped = threading.Event()
+        self._shutdown_reason = "server shutting down"
+        # Accepted sockets that have sent nothing yet: they wait in the accept thread's
+        # selector and get a reader thread only when their first bytes arrive, so a crowd of
+        # idle or half-open connections costs no threads. Accept thread only.
+        self._waiting: dict[socket.socket, tuple[object, float]] = {}
         self._tcp_port = 0
         self._server_id = secrets.token_hex(8)  # one per run: a listener lists a server once
 
@@ -141,6 +146,7 @@ class ChatServer:
         if self._stopping.is_set():
             self._stopped.wait(timeout)
             return
+        self._shutdown_reason = reason
         self._stopping.set()
         deadline = time.monotonic() + timeout
         if self._announcer is not None:
@@ -233,13 +239,17 @@ class ChatServer:
             selector.register(self._wake_r, selectors.EVENT_READ)
             try:
                 while not self._stopping.is_set():
-                    for key, _ in selector.select():
+                    for key, _ in selector.select(self._next_expiry()):
                         if key.fileobj is self._listener:
-                            self._accept_pending()
+                            self._accept_pending(selector)
+                        elif key.fileobj is not self._wake_r:
+                            self._first_bytes(selector, key.fileobj)  # type: ignore[arg-type]
+                    self._expire_waiting(selector)
             finally:
                 self._listener.close()
+                self._close_waiting(Goodbye(self._shutdown_reason))
 
-    def _accept_pending(self) -> None:
+    def _accept_pending(self, selector: selectors.BaseSelector) -> None:
         assert self._listener is not None
         while True:
             try:
@@ -253,21 +263,54 @@ class ChatServer:
             refusal = self._refusal(address)
             if refusal is None:
                 with self._conn_lock:
-                    if len(self._connections) >= self.config.max_clients:
-                        limit = self.config.max_clients
-                        refusal = RemoteProtocolError(
-                            ErrorCode.SERVER_FULL,
-                            f"server full ({limit} clients), try again later",
-                            fatal=True,
-                        )
-                    else:
-                        conn = Connection(sock, address, self)
-                        self._connections.add(conn)
+                    busy = len(self._connections) + len(self._waiting)
+                if busy >= self.config.max_clients:
+                    limit = self.config.max_clients
+                    refusal = RemoteProtocolError(
+                        ErrorCode.SERVER_FULL,
+                        f"server full ({limit} clients), try again later",
+                        fatal=True,
+                    )
             if refusal is not None:
                 self._refuse(sock, address, refusal)
-            else:
-                log.debug("%s: connected", conn.address)
-                conn.start()
+                continue
+            sock.setblocking(False)
+            self._waiting[sock] = (address, time.monotonic() + self.config.hello_timeout)
+            selector.register(sock, selectors.EVENT_READ)
+            log.debug("%s: connected", format_address(address))
+
+    def _first_bytes(self, selector: selectors.BaseSelector, sock: socket.socket) -> None:
+        """A waiting socket has something to say: from now on it has a reader thread."""
+        selector.unregister(sock)
+        address, deadline = self._waiting.pop(sock)
+        conn = Connection(sock, address, self, registration_deadline=deadline)
+        with self._conn_lock:
+            self._connections.add(conn)
+        conn.start()
+
+    def _next_expiry(self) -> float | None:
+        if not self._waiting:
+            return None
+        soonest = min(deadline for _, deadline in self._waiting.values())
+        return max(0.0, soonest - time.monotonic())
+
+    def _expire_waiting(self, selector: selectors.BaseSelector) -> None:
+        now = time.monotonic()
+        expired = [sock for sock, (_, deadline) in self._waiting.items() if deadline <= now]
+        for sock in expired:
+            address, _ = self._waiting.pop(sock)
+            selector.unregister(sock)
+            limit = self.config.hello_timeout
+            error = RemoteProtocolError(
+                ErrorCode.HELLO_TIMEOUT, f"not registered within {limit:g} s", fatal=True
+            )
+            log.warning("%s: %s: %s", format_address(address), error.code, error.message)
+            _send_and_close(sock, ErrorReply.from_exception(error))
+
+    def _close_waiting(self, farewell: Goodbye) -> None:
+        for sock in list(self._waiting):
+            _send_and_close(sock, farewell)
+        self._waiting.clear()
 
     def _refusal(self, address: object) -> RemoteProtocolError | None:
         try:
@@ -278,10 +321,15 @@ class ChatServer:
 
     def _refuse(self, sock: socket.socket, address: object, refusal: RemoteProtocolError) -> None:
         log.warning("%s: refused: %s", format_address(address), refusal.message)
-        try:
-            sock.setblocking(False)
-            sock.send(encode_frame(encode_message(ErrorReply.from_exception(refusal))))
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        sock.close()
+        _send_and_close(sock, ErrorReply.from_exception(refusal))
+
+
+def _send_and_close(sock: socket.socket, message: ErrorReply | Goodbye) -> None:
+    """One small frame to a socket nobody reads from yet, then close it (never blocks)."""
+    try:
+        sock.setblocking(False)
+        sock.send(encode_frame(encode_message(message)))
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
