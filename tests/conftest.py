@@ -10,8 +10,14 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from game_chat.server import ChatServer, ServerConfig
+
+# The machines are shared and noisy: a slow moment must not fail a property test by the clock
+# (the properties themselves are still checked on every example).
+settings.register_profile("game_chat", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("game_chat")
 
 
 @pytest.fixture(autouse=True)
