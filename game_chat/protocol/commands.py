@@ -46,13 +46,13 @@ class Command:
     oper: bool = False
 
 
-def _usage(command: str, usage: str) -> RemoteProtocolError:
+def _usage(usage: str) -> RemoteProtocolError:
     return RemoteProtocolError(ErrorCode.BAD_COMMAND, f"usage: {usage}")
 
 
 def _need(arg: str, usage: str) -> str:
     if not arg:
-        raise _usage("", usage)
+        raise _usage(usage)
     return arg
 
 
@@ -65,9 +65,9 @@ def _minutes(text: str, usage: str) -> float | None:
     try:
         value = float(text)
     except ValueError:
-        raise _usage("", usage) from None
+        raise _usage(usage) from None
     if not 0 < value < 10**7:
-        raise _usage("", usage)
+        raise _usage(usage)
     return value
 
 

@@ -56,6 +56,8 @@ from ..protocol.text import clean_reason, validate_text
 from .history import HistoryStore, StoredMessage
 from .moderation import BanList, FailureLimiter, describe_ban, host_of, verify_password
 
+log = logging.getLogger("game_chat.server")
+
 MAX_ROOM_CHARS = 32
 MAX_TOPIC_CHARS = 300
 
@@ -349,13 +351,14 @@ class ChatState:
                 member.mailbox.put(encode_frame(f"* You are {member.nick}".encode()))
 
     def history_page(self, member: Member, name: str, before: int | None, limit: int) -> None:
+        """Older lines of a room the member is in. The database is read outside the lock (a
+        page is a reply to its asker only, so no broadcast order is at stake)."""
         with self._lock:
-            room = self._member_room(member, name)
-            limit = max(1, min(limit, 500))
-            stored = self.history.recent(nick_key(room.name), limit + 1, before)
-            more = len(stored) > limit
-            page = tuple(message_dict(self._replayed(s, room.name)) for s in stored[-limit:])
-            member.send(HistoryPage(room.name, page, more))
+            room_name = self._member_room(member, name).name
+        limit = max(1, min(limit, 500))
+        stored = self.history.recent(nick_key(room_name), limit + 1, before)
+        page = tuple(message_dict(self._replayed(s, room_name)) for s in stored[-limit:])
+        member.send(HistoryPage(room_name, page, len(stored) > limit))
 
     def _enter(self, member: Member, room: Room, quiet: bool = False) -> None:
         """Lock held: put ``member`` in ``room``, tell the room, replay its history."""
@@ -367,6 +370,9 @@ class ChatState:
         if quiet:  # tutorial clients: no unasked-for lines before their first reply
             return
         member.send(self._room_joined(room))
+        # Read under the lock on purpose: the replay must reach the joiner before any live
+        # line of the room. Joins are rare and recent() is an indexed read (WAL: no waiting
+        # on the writer).
         for stored in self.history.recent(nick_key(room.name), self.replay):
             member.send(self._replayed(stored, room.name))
 
@@ -546,9 +552,7 @@ class ChatState:
         with self._lock:
             self._require_member(member)
             member.oper = True
-            logging.getLogger("game_chat.server").info(
-                "%s: %s is now an operator", member.address, member.nick
-            )
+            log.info("%s: %s is now an operator", member.address, member.nick)
             member.send(Notice("You are now an operator. /help lists the operator commands."))
 
     def kick(self, op: Member, nick: str, reason: str = "") -> Member:
@@ -623,7 +627,7 @@ class ChatState:
 
     def _announce(self, target: Member, text: str) -> None:
         """Lock held: an operator action, told in every room of its target (and logged)."""
-        logging.getLogger("game_chat.server").info("operator action: %s", text)
+        log.info("operator action: %s", text)
         told: set[int] = set()  # once per member, even if it shares several rooms
         for room in target.rooms.values():
             fresh = [m for m in room.members.values() if id(m) not in told]
