@@ -511,14 +511,21 @@ def test_framing_rules(server) -> None:
     bad.close()
 
 
-def test_shutdown_sends_bye(server) -> None:
-    alice = DocClient(server.address)
+def alice_and_guest(address: tuple[str, int]) -> tuple[DocClient, DocClient, dict[str, object]]:
+    """alice (rich), then a tutorial client whose first line "hi" makes it guest-1; returns
+    both and the chat alice got."""
+    alice = DocClient(address)
     hello(alice, "alice", ["alice"])
-    tut = DocClient(server.address)
+    tut = DocClient(address)
     tut.send("hi")
     assert tut.recv_line() == "Message was Sent!"
     expect(alice, type="join", nick="guest-1", room=LOBBY)
-    expect(alice, type="chat", id=1, nick="guest-1", text="hi", room=LOBBY)
+    hi = expect(alice, type="chat", id=1, nick="guest-1", text="hi", room=LOBBY)
+    return alice, tut, hi
+
+
+def test_shutdown_sends_bye(server) -> None:
+    alice, tut, _ = alice_and_guest(server.address)
 
     # Connections that are not members get a rich bye too (section 8.6).
     silent = DocClient(server.address)  # nothing sent
@@ -605,13 +612,7 @@ def test_server_full_and_registration_deadline(server_factory) -> None:
 
 
 def test_rooms_topic_part_and_plain_room_prefix(server) -> None:
-    alice = DocClient(server.address)
-    hello(alice, "alice", ["alice"])
-    tut = DocClient(server.address)
-    tut.send("hi")
-    assert tut.recv_line() == "Message was Sent!"
-    expect(alice, type="join", nick="guest-1", room=LOBBY)
-    hi = expect(alice, type="chat", id=1, nick="guest-1", text="hi", room=LOBBY)
+    alice, tut, hi = alice_and_guest(server.address)
     bob = DocClient(server.address)
     hello(bob, "bob", ["alice", "guest-1", "bob"], history=[hi])
     expect(alice, type="join", nick="bob", room=LOBBY)
