@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 
-import ifaddr
+from ..discovery.interfaces import ipv4_interfaces
 
 
 def lan_addresses() -> list[str]:
     """IPv4 addresses of this machine's interfaces, loopback and link-local excluded."""
-    found: list[str] = []
-    for adapter in ifaddr.get_adapters():
-        for ip in adapter.ips:
-            if not ip.is_IPv4:
-                continue
-            address = ipaddress.IPv4Address(ip.ip)
-            if address.is_loopback or address.is_link_local:
-                continue
-            if str(address) not in found:
-                found.append(str(address))
-    return found
+    usable = []
+    for address in ipv4_interfaces():
+        ip = ipaddress.IPv4Address(address)
+        if not (ip.is_loopback or ip.is_link_local):
+            usable.append(address)
+    return usable
