@@ -8,6 +8,7 @@ comes from the ``server`` fixture in conftest.py (127.0.0.1, free port, a fresh 
 from __future__ import annotations
 
 import json
+import re
 import socket
 
 # --- the client, from docs/PROTOCOL.md only -----------------------------------------------------
@@ -122,6 +123,22 @@ def check_ts(message: dict[str, object]) -> float:
     return ts
 
 
+#: Section 4.3: a welcome's ``session`` is 24 URL-safe characters, its ``store`` 16 hex digits;
+#: both differ on every run, so the examples write SESSION and STORE for them.
+SESSION_RE = re.compile(r"[A-Za-z0-9_-]{24}")
+STORE_RE = re.compile(r"[0-9a-f]{16}")
+
+
+def expect_welcome(client: DocClient, nick: str, users: list[str]) -> dict[str, object]:
+    """Section 4.3: a welcome with our nick, the server's limits and its members."""
+    message = client.recv_json()
+    assert SESSION_RE.fullmatch(str(message.pop("session"))), message
+    assert STORE_RE.fullmatch(str(message.pop("store"))), message
+    expected = dict(type="welcome", nick=nick, server="game_chat", version=1, limits=WELCOME_LIMITS)
+    assert message == {**expected, "users": users}
+    return message
+
+
 def expect(client: DocClient, **fields: object) -> dict[str, object]:
     """Receive a rich message whose keys are exactly ``fields`` plus ``ts``, if it has one.
 
@@ -159,15 +176,7 @@ def hello(
 ) -> None:
     """Section 4.4: welcome, then ``joined`` for #lobby, then the lobby's history replayed."""
     client.send_json(type="hello", nick=nick, version=1)
-    expect(
-        client,
-        type="welcome",
-        nick=nick,
-        server="game_chat",
-        version=1,
-        limits=WELCOME_LIMITS,
-        users=users,
-    )
+    expect_welcome(client, nick, users)
     lobby = users if members is None else members
     infos = [member(m) if isinstance(m, str) else m for m in lobby]
     expect(client, type="joined", room=LOBBY, topic=topic, members=infos)
@@ -191,14 +200,21 @@ def expect_error(
     return message
 
 
-def expect_frame(client: DocClient, payload: str) -> None:
-    """Receive exactly the frame of ``payload``, where ``TS`` stands for the frame's ``ts``."""
+def expect_frame(client: DocClient, payload: str) -> bytes:
+    """Receive exactly the frame of ``payload``, where ``TS`` stands for the frame's ``ts``
+    and ``SESSION`` / ``STORE`` for a welcome's session and store (checked for their form)."""
     data = client.recv_frame()
     assert data is not None, "server closed the connection"
+    if "TS" in payload or "SESSION" in payload:
+        message = json.loads(data[HEADER_SIZE:].decode("utf-8"))
     if "TS" in payload:
-        ts = check_ts(json.loads(data[HEADER_SIZE:].decode("utf-8")))
-        payload = payload.replace("TS", json.dumps(ts))
+        payload = payload.replace("TS", json.dumps(check_ts(message)))
+    for name, pattern in (("SESSION", SESSION_RE), ("STORE", STORE_RE)):
+        if name in payload:
+            assert pattern.fullmatch(message[name.lower()]), message
+            payload = payload.replace(name, message[name.lower()])
     assert data == frame_of(payload)
+    return data
 
 
 def error_of(code: str, message: str, *, fatal: bool = False, id: object = None) -> dict:
@@ -223,10 +239,11 @@ def test_rich_and_plain_clients_chat(server) -> None:
     alice = DocClient(address)
     alice.keepalive()
     alice.send(b'{"type":"hello","nick":"alice","version":1}')
-    assert alice.recv_frame() == frame_of(
+    expect_frame(
+        alice,
         '{"type":"welcome","nick":"alice","server":"game_chat","version":1,'
         '"limits":{"max_frame_bytes":8192,"max_text_chars":1000,"max_nick_chars":24},'
-        '"users":["alice"]}'
+        '"users":["alice"],"session":"SESSION","store":"STORE"}',
     )
     assert alice.recv_frame() == frame_of(
         '{"type":"joined","room":"#lobby","topic":"",'
@@ -350,7 +367,8 @@ def test_example_session_of_section_9(server) -> None:
     expect_frame(
         alice,
         '{"type":"welcome","nick":"alice","server":"game_chat","version":1,"limits":'
-        '{"max_frame_bytes":8192,"max_text_chars":1000,"max_nick_chars":24},"users":["alice"]}',
+        '{"max_frame_bytes":8192,"max_text_chars":1000,"max_nick_chars":24},"users":["alice"],'
+        '"session":"SESSION","store":"STORE"}',
     )
     expect_frame(
         alice,
@@ -588,8 +606,7 @@ def test_server_full_and_registration_deadline(server_factory) -> None:
     alice = DocClient(srv.address)
     hi = {"type": "chat", "id": 1, "nick": "guest-1", "text": "hi", "room": LOBBY}
     alice.send_json(type="hello", nick="alice", version=1)
-    expect(alice, type="welcome", nick="alice", server="game_chat", version=1,
-           limits=WELCOME_LIMITS, users=["guest-1", "alice"])  # fmt: skip
+    expect_welcome(alice, "alice", ["guest-1", "alice"])
     expect(alice, type="joined", room=LOBBY, topic="",
            members=[member("guest-1"), member("alice")])  # fmt: skip
     replay = alice.recv_json()
@@ -990,8 +1007,7 @@ def test_server_password(server_factory) -> None:
     rich.expect_eof()
     rich = DocClient(srv.address)
     rich.send_json(type="hello", nick="x", version=1, password="hunter2")
-    expect(rich, type="welcome", nick="x", server="game_chat", version=1,
-           limits=WELCOME_LIMITS, users=["x"])  # fmt: skip
+    expect_welcome(rich, "x", ["x"])
     expect(rich, type="joined", room=LOBBY, topic="", members=[member("x")])
 
     plain = DocClient(srv.address)

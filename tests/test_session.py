@@ -34,6 +34,7 @@ def test_rich_hello_then_chat() -> None:
     assert session.registered and session.dialect == "rich"
     assert box.types() == ["welcome", "joined"]
     assert session.handle_frame(b'{"type":"chat","id":9,"text":"hi"}')
+    session.settle()  # the ack comes once the line is stored (the connection waits so too)
     assert box.messages()[-1]["type"] == "ack"
     assert box.messages()[-1]["id"] == 9
 
@@ -94,6 +95,7 @@ def test_any_other_first_frame_makes_a_plain_guest() -> None:
     watcher.handle_frame(hello("watcher"))
     session, box = new_session(state)
     assert session.handle_frame(b"hello everyone")
+    session.settle()
     assert session.dialect == "plain"
     assert box.texts() == ["Message was Sent!"]  # no welcome: tutorial clients expect this
     assert watcher_box.messages()[-1]["text"] == "hello everyone"
@@ -119,6 +121,7 @@ def test_plain_nick_and_commands() -> None:
     assert session.handle_frame(b"/who")
     assert box.texts()[-2:] == ["* Users in #lobby: carol", "* You are carol"]
     assert session.handle_frame(b"//dance")
+    session.settle()
     assert box.texts()[-1] == "Message was Sent!"
 
 

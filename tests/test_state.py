@@ -3,17 +3,45 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fakes import RecordingMailbox
 
-from game_chat.protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from game_chat.protocol.errors import ErrorCode, RemoteProtocolError
 from game_chat.protocol.limits import Limits
-from game_chat.server.state import ChatState, Dialect, Member
+from game_chat.server.state import Accepted, ChatState, Dialect, Member, MemberGone
+
+_states: list[ChatState] = []
+
+
+class SyncState(ChatState):
+    """A ChatState whose lines are delivered by the time say/private return (they are taken
+    at once and delivered by the group commit thread; the tests look at mailboxes after)."""
+
+    def say(self, *args: Any, **kwargs: Any) -> Accepted:
+        accepted = super().say(*args, **kwargs)
+        assert self.wait(accepted.ticket, timeout=10)
+        return accepted
+
+    def private(self, *args: Any, **kwargs: Any) -> Accepted:
+        accepted = super().private(*args, **kwargs)
+        assert self.wait(accepted.ticket, timeout=10)
+        return accepted
+
+
+@pytest.fixture(autouse=True)
+def close_states() -> Iterator[None]:
+    yield
+    while _states:
+        _states.pop().close()
 
 
 def make_state() -> ChatState:
-    return ChatState("test", Limits(max_text_chars=50), clock=lambda: 100.0)
+    state = SyncState("test", Limits(max_text_chars=50), clock=lambda: 100.0)
+    _states.append(state)
+    return state
 
 
 def join(
@@ -130,7 +158,7 @@ def test_leave_announces_once() -> None:
     state.leave(alice, "again")
     leaves = [m for m in bob_box.messages() if m["type"] == "leave"]
     assert leaves == [{"type": "leave", "nick": "alice", "reason": "quit", "ts": 100.0}]
-    with pytest.raises(LocalProtocolError):
+    with pytest.raises(MemberGone):
         state.say(alice, "ghost")
 
 
@@ -174,7 +202,7 @@ def test_resent_line_is_acked_again_but_delivered_once() -> None:
     state.leave(alice, "connection lost")
     alice, alice_box = join(state, "alice")  # reconnected under the same nick
     again = state.say(alice, "hello", client_id="x-1", retry=True)
-    assert again is first
+    assert again.id == first.id
     assert alice_box.messages()[-1] == {"type": "ack", "id": "x-1", "msg_id": first.id, "ts": 100.0}
     chats = [m for m in bob_box.messages() if m["type"] == "chat"]
     assert len(chats) == 1

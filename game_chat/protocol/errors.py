@@ -41,6 +41,12 @@ class ErrorCode:
     MUTED = "muted"
     KICKED = "kicked"
     BANNED = "banned"
+    #: The history store cannot number or check lines right now (it has failed for long).
+    UNAVAILABLE = "unavailable"
+    #: A newer connection took this member over with its session token (hello ``session``).
+    REPLACED = "replaced"
+    #: No frame (not even a pong) within the ping timeout: the server gives up on the peer.
+    PING_TIMEOUT = "ping_timeout"
 
 
 class ChatError(Exception):

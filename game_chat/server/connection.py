@@ -153,11 +153,16 @@ class Connection:
                     if not session.handle_frame(frame):
                         return None
             except RemoteProtocolError as exc:
+                session.settle()
                 session.reject(exc)
                 return None
             except ConnectionLost as exc:
                 log.info("%s: %s", self.address, exc)
                 return "connection lost"
+            finally:
+                # Our lines of this read are answered before we read more: a client can have
+                # at most one read's worth of lines waiting for the store.
+                session.settle()
             if decoder.closed:
                 log.debug("%s: peer closed the connection", self.address)
                 return None

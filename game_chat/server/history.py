@@ -1,32 +1,33 @@
-"""Chat history and bans, kept in SQLite so that they survive restarts.
+"""Chat history, retry keys and bans, kept in SQLite so that they survive restarts.
 
-:class:`HistoryStore` is built so that the live broadcast never waits for the disk:
+:class:`HistoryStore` is the database and nothing else: every method runs on the caller's
+thread and either finishes or raises :class:`HistoryError`. When lines are written, in what
+batches, and what happens to them when a write fails is decided by
+:class:`~game_chat.server.group_commit.GroupCommit`, the only caller of :meth:`~HistoryStore.write`.
 
-* :meth:`~HistoryStore.append` only puts the message on an in-memory list under a lock; it never
-  touches SQLite. Queries merge that list with the database, so a message can be read back the
-  moment it is appended.
-* A writer thread commits the waiting messages in one transaction every ``commit_interval``
-  seconds, or as soon as ``batch_size`` of them wait. A commit that fails is logged and the same
-  messages are tried again on the next cycle; they stay readable meanwhile.
-* The same thread enforces retention (age and a per-room cap) once at open and then every
-  ``prune_interval`` seconds, in small transactions with batch commits in between.
+What one :meth:`~HistoryStore.write` transaction holds:
 
-Connections: the writer's connection serves the writer thread, :meth:`~HistoryStore.flush` and
-the (rare, synchronous) ban writes, one at a time under a write lock. Reads use a second,
-query-only connection under a read lock; in WAL mode a reader never waits for a writer. A
-memory-only store has a single connection, so its two locks are one lock and a read waits at
-most for one batch commit.
+* the chat lines (room lines, and private lines when they are to be stored);
+* the **retry keys** of the lines that carried a client id (sender + client id -> message id,
+  time and a digest of the text), so that a line sent again after a crash is recognised;
+* the **id reservation**: message ids are handed out only below ``reserved_id``, a number
+  written to the database before any id under it is used. After a crash the next run starts
+  above the reservation, so an id that anyone may have seen is never given to another line.
 
-Durability: WAL with ``synchronous=NORMAL``. A committed batch survives the process being killed
-(kill -9 loses at most the batch that had not been committed yet); a power cut may lose more.
+Connections: the writer connection serves writes (lines, bans, retention), one at a time under
+a write lock. Reads use a second, query-only connection under a read lock; in WAL mode a reader
+never waits for a writer. A memory-only store has a single connection, so its two locks are one.
+
+Durability: WAL with ``synchronous=FULL`` by default (a commit survives a power cut), or
+``NORMAL`` (a commit survives the process being killed; a power cut may lose the last ones).
 """
 
 from __future__ import annotations
 
 import contextlib
-import heapq
 import logging
 import os
+import secrets
 import sqlite3
 import sys
 import threading
@@ -41,19 +42,22 @@ log = logging.getLogger("game_chat.server")
 
 __all__ = [
     "BAN_KINDS",
+    "SYNC_MODES",
     "Ban",
     "HistoryError",
     "HistoryStore",
+    "SentKey",
     "StoredMessage",
     "data_dir",
     "default_history_path",
 ]
 
 MEMORY = ":memory:"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BAN_KINDS = ("nick", "address")
+SYNC_MODES = ("full", "normal")
 _DAY = 86_400.0
-_MAX_ID = 2**63 - 1  # "no upper bound" for before_id
+MAX_ID = 2**63 - 1  # SQLite's largest integer: "no upper bound" for ids
 _PRUNE_CHUNK = 500  # rows deleted per retention transaction
 
 #: MIGRATIONS[v] takes a database from user_version v to v + 1.
@@ -83,16 +87,33 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value)",
     ),
+    (
+        # Retry keys: sender + client id -> the line it became (kept also for private lines
+        # whose text is not stored). Pruned by age and by count (rowid order = write order).
+        """CREATE TABLE sent (
+            key TEXT PRIMARY KEY,
+            id INTEGER NOT NULL,
+            ts REAL NOT NULL,
+            digest BLOB NOT NULL
+        )""",
+        "CREATE INDEX sent_ts ON sent (ts)",
+    ),
 )
 
 _COLUMNS = "id, room, nick, text, ts, action, private_to"
 _INSERT = f"INSERT OR REPLACE INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-_SET_LAST_ID = """INSERT INTO meta (key, value) VALUES ('last_message_id', ?)
+_INSERT_KEY = "INSERT OR REPLACE INTO sent (key, id, ts, digest) VALUES (?, ?, ?, ?)"
+_FIND_KEY = "SELECT id, ts, digest FROM sent WHERE key = ?"
+_SET_META = """INSERT INTO meta (key, value) VALUES (?, ?)
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value"""
+_RAISE_META = """INSERT INTO meta (key, value) VALUES (?, ?)
     ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)"""
-_LAST_ID = """SELECT max(coalesce((SELECT max(id) FROM messages), 0),
-    coalesce((SELECT value FROM meta WHERE key = 'last_message_id'), 0))"""
-_SELECT_ROOM = f"""SELECT {_COLUMNS} FROM messages
-    WHERE room = ? AND private_to IS NULL AND id < ? ORDER BY id DESC LIMIT ?"""
+_GET_META = "SELECT value FROM meta WHERE key = ?"
+_MAX_MESSAGE_ID = "SELECT coalesce(max(id), 0) FROM messages"
+_SELECT_NEWEST = f"""SELECT {_COLUMNS} FROM messages
+    WHERE room = ? AND private_to IS NULL AND id > ? AND id < ? ORDER BY id DESC LIMIT ?"""
+_SELECT_OLDEST = f"""SELECT {_COLUMNS} FROM messages
+    WHERE room = ? AND private_to IS NULL AND id > ? AND id < ? ORDER BY id ASC LIMIT ?"""
 _SELECT_PRIVATE = f"""SELECT {_COLUMNS} FROM messages
     WHERE private_to IS NOT NULL AND id < ?
     AND ((nick = ? AND private_to = ?) OR (nick = ? AND private_to = ?))
@@ -102,6 +123,10 @@ _DELETE_OLD = f"""DELETE FROM messages WHERE id IN
 _CAP_THRESHOLD = "SELECT id FROM messages WHERE room = ? ORDER BY id DESC LIMIT 1 OFFSET ?"
 _DELETE_BELOW = f"""DELETE FROM messages WHERE id IN
     (SELECT id FROM messages WHERE room = ? AND id < ? LIMIT {_PRUNE_CHUNK})"""
+_DELETE_OLD_KEYS = f"""DELETE FROM sent WHERE rowid IN
+    (SELECT rowid FROM sent WHERE ts < ? LIMIT {_PRUNE_CHUNK})"""
+_DELETE_EXTRA_KEYS = f"""DELETE FROM sent WHERE rowid IN (SELECT rowid FROM sent
+    WHERE rowid <= (SELECT max(rowid) FROM sent) - ? LIMIT {_PRUNE_CHUNK})"""
 _UPSERT_BAN = "INSERT OR REPLACE INTO bans VALUES (?, ?, ?, ?, ?, ?)"
 _ACTIVE_BANS = """SELECT target, kind, reason, by, created, expires FROM bans
     WHERE expires IS NULL OR expires > ? ORDER BY created, target"""
@@ -109,7 +134,8 @@ _DELETE_EXPIRED_BANS = "DELETE FROM bans WHERE expires IS NOT NULL AND expires <
 
 
 class HistoryError(ChatError):
-    """The history database cannot be used: it cannot be opened, is corrupt, or is closed."""
+    """The history database cannot be used: it cannot be opened, is damaged, full, read-only,
+    locked or closed. The message is one line, fit for a log or a terminal."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +150,16 @@ class StoredMessage:
     action: bool = False
     #: The recipient's nick for a private message; None for a room message.
     private_to: str | None = None
+
+
+@dataclass(frozen=True)
+class SentKey:
+    """What a retry key leads to: the line's id, time and a digest of its text."""
+
+    key: str
+    id: int
+    ts: float
+    digest: bytes
 
 
 @dataclass(frozen=True)
@@ -191,12 +227,12 @@ def _connect(target: str, busy_timeout: float) -> sqlite3.Connection:
     )
 
 
-def _migrate(db: sqlite3.Connection, on_disk: bool) -> None:
+def _migrate(db: sqlite3.Connection, on_disk: bool, sync: str) -> None:
     """WAL mode, then bring the schema up to SCHEMA_VERSION."""
     mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if on_disk and str(mode).lower() != "wal":
         log.warning("history database is in %s mode, not WAL", mode)
-    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute(f"PRAGMA synchronous = {sync.upper()}")
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise HistoryError(
@@ -209,24 +245,34 @@ def _migrate(db: sqlite3.Connection, on_disk: bool) -> None:
             db.execute(f"PRAGMA user_version = {number + 1}")
 
 
-def _open(path: Path | None, busy_timeout: float) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+def _check_integrity(db: sqlite3.Connection) -> None:
+    """Refuse a damaged file at open, in one line, rather than fail on the first page read."""
+    problems = [row[0] for row in db.execute("PRAGMA quick_check(3)").fetchall()]
+    if problems != ["ok"]:
+        raise HistoryError("the file is damaged (" + "; ".join(map(str, problems)) + ")")
+
+
+def _open(
+    path: Path | None, busy_timeout: float, sync: str
+) -> tuple[sqlite3.Connection, sqlite3.Connection]:
     """(writer, reader) connections; the same one twice for a memory-only store."""
     if path is None:
         db = _connect(MEMORY, busy_timeout)
-        _migrate(db, on_disk=False)
+        _migrate(db, on_disk=False, sync=sync)
         return db, db
+    writer = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         writer = _connect(str(path), busy_timeout)
-        try:
-            _migrate(writer, on_disk=True)
-            reader = _connect(str(path), busy_timeout)
-            reader.execute("PRAGMA query_only = ON")
-        except BaseException:
-            writer.close()
-            raise
+        _check_integrity(writer)
+        _migrate(writer, on_disk=True, sync=sync)
+        reader = _connect(str(path), busy_timeout)
+        reader.execute("PRAGMA query_only = ON")
     except (OSError, sqlite3.Error, HistoryError) as exc:
-        raise HistoryError(f"cannot open history database {path}: {exc}") from exc
+        if writer is not None:
+            writer.close()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise HistoryError(f"cannot open history database {path}: {reason}") from exc
     return writer, reader
 
 
@@ -240,70 +286,56 @@ def _message(row: Sequence[object]) -> StoredMessage:
     return StoredMessage(id_, room, nick, text, ts, bool(action), private_to)  # type: ignore[arg-type]
 
 
-def _merge(
-    unsaved: list[StoredMessage], saved: list[StoredMessage], limit: int
-) -> list[StoredMessage]:
-    """The last ``limit`` of both lists by id, oldest first, each id once."""
-    by_id = {m.id: m for m in saved}
-    by_id.update((m.id, m) for m in heapq.nlargest(limit, unsaved, key=_by_id))
-    return [by_id[i] for i in heapq.nlargest(limit, by_id)][::-1]
-
-
-def _by_id(message: StoredMessage) -> int:
-    return message.id
+def _clamp(value: int) -> int:
+    """An id bound SQLite can hold (a peer may ask for 2**64)."""
+    return max(0, min(MAX_ID, value))
 
 
 # --- the store ------------------------------------------------------------------------------
 
 
 class HistoryStore:
-    """Room messages, private messages and bans in one SQLite database.
+    """Room messages, private messages, retry keys and bans in one SQLite database.
 
     ``path`` None or ":memory:" keeps everything in memory (nothing on disk). Opening raises
-    :class:`HistoryError` with a one-line reason when the file cannot be used. Queries and ban
-    writes raise :class:`HistoryError` too; :meth:`append` raises it only after :meth:`close`.
+    :class:`HistoryError` with a one-line reason when the file cannot be used (unreadable,
+    damaged, from a newer version). Every other method raises :class:`HistoryError` when the
+    database fails; none raises anything else for a database problem.
     """
 
     def __init__(
         self,
         path: str | Path | None = None,
         *,
-        commit_interval: float = 1.0,
-        batch_size: int = 1000,
         retention_days: float | None = 30,
         room_cap: int | None = 10_000,
-        prune_interval: float = 60.0,
+        key_cap: int = 100_000,
+        key_days: float = 7,
         busy_timeout: float = 5.0,
+        sync: str = "full",
         clock: Callable[[], float] = time.time,
     ) -> None:
         if room_cap is not None and room_cap < 1:
             raise ValueError("room_cap must be at least 1")
+        if sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {SYNC_MODES}, not {sync!r}")
         self.path = None if path is None or str(path) == MEMORY else Path(path)
-        self.commit_interval = commit_interval
-        self.batch_size = max(1, batch_size)
         self.retention_days = retention_days
         self.room_cap = room_cap
-        self.prune_interval = prune_interval
+        self.key_cap = max(1, key_cap)
+        self.key_days = key_days
         self._clock = clock
-        self._writer_db, self._reader_db = _open(self.path, busy_timeout)
-        self._write_lock = threading.Lock()  # the writer connection, and _dirty_rooms
+        self._writer_db, self._reader_db = _open(self.path, busy_timeout, sync)
+        self._write_lock = threading.Lock()  # the writer connection
         self._read_lock = self._write_lock if self.path is None else threading.Lock()
-        self._cond = threading.Condition(threading.Lock())  # everything below up to _closed
-        self._pending: list[StoredMessage] = []  # appended, not yet taken by a commit
-        self._in_flight: list[StoredMessage] = []  # taken by a commit that has not succeeded
-        self._appended = 0
-        self._committed = 0
-        self._prunes = 0
-        self._prune_requested = False
-        self._last_id: int = self._writer_db.execute(_LAST_ID).fetchone()[0]
-        self._closed = False  # no more appends
-        self._db_closed = False  # connections closed (checked under the db locks)
-        self._dirty_rooms: set[str] | None = None  # rooms to cap; None: every room
-        self._failures = 0  # writer cycles failed in a row
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
-        self._thread.start()
+        self._closed = False
+        try:
+            self.store_id = self._init_store_id()
+            #: Ids below this one may have been handed out (by this run or one before it).
+            self.reserved_id = max(self._meta("reserved_id"), self._last_written() + 1)
+        except sqlite3.Error as exc:
+            self._close_connections()
+            raise HistoryError(f"cannot open history database {self.path}: {exc}") from exc
 
     def __enter__(self) -> HistoryStore:
         return self
@@ -311,80 +343,104 @@ class HistoryStore:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # --- the live path ----------------------------------------------------------------------
+    # --- identity and ids ---------------------------------------------------------------------
 
-    def append(self, message: StoredMessage) -> None:
-        """Queue ``message`` for the next batch commit. O(1); never touches SQLite."""
-        with self._cond:
-            if self._closed:
-                raise HistoryError("the history store is closed")
-            self._pending.append(message)
-            self._appended += 1
-            if message.id > self._last_id:
-                self._last_id = message.id
-            full = len(self._pending) >= self.batch_size
-        if full:
-            self._wake.set()
+    def _init_store_id(self) -> str:
+        """A random name of this database, made once: ids mean something only within it."""
+        existing = self._writer_db.execute(_GET_META, ("store_id",)).fetchone()
+        if existing is not None:
+            return str(existing[0])
+        store_id = secrets.token_hex(8)
+        with _transaction(self._writer_db):
+            self._writer_db.execute(_SET_META, ("store_id", store_id))
+        return store_id
 
-    def next_message_id(self) -> int:
-        """One more than the highest id ever stored or appended (pruned ids are not reused)."""
-        with self._cond:
-            return self._last_id + 1
+    def _meta(self, key: str) -> int:
+        row = self._writer_db.execute(_GET_META, (key,)).fetchone()
+        return int(row[0]) if row is not None and row[0] is not None else 0
+
+    def _last_written(self) -> int:
+        """The highest id ever written (retention may have deleted the line itself)."""
+        in_table = self._writer_db.execute(_MAX_MESSAGE_ID).fetchone()[0]
+        return max(int(in_table), self._meta("last_message_id"))
+
+    @property
+    def memory_only(self) -> bool:
+        return self.path is None
+
+    # --- writing lines --------------------------------------------------------------------------
+
+    def write(
+        self,
+        messages: Sequence[StoredMessage],
+        keys: Sequence[SentKey] = (),
+        reserve_to: int | None = None,
+    ) -> None:
+        """Commit lines, their retry keys and (optionally) a new id reservation, all or none."""
+        with self._writer() as db, _transaction(db):
+            if messages:
+                db.executemany(_INSERT, map(_row, messages))
+                db.execute(_RAISE_META, ("last_message_id", max(m.id for m in messages)))
+            if keys:
+                db.executemany(_INSERT_KEY, map(astuple, keys))
+            if reserve_to is not None:
+                db.execute(_RAISE_META, ("reserved_id", reserve_to))
+        if reserve_to is not None:
+            self.reserved_id = max(self.reserved_id, reserve_to)
+
+    def release_reservation(self, next_id: int) -> None:
+        """A clean stop: the next run may start at ``next_id`` (no gap in the ids)."""
+        with self._writer() as db, _transaction(db):
+            db.execute(_SET_META, ("reserved_id", next_id))
+        self.reserved_id = next_id
+
+    def find_key(self, key: str) -> SentKey | None:
+        """The line a retry key was given to, if it is still remembered."""
+        rows = self._read(_FIND_KEY, (key,))
+        if not rows:
+            return None
+        id_, ts, digest = rows[0]
+        return SentKey(key, int(id_), float(ts), bytes(digest))  # type: ignore[arg-type]
 
     # --- queries ----------------------------------------------------------------------------
 
     def recent(
-        self, room: str, limit: int = 100, before_id: int | None = None
+        self,
+        room: str,
+        limit: int = 100,
+        before_id: int | None = None,
+        after_id: int | None = None,
     ) -> list[StoredMessage]:
-        """Up to ``limit`` room messages with id < ``before_id``, oldest first; no privates."""
-        before = _MAX_ID if before_id is None else before_id
+        """The newest ``limit`` room lines with ``after_id`` < id < ``before_id``, oldest
+        first; never private ones."""
+        params = self._room_params(room, before_id, after_id, limit)
+        return [_message(r) for r in self._read(_SELECT_NEWEST, params)][::-1]
 
-        def wanted(m: StoredMessage) -> bool:
-            return m.room == room and m.private_to is None and m.id < before
+    def following(
+        self, room: str, after_id: int, limit: int = 100, before_id: int | None = None
+    ) -> list[StoredMessage]:
+        """The oldest ``limit`` room lines with ``after_id`` < id < ``before_id``, oldest
+        first (for filling a gap forwards)."""
+        params = self._room_params(room, before_id, after_id, limit)
+        return [_message(r) for r in self._read(_SELECT_OLDEST, params)]
 
-        return self._query(wanted, _SELECT_ROOM, (room, before, limit), limit)
+    @staticmethod
+    def _room_params(
+        room: str, before_id: int | None, after_id: int | None, limit: int
+    ) -> tuple[object, ...]:
+        before = MAX_ID if before_id is None else _clamp(before_id)
+        after = 0 if after_id is None else _clamp(after_id)
+        return (room, after, before, max(0, limit))
 
     def private(
         self, nick_a: str, nick_b: str, limit: int = 100, before_id: int | None = None
     ) -> list[StoredMessage]:
         """Private messages between the two nicks (either way, exact match), oldest first."""
-        before = _MAX_ID if before_id is None else before_id
-        pairs = {(nick_a, nick_b), (nick_b, nick_a)}
+        before = MAX_ID if before_id is None else _clamp(before_id)
+        params = (before, nick_a, nick_b, nick_b, nick_a, max(0, limit))
+        return [_message(r) for r in self._read(_SELECT_PRIVATE, params)][::-1]
 
-        def wanted(m: StoredMessage) -> bool:
-            return m.private_to is not None and (m.nick, m.private_to) in pairs and m.id < before
-
-        params = (before, nick_a, nick_b, nick_b, nick_a, limit)
-        return self._query(wanted, _SELECT_PRIVATE, params, limit)
-
-    def _query(
-        self,
-        wanted: Callable[[StoredMessage], bool],
-        sql: str,
-        params: tuple[object, ...],
-        limit: int,
-    ) -> list[StoredMessage]:
-        if limit <= 0:
-            return []
-        # Memory first, then the database: a message that leaves memory is committed before it
-        # leaves, so it is always found in one of the two.
-        unsaved = [m for m in self._unsaved() if wanted(m)]
-        saved = [_message(row) for row in self._read(sql, params)]
-        return _merge(unsaved, saved, limit)
-
-    def _unsaved(self) -> list[StoredMessage]:
-        with self._cond:
-            return [*self._in_flight, *self._pending]
-
-    def _read(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
-        with self._read_lock:
-            self._require_open()
-            try:
-                return self._reader_db.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise HistoryError(f"history read failed: {exc}") from exc
-
-    # --- bans (synchronous: they are rare, and appends never wait for them) ------------------
+    # --- bans (synchronous: they are rare) ----------------------------------------------------
 
     def add_ban(
         self,
@@ -410,174 +466,72 @@ class HistoryStore:
         now = self._clock() if now is None else now
         return [Ban(*row) for row in self._read(_ACTIVE_BANS, (now,))]  # type: ignore[arg-type]
 
-    def _write(self, sql: str, params: tuple[object, ...]) -> int:
+    # --- retention --------------------------------------------------------------------------
+
+    def prune_steps(self, rooms: set[str] | None = None) -> Iterator[None]:
+        """Retention as a series of small transactions: expired bans, lines older than
+        ``retention_days``, lines beyond ``room_cap`` in ``rooms`` (None: every room), retry
+        keys beyond their age and count. Yields after each transaction, so the caller can
+        write lines in between; raises HistoryError."""
+        now = self._clock()
+        self._write(_DELETE_EXPIRED_BANS, (now,))
+        yield
+        if self.retention_days is not None:
+            yield from self._chunks(_DELETE_OLD, (now - self.retention_days * _DAY,))
+        if self.room_cap is not None:
+            if rooms is None:
+                rows = self._read("SELECT DISTINCT room FROM messages", ())
+                rooms = {str(row[0]) for row in rows}
+            for room in sorted(rooms):
+                found = self._read(_CAP_THRESHOLD, (room, self.room_cap - 1))
+                if found:
+                    yield from self._chunks(_DELETE_BELOW, (room, found[0][0]))
+        yield from self._chunks(_DELETE_OLD_KEYS, (now - self.key_days * _DAY,))
+        yield from self._chunks(_DELETE_EXTRA_KEYS, (self.key_cap,))
+
+    def _chunks(self, sql: str, params: tuple[object, ...]) -> Iterator[None]:
+        while self._write(sql, params) >= _PRUNE_CHUNK:
+            yield
+        yield
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _writer(self) -> Iterator[sqlite3.Connection]:
         with self._write_lock:
             self._require_open()
             try:
-                with _transaction(self._writer_db):
-                    return self._writer_db.execute(sql, params).rowcount
+                yield self._writer_db
             except sqlite3.Error as exc:
                 raise HistoryError(f"history write failed: {exc}") from exc
 
-    # --- committing -------------------------------------------------------------------------
+    def _write(self, sql: str, params: tuple[object, ...]) -> int:
+        with self._writer() as db, _transaction(db):
+            return db.execute(sql, params).rowcount
 
-    def flush(self) -> None:
-        """Commit everything appended so far, on this thread, now. Raises HistoryError."""
-        with self._write_lock:
+    def _read(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+        with self._read_lock:
             self._require_open()
-        try:
-            self._commit_pending()
-        except sqlite3.Error as exc:
-            raise HistoryError(f"history commit failed: {exc}") from exc
+            try:
+                return self._reader_db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise HistoryError(f"history read failed: {exc}") from exc
 
-    def wait_committed(self, timeout: float | None = None) -> bool:
-        """Wait until everything appended before this call is committed; False on timeout."""
-        with self._cond:
-            target = self._appended
-            return self._cond.wait_for(lambda: self._committed >= target, timeout)
-
-    def _commit_pending(self) -> None:
-        with self._write_lock:
-            batch = self._take_batch()
-            if not batch:
-                return
-            with _transaction(self._writer_db):
-                self._writer_db.executemany(_INSERT, map(_row, batch))
-                self._writer_db.execute(_SET_LAST_ID, (max(m.id for m in batch),))
-            if self._dirty_rooms is not None:
-                self._dirty_rooms.update(m.room for m in batch)
-            with self._cond:
-                self._in_flight = []
-                self._committed += len(batch)
-                self._cond.notify_all()
-
-    def _take_batch(self) -> list[StoredMessage]:
-        """Move the pending messages in flight, after any left by a failed commit."""
-        with self._cond:
-            batch = [*self._in_flight, *self._pending] if self._in_flight else self._pending
-            self._in_flight = batch
-            self._pending = []
-            return batch
-
-    # --- retention --------------------------------------------------------------------------
-
-    @property
-    def prune_count(self) -> int:
-        """How many retention passes the writer has finished (the first one runs at open)."""
-        with self._cond:
-            return self._prunes
-
-    def wait_pruned(self, count: int = 1, timeout: float | None = None) -> bool:
-        """Wait until ``count`` retention passes have finished; False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._prunes >= count, timeout)
-
-    def prune_now(self, timeout: float | None = None) -> bool:
-        """Ask the writer thread for a retention pass and wait for it; False on timeout."""
-        with self._cond:
-            target = self._prunes + 1
-            self._prune_requested = True
-        self._wake.set()
-        return self.wait_pruned(target, timeout)
-
-    def _prune(self) -> None:
-        with self._cond:
-            self._prune_requested = False
-        now = self._clock()
-        self._write_chunk(_DELETE_EXPIRED_BANS, (now,))
-        if self.retention_days is not None:
-            self._delete_in_chunks(_DELETE_OLD, (now - self.retention_days * _DAY,))
-        if self.room_cap is not None:
-            self._cap_rooms(self.room_cap)
-        with self._cond:
-            self._prunes += 1
-            self._cond.notify_all()
-
-    def _cap_rooms(self, cap: int) -> None:
-        try:
-            for room in self._rooms_to_cap():
-                self._cap_room(room, cap)
-        except BaseException:
-            with self._write_lock:
-                self._dirty_rooms = None  # not sure which rooms are done: all of them next time
-            raise
-
-    def _rooms_to_cap(self) -> set[str]:
-        """Every room on the first pass; later, only the rooms written to since the last one."""
-        with self._write_lock:
-            rooms = self._dirty_rooms
-            self._dirty_rooms = set()
-            if rooms is None:
-                rows = self._writer_db.execute("SELECT DISTINCT room FROM messages").fetchall()
-                rooms = {row[0] for row in rows}
-            return rooms
-
-    def _cap_room(self, room: str, cap: int) -> None:
-        with self._write_lock:
-            row = self._writer_db.execute(_CAP_THRESHOLD, (room, cap - 1)).fetchone()
-        if row is not None:
-            self._delete_in_chunks(_DELETE_BELOW, (room, row[0]))
-
-    def _delete_in_chunks(self, sql: str, params: tuple[object, ...]) -> None:
-        """Repeat a bounded DELETE in its own transactions, committing batches in between."""
-        while self._write_chunk(sql, params) >= _PRUNE_CHUNK and not self._stop.is_set():
-            self._commit_pending()
-
-    def _write_chunk(self, sql: str, params: tuple[object, ...]) -> int:
-        with self._write_lock, _transaction(self._writer_db):
-            return self._writer_db.execute(sql, params).rowcount
-
-    # --- the writer thread ------------------------------------------------------------------
-
-    def _run(self) -> None:
-        next_prune = 0.0  # prune at once: the pass at open
-        while not self._stop.is_set():
-            if self._prune_requested or time.monotonic() >= next_prune:
-                self._safely("retention", self._prune)
-                next_prune = time.monotonic() + self.prune_interval
-            self._wake.wait(self.commit_interval)
-            self._wake.clear()
-            if not self._stop.is_set():
-                self._safely("commit", self._commit_pending)
-
-    def _safely(self, what: str, step: Callable[[], None]) -> None:
-        """Run one writer step; log a failure (a traceback for the first in a row), never raise."""
-        try:
-            step()
-        except Exception as exc:
-            self._failures += 1
-            waiting = len(self._unsaved())
-            if self._failures == 1:
-                log.exception("history %s failed; %d messages wait for the retry", what, waiting)
-            else:
-                log.warning("history %s failed again (%s); %d messages wait", what, exc, waiting)
-            return
-        if self._failures:
-            log.info("history %s works again", what)
-            self._failures = 0
-
-    # --- closing ----------------------------------------------------------------------------
+    def _require_open(self) -> None:
+        if self._closed:
+            raise HistoryError("the history store is closed")
 
     def close(self) -> None:
-        """Stop the writer, commit what is left and close the database. Idempotent.
-
-        A final commit that fails is logged (with the number of messages lost), not raised.
-        """
-        with self._cond:
+        """Close the database. Idempotent."""
+        with self._all_locks():
             if self._closed:
                 return
             self._closed = True
-        self._stop.set()
-        self._wake.set()
-        self._thread.join()
-        try:
-            self._commit_pending()
-        except sqlite3.Error as exc:
-            log.error("history: %d messages not saved at close: %s", len(self._unsaved()), exc)
-        with self._all_locks():
-            self._db_closed = True
-            self._reader_db.close()
-            self._writer_db.close()
+            self._close_connections()
+
+    def _close_connections(self) -> None:
+        self._reader_db.close()
+        self._writer_db.close()
 
     @contextlib.contextmanager
     def _all_locks(self) -> Iterator[None]:
@@ -587,7 +541,3 @@ class HistoryStore:
                 return
             with self._read_lock:
                 yield
-
-    def _require_open(self) -> None:
-        if self._db_closed:
-            raise HistoryError("the history store is closed")

@@ -167,7 +167,8 @@ class ChatServer:
             sender.stop(max(0.0, deadline - time.monotonic()))
         self._wake_r.close()
         self._wake_w.close()
-        self.history.close()  # commits the last batch
+        self.state.close()  # the line pipeline: nothing is left in it after close_all
+        self.history.close()
         self._stopped.set()
 
     def __enter__(self) -> ChatServer:

@@ -6,6 +6,11 @@ typed messages; plain clients send text lines, and their /commands are parsed in
 typed messages (protocol/commands.py), so both go through one dispatch table. A peer's mistake
 becomes an error frame in its own dialect; only header errors, a goodbye, a kick or a timeout
 end the session.
+
+Chat lines are delivered and acknowledged when they are stored (group commit), a little after
+they were handled. To keep every answer in the order of the requests, the session waits for
+its own lines (:meth:`Session.settle`) before it answers anything else, and the connection
+waits for them before it reads more, which also bounds what one client can have in flight.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from ..protocol.messages import (
 )
 from ..protocol.plain import DISCONNECT_COMMANDS
 from ..protocol.text import clean_reason, decode_utf8
-from .state import ChatState, Dialect, Mailbox, Member, encode_for
+from .state import ChatState, Dialect, Mailbox, Member, MemberGone, encode_for
 
 log = logging.getLogger("game_chat.server")
 
@@ -76,6 +81,7 @@ class Session:
         self.member: Member | None = None
         self.leave_reason = LOST_REASON
         self._client_id: ClientId = None  # id of the chat message being handled
+        self._ticket = 0  # our last line on its way to the store (0: none)
         self._handlers: dict[type, Callable[[Any], bool | None]] = {
             SendChat: self._chat,
             SendPrivate: self._private,
@@ -90,7 +96,9 @@ class Session:
             SetTopic: lambda m: self.state.set_topic(self._me, m.room, m.topic),
             Who: lambda m: self.state.who(self._me, m.room),
             SetAway: lambda m: self.state.set_away(self._me, m.reason),
-            FetchHistory: lambda m: self.state.history_page(self._me, m.room, m.before, m.limit),
+            FetchHistory: lambda m: self.state.history_page(
+                self._me, m.room, m.before, m.limit, m.after
+            ),
             Help: lambda m: self.state.help(self._me),
             Oper: lambda m: self.state.oper(self._me, m.password),
             Kick: lambda m: self.state.kick(self._me, m.nick, m.reason),
@@ -109,8 +117,10 @@ class Session:
 
     @property
     def _me(self) -> Member:
-        assert self.member is not None
-        return self.member
+        member = self.member
+        if member is None:  # kicked, banned or taken over by another thread meanwhile
+            raise MemberGone("no longer a member")
+        return member
 
     # --- events from the connection --------------------------------------------------------
 
@@ -126,8 +136,18 @@ class Session:
                 return self._rich(payload)
             return self._plain(payload)
         except RemoteProtocolError as exc:
+            self.settle()  # the error answers this frame: after the acks of earlier ones
             self.reject(exc, self._client_id)
             return not exc.fatal
+        except MemberGone:  # kicked, banned, taken over or shut down: nothing left to say
+            self.member = None
+            return False
+
+    def settle(self) -> None:
+        """Wait until our lines handed to the chat state are delivered and acknowledged."""
+        if self._ticket:
+            self.state.wait(self._ticket)
+            self._ticket = 0
 
     def reject(self, exc: RemoteProtocolError, client_id: ClientId = None) -> None:
         """Send the peer an error frame for its mistake and log it once.
@@ -146,11 +166,14 @@ class Session:
             self._reply(Goodbye(reason))
 
     def end(self, reason: str | None = None) -> None:
-        """The connection is over: leave the chat (the others are told why)."""
-        if self.member is not None:
+        """The connection is over: leave the chat (the others are told why), after our last
+        lines (a member's lines come before its leaving)."""
+        self.settle()
+        member = self.member
+        if member is not None:
             reason = reason or self.leave_reason
-            self.state.leave(self.member, reason)
-            log.info("%s: %s left (%s)", self.address, self.member.nick, reason)
+            self.state.leave(member, reason, self.mailbox)
+            log.info("%s: %s left (%s)", self.address, member.nick, reason)
             self.member = None
 
     def _reply(self, message: Any) -> None:
@@ -176,8 +199,17 @@ class Session:
                 f"{PROTOCOL_VERSION})",
             )
         self.state.check_password(hello.password)
-        self._registered(self.state.join(hello.nick, Dialect.RICH, self.mailbox, self.address))
-        log.info("%s: %s joined", self.address, self._me.nick)
+        member = self.state.join(
+            hello.nick,
+            Dialect.RICH,
+            self.mailbox,
+            self.address,
+            session=hello.session,
+            store=hello.store,
+            resume=hello.resume,
+        )
+        self._registered(member)
+        log.info("%s: %s joined", self.address, member.nick)
 
     def _second_hello(self, hello: Hello) -> None:
         raise RemoteProtocolError(ErrorCode.ALREADY_REGISTERED, "already registered")
@@ -194,19 +226,25 @@ class Session:
         return self._dispatch(message)
 
     def _dispatch(self, message: Any) -> bool:
+        # Lines go on without waiting (a burst of them shares commits); anything else, and a
+        # retry (it may be answered at once), waits for our lines to be answered first.
+        if not isinstance(message, SendChat | SendPrivate) or message.retry:
+            self.settle()
         return self._handlers[type(message)](message) is not False
 
     def _chat(self, message: SendChat) -> None:
         self._client_id = message.id
-        self.state.say(
+        accepted = self.state.say(
             self._me, message.text, message.id, message.retry, message.room, message.action
         )
+        self._ticket = accepted.ticket or self._ticket
 
     def _private(self, message: SendPrivate) -> None:
         self._client_id = message.id
-        self.state.private(
+        accepted = self.state.private(
             self._me, message.to, message.text, message.id, message.retry, message.action
         )
+        self._ticket = accepted.ticket or self._ticket
 
     def _goodbye(self, message: Goodbye) -> bool:
         self.leave_reason = clean_reason(message.reason) or QUIT_REASON
@@ -229,7 +267,7 @@ class Session:
             return self._dispatch(parse_command(text, self._me.current_room))
         if text.startswith("//"):  # "//x" sends the literal line "/x"
             text = text[1:]
-        self.state.say(self._me, text)
+        self._ticket = self.state.say(self._me, text).ticket or self._ticket
         return True
 
     def _plain_guest(self) -> None:

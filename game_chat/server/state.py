@@ -5,22 +5,31 @@ is put on its :class:`Mailbox`, a non-blocking bounded queue; nothing here ever 
 network. Each event is encoded at most once per dialect (plain: once for recipients whose
 current room it is, once for the others) and the same bytes are shared by all recipients.
 Because fan-out happens under the lock, every member sees all events in one order.
+
+Chat lines and private messages take one detour: :meth:`ChatState.say` and
+:meth:`ChatState.private` only number the line and hand it to the
+:class:`~game_chat.server.group_commit.GroupCommit`; the line reaches its room and its ack
+reaches the sender when it is stored (:meth:`ChatState._deliver`). The caller gets an
+:class:`Accepted` with a ticket to :meth:`ChatState.wait` on. Replays and history pages only
+ever show lines up to the last one delivered, so nobody sees a line twice (once replayed,
+once live).
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import math
+import secrets
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from ..protocol.commands import LOBBY, help_lines
-from ..protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from ..protocol.errors import ChatError, ErrorCode, RemoteProtocolError
 from ..protocol.framing import encode_frame
 from ..protocol.limits import Limits
 from ..protocol.member_data import merge_member_data
@@ -47,120 +56,91 @@ from ..protocol.messages import (
     UserParted,
     Welcome,
     WhoReply,
-    encode_message,
+    encode_json,
     message_dict,
 )
 from ..protocol.names import nick_key, validate_nick
-from ..protocol.plain import render_plain
 from ..protocol.text import clean_reason, validate_text
-from .history import HistoryStore, StoredMessage
+from .group_commit import GroupCommit, IdsExhausted, PendingLine
+from .history import MAX_ID, HistoryError, HistoryStore, SentKey, StoredMessage
+from .members import (
+    MAX_ROOM_CHARS,
+    MAX_TOPIC_CHARS,
+    Access,
+    Dialect,
+    Mailbox,
+    Member,
+    Room,
+    encode_for,
+    validate_room,
+)
 from .moderation import BanList, FailureLimiter, describe_ban, host_of, verify_password
+from .throttle import Throttle
+
+__all__ = [
+    "MAX_ROOM_CHARS",
+    "MAX_TOPIC_CHARS",
+    "Accepted",
+    "Access",
+    "ChatState",
+    "Dialect",
+    "Mailbox",
+    "Member",
+    "MemberGone",
+    "Room",
+    "encode_for",
+    "validate_room",
+]
 
 log = logging.getLogger("game_chat.server")
 
-MAX_ROOM_CHARS = 32
-MAX_TOPIC_CHARS = 300
+#: Most rooms a hello may ask to resume.
+MAX_RESUME_ROOMS = 64
+#: A history page stops growing at about this many bytes of JSON (the client's outbox limit
+#: is 1 MiB: a page must never cut the connection that asked for it).
+PAGE_BYTES = 256 * 1024
 
 
-class Mailbox(Protocol):
-    """Where a member's outgoing frames go. ``put`` must never block."""
-
-    def put(self, frame: bytes) -> None: ...
-
-
-class Dialect:
-    RICH = "rich"
-    PLAIN = "plain"
-
-
-def encode_for(message: ServerMessage, dialect: str, current_room: str | None = None) -> bytes:
-    """The complete frame (header included) that carries ``message`` in ``dialect``."""
-    if dialect == Dialect.RICH:
-        return encode_frame(encode_message(message))
-    return encode_frame(render_plain(message, current_room).encode("utf-8"))
-
-
-def validate_room(name: str) -> str:
-    """``#name`` with 1-32 characters after the #, nickname rules; RemoteProtocolError if not."""
-    if not name.startswith("#"):
-        raise RemoteProtocolError(ErrorCode.BAD_ROOM, "room names start with #, e.g. #team")
-    try:
-        return "#" + validate_nick(name[1:], MAX_ROOM_CHARS)
-    except RemoteProtocolError as exc:
-        raise RemoteProtocolError(
-            ErrorCode.BAD_ROOM, exc.message.replace("nickname", "room name")
-        ) from None
-
-
-@dataclass(eq=False)
-class Room:
-    name: str
-    topic: str = ""
-    members: dict[str, Member] = field(default_factory=dict)  # nick key -> member, join order
-
-
-@dataclass(eq=False)
-class Member:
-    """A registered user. Identity is the object itself."""
-
-    nick: str
-    dialect: str
-    mailbox: Mailbox
-    address: str = ""
-    rooms: dict[str, Room] = field(default_factory=dict)  # room key -> room, join order
-    current_room: str = LOBBY  # where a plain client's lines go
-    away: str = ""
-    oper: bool = False
-    muted_until: float | None = None  # Unix time; math.inf until unmuted
-    data: dict[str, dict[str, Any]] = field(default_factory=dict)  # room key -> member data
-    #: Ends this member's connection (set by the session); called outside the state lock.
-    disconnect: Callable[[str], None] = lambda reason: None
-
-    def send(self, message: ServerMessage) -> None:
-        self.mailbox.put(encode_for(message, self.dialect, self.current_room))
-
-    def info(self, now: float, room: Room | None = None) -> dict[str, Any]:
-        muted = self.muted_until is not None and self.muted_until > now
-        info = {"nick": self.nick, "away": self.away, "oper": self.oper, "muted": muted}
-        data = self.data.get(nick_key(room.name)) if room is not None else None
-        if data:  # only members who set some carry it: most frames stay as they were
-            info["data"] = data
-        return info
+class MemberGone(ChatError):
+    """The member is no longer on the server: kicked, banned, taken over by a newer
+    connection, or the server is shutting down. Its connection just ends."""
 
 
 @dataclass(frozen=True)
-class Access:
-    """Who may connect and who may become an operator."""
+class Accepted:
+    """A chat line or private message the server took."""
 
-    password: str | None = None  # server password (plain or hash)
-    oper_password: str | None = None  # operator password (plain or hash)
+    id: int
+    ts: float
+    #: Wait for this with :meth:`ChatState.wait`: then the line is delivered and acked
+    #: (0: it already was, e.g. a retry answered from the store).
+    ticket: int
 
 
-class RecentMessages:
-    """The last few client ids each nick used, so a resent line is not delivered twice.
+@dataclass(frozen=True)
+class _Delivery:
+    """What delivering one line takes (PendingLine.delivery)."""
 
-    Bounded twice over: ``per_nick`` ids for each nick, ``nicks`` nicks in all (oldest first out).
-    """
+    message: ChatMessage | PrivateMessage
+    sender: Member
+    client_id: ClientId
+    recipient: Member | None = None  # private lines
 
-    def __init__(self, per_nick: int = 256, nicks: int = 4096) -> None:
-        self._per_nick = per_nick
-        self._nicks = nicks
-        self._by_nick: OrderedDict[str, OrderedDict[ClientId, Any]] = OrderedDict()
 
-    def find(self, nick: str, client_id: ClientId, text: str) -> Any | None:
-        seen = self._by_nick.get(nick_key(nick))
-        message = seen.get(client_id) if seen else None
-        return message if message is not None and message.text == text else None
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
 
-    def remember(self, nick: str, client_id: ClientId, message: Any) -> None:
-        key = nick_key(nick)
-        seen = self._by_nick.pop(key, None) or OrderedDict()
-        self._by_nick[key] = seen
-        seen[client_id] = message
-        if len(seen) > self._per_nick:
-            seen.popitem(last=False)
-        if len(self._by_nick) > self._nicks:
-            self._by_nick.popitem(last=False)
+
+def _session_key(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def _retry_key(member: Member, client_id: ClientId) -> str | None:
+    """Sender + client id, as stored (an integer id and its string form stay apart)."""
+    if client_id is None:
+        return None
+    kind = "s" if isinstance(client_id, str) else "i"
+    return f"{nick_key(member.nick)}\x00{kind}{client_id}"
 
 
 class ChatState:
@@ -186,10 +166,13 @@ class ChatState:
         self._members: dict[str, Member] = {}  # nick key -> member, in join order
         self._rooms: dict[str, Room] = {nick_key(LOBBY): Room(LOBBY)}
         self.history = history if history is not None else HistoryStore(None)
-        self._message_ids = itertools.count(self.history.next_message_id())
+        self._group = GroupCommit(self.history, self._deliver)  # HistoryError: cannot write
+        #: Every line with an id up to this one has been delivered (and none above it).
+        self._delivered_id = self.history.reserved_id - 1
+        self._sessions: dict[bytes, Member] = {}  # session key -> member
         self._guest_numbers = itertools.count(1)
-        self._recent = RecentMessages()
         self._closed = False  # after close_all: nobody joins any more
+        self._history_trouble = Throttle(60.0)
         self.replay = replay
         self.store_private = store_private
         self.access = access or Access()
@@ -228,18 +211,44 @@ class ChatState:
                 fatal=True,
             )
 
-    def join(self, nick: str, dialect: str, mailbox: Mailbox, address: str = "") -> Member:
-        """Register a user under ``nick``: welcome, the lobby, its history; the others are told.
+    def join(
+        self,
+        nick: str,
+        dialect: str,
+        mailbox: Mailbox,
+        address: str = "",
+        *,
+        session: str | None = None,
+        store: str | None = None,
+        resume: dict[str, Any] | None = None,
+    ) -> Member:
+        """Register a user under ``nick``: welcome, the lobby (or the rooms of ``resume``) and
+        their history; the others are told.
 
-        Raises RemoteProtocolError (nick_invalid, nick_taken, banned, shutting_down).
+        ``session`` (a token from an earlier welcome) takes over the member it names, whatever
+        ``nick`` says: the old connection gets a fatal ``replaced`` error and the others see
+        nothing. ``resume`` maps rooms to the last id the client has of each (ids of ``store``).
+        Raises RemoteProtocolError (nick_invalid, nick_taken, banned, bad_room, bad_message,
+        shutting_down).
         """
+        points = self._resume_points(resume, store)
+        self.check_address(address)
+        with self._lock:
+            self._require_open()
+            owner = self._sessions.get(_session_key(session)) if session else None
+            if owner is not None:
+                ended = owner.disconnect
+                member = self._take_over(owner, dialect, mailbox, address, points)
+        if owner is not None:
+            ended("replaced by a newer connection")  # outside the lock, as kicks are
+            return member
         nick = validate_nick(nick, self.limits.max_nick_chars)
         self._check_nick_ban(nick)
         with self._lock:
             self._require_open()
             if nick_key(nick) in self._members:
                 raise RemoteProtocolError(ErrorCode.NICK_TAKEN, f"the nickname {nick} is taken")
-            return self._add(Member(nick, dialect, mailbox, address))
+            return self._add(Member(nick, dialect, mailbox, address), points)
 
     def join_guest(self, dialect: str, mailbox: Mailbox, address: str = "") -> Member:
         """Register a user under the next free ``guest-N`` nick."""
@@ -250,32 +259,107 @@ class ChatState:
                 if nick_key(nick) not in self._members:
                     return self._add(Member(nick, dialect, mailbox, address))
 
-    def _add(self, member: Member) -> Member:
+    def _add(self, member: Member, points: dict[str, int | None] | None = None) -> Member:
         self._members[nick_key(member.nick)] = member
         # Plain clients get no welcome: a tutorial client expects "Message was Sent!" as the
         # first reply to its first line.
         if member.dialect == Dialect.RICH:
-            member.send(
-                Welcome(
-                    nick=member.nick,
-                    server=self.server_name,
-                    version=PROTOCOL_VERSION,
-                    limits=self.limits.to_dict(),
-                    users=tuple(m.nick for m in self._members.values()),
-                )
-            )
-        self._enter(member, self._rooms[nick_key(LOBBY)], quiet=member.dialect == Dialect.PLAIN)
+            self._welcome(member)
+        if points is None:
+            self._enter(member, self._rooms[nick_key(LOBBY)], member.dialect == Dialect.PLAIN)
+        for name, point in (points or {}).items():
+            self._enter(member, self._room_named(name), after=point)
         return member
 
-    def leave(self, member: Member, reason: str = "") -> None:
-        """Remove a member from the server; those who shared a room with it are told."""
+    def _welcome(self, member: Member) -> None:
+        """Lock held: a welcome with a fresh session token (the previous one stops working)."""
+        token = secrets.token_urlsafe(18)
+        self._sessions.pop(member.session_key, None)
+        member.session_key = _session_key(token)
+        self._sessions[member.session_key] = member
+        member.send(
+            Welcome(
+                nick=member.nick,
+                server=self.server_name,
+                version=PROTOCOL_VERSION,
+                limits=self.limits.to_dict(),
+                users=tuple(m.nick for m in self._members.values()),
+                session=token,
+                store=self.history.store_id,
+            )
+        )
+
+    def _take_over(
+        self,
+        member: Member,
+        dialect: str,
+        mailbox: Mailbox,
+        address: str,
+        points: dict[str, int | None] | None,
+    ) -> Member:
+        """Lock held: a newer connection becomes ``member`` (nick, rooms, away, operator and
+        member data stay); the old one is told, and ends when ``disconnect`` is called."""
+        replaced = ErrorReply(
+            ErrorCode.REPLACED, "this session was taken over by a newer connection", fatal=True
+        )
+        member.send(replaced)
+        member.mailbox, member.dialect, member.address = mailbox, dialect, address
+        member.disconnect = lambda reason: None  # the new session sets its own
+        self._welcome(member)
+        points = points or {}
+        for key, room in member.rooms.items():
+            # Rooms the client named resume after its last id; others replay as on a join.
+            point = next((p for n, p in points.items() if nick_key(n) == key), None)
+            self._show_room(member, room, point, resumed=True)
+        for name, point in points.items():
+            if nick_key(name) not in member.rooms:
+                self._enter(member, self._room_named(name), after=point)
+        log.info("%s: %s took over its session", address, member.nick)
+        return member
+
+    def _resume_points(
+        self, resume: dict[str, Any] | None, store: str | None
+    ) -> dict[str, int | None] | None:
+        """The rooms of a hello's ``resume``, checked: names valid, ids integers or null.
+        Ids from another store (or none named) mean nothing here: those rooms replay anew."""
+        if resume is None:
+            return None
+        if len(resume) > MAX_RESUME_ROOMS:
+            raise RemoteProtocolError(
+                ErrorCode.BAD_MESSAGE, f"resume names more than {MAX_RESUME_ROOMS} rooms"
+            )
+        ours = store is not None and store == self.history.store_id
+        points: dict[str, int | None] = {}
+        for name, last in resume.items():
+            if last is not None and (type(last) is not int or not 0 <= last <= MAX_ID):
+                raise RemoteProtocolError(
+                    ErrorCode.BAD_MESSAGE, "resume ids must be integers from 0 to 2**63-1 or null"
+                )
+            points[validate_room(name)] = last if ours else None
+        return points
+
+    def _room_named(self, name: str) -> Room:
+        """Lock held: the room called ``name``, made if it does not exist."""
+        key = nick_key(name)
+        room = self._rooms.get(key)
+        if room is None:
+            room = self._rooms[key] = Room(name)
+        return room
+
+    def leave(self, member: Member, reason: str = "", mailbox: Mailbox | None = None) -> None:
+        """Remove a member from the server; those who shared a room with it are told.
+
+        With ``mailbox``, only if the member is still served by it (not taken over since)."""
         with self._lock:
             if self._members.get(nick_key(member.nick)) is not member:
+                return
+            if mailbox is not None and member.mailbox is not mailbox:
                 return
             self._remove(member, UserLeft(member.nick, reason, self._clock()))
 
     def _remove(self, member: Member, notice: ServerMessage) -> None:
         del self._members[nick_key(member.nick)]
+        self._sessions.pop(member.session_key, None)
         audience = [m for m in self._sharing(member) if m is not member]
         for room in list(member.rooms.values()):
             self._drop_from_room(member, room)
@@ -288,11 +372,8 @@ class ChatState:
         name = validate_room(name)
         with self._lock:
             self._require_member(member)
-            key = nick_key(name)
-            room = self._rooms.get(key)
-            if room is None:
-                room = self._rooms[key] = Room(name)
-            if key in member.rooms:
+            room = self._room_named(name)
+            if nick_key(name) in member.rooms:
                 member.current_room = room.name
                 member.send(self._room_joined(room))
                 return
@@ -350,18 +431,42 @@ class ChatState:
             if member.dialect == Dialect.PLAIN:  # plain clients have no welcome to tell them
                 member.mailbox.put(encode_frame(f"* You are {member.nick}".encode()))
 
-    def history_page(self, member: Member, name: str, before: int | None, limit: int) -> None:
-        """Older lines of a room the member is in. The database is read outside the lock (a
-        page is a reply to its asker only, so no broadcast order is at stake)."""
+    def history_page(
+        self,
+        member: Member,
+        name: str,
+        before: int | None,
+        limit: int,
+        after: int | None = None,
+    ) -> None:
+        """Lines of a room the member is in: the newest ``limit`` below ``before``, or with
+        ``after`` the oldest ``limit`` above it. Only delivered lines: a page never shows a
+        line that is still to come live. The database is read outside the lock (a page is a
+        reply to its asker only, so no broadcast order is at stake)."""
         with self._lock:
             room_name = self._member_room(member, name).name
+            top = self._delivered_id + 1
         limit = max(1, min(limit, 500))
-        stored = self.history.recent(nick_key(room_name), limit + 1, before)
-        page = tuple(message_dict(self._replayed(s, room_name)) for s in stored[-limit:])
-        member.send(HistoryPage(room_name, page, len(stored) > limit))
+        upper = top if before is None else min(before, top)
+        try:
+            stored = self._group.history(
+                nick_key(room_name), limit + 1, before=upper, after=after, newest=after is None
+            )
+        except HistoryError as exc:
+            self._report(exc)
+            raise RemoteProtocolError(
+                ErrorCode.UNAVAILABLE, "the history is unavailable right now"
+            ) from None
+        more = len(stored) > limit
+        stored = stored[-limit:] if after is None else stored[:limit]
+        page, cut = _fit_page([message_dict(self._replayed(s, room_name)) for s in stored], after)
+        member.send(HistoryPage(room_name, tuple(page), more or cut, after))
 
-    def _enter(self, member: Member, room: Room, quiet: bool = False) -> None:
-        """Lock held: put ``member`` in ``room``, tell the room, replay its history."""
+    def _enter(
+        self, member: Member, room: Room, quiet: bool = False, after: int | None = None
+    ) -> None:
+        """Lock held: put ``member`` in ``room``, tell the room, replay its history (with
+        ``after``: the lines after that id, as a resume)."""
         now = self._clock()
         self._send_all(room.members.values(), UserJoined(member.nick, now, room.name))
         room.members[nick_key(member.nick)] = member
@@ -369,18 +474,44 @@ class ChatState:
         member.current_room = room.name
         if quiet:  # tutorial clients: no unasked-for lines before their first reply
             return
-        member.send(self._room_joined(room))
-        # Read under the lock on purpose: the replay must reach the joiner before any live
-        # line of the room. Joins are rare and recent() is an indexed read (WAL: no waiting
-        # on the writer).
-        for stored in self.history.recent(nick_key(room.name), self.replay):
+        self._show_room(member, room, after, resumed=after is not None)
+
+    def _show_room(self, member: Member, room: Room, after: int | None, resumed: bool) -> None:
+        """Lock held: ``joined`` and the history a member gets on entering ``room``.
+
+        Read under the lock on purpose: the replay must reach the member before any live line
+        of the room, and must end exactly where live lines begin (the last delivered id).
+        Joins are rare and the read is indexed (WAL: no waiting on the writer). A resume
+        replays every line after ``after`` when they are at most ``replay``; otherwise the
+        newest ``replay`` of them, and ``joined.gap`` names the ones left out."""
+        key, top = nick_key(room.name), self._delivered_id + 1
+        wanted = self.replay + 1 if resumed and after is not None else self.replay
+        try:
+            lines = self._group.history(key, wanted, before=top, after=after)
+        except HistoryError as exc:
+            self._report(exc)
+            member.send(self._room_joined(room))
+            member.send(Notice("The history of this room is unavailable right now.", room.name))
+            return
+        gap = None
+        if len(lines) > self.replay:
+            lines = lines[len(lines) - self.replay :]
+            gap = {"after": after or 0, "before": lines[0].id if lines else top}
+        member.send(self._room_joined(room, gap))
+        for stored in lines:
             member.send(self._replayed(stored, room.name))
 
-    def _room_joined(self, room: Room) -> RoomJoined:
+    def _room_joined(self, room: Room, gap: dict[str, int] | None = None) -> RoomJoined:
         now = self._clock()
         return RoomJoined(
-            room.name, room.topic, tuple(m.info(now, room) for m in room.members.values())
+            room.name, room.topic, tuple(m.info(now, room) for m in room.members.values()), gap
         )
+
+    def _report(self, exc: HistoryError) -> None:
+        """A history read failed: logged at most once a minute; the chat goes on."""
+        quiet = self._history_trouble.due()
+        if quiet is not None:
+            log.error("%s (%d more since the last report)", exc, quiet)
 
     @staticmethod
     def _replayed(stored: StoredMessage, room: str) -> ChatMessage:
@@ -452,33 +583,32 @@ class ChatState:
         retry: bool = False,
         room: str | None = None,
         action: bool = False,
-    ) -> ChatMessage:
-        """Deliver a line to everyone else in ``room`` (default: the member's current room)
-        and acknowledge it to the sender.
+    ) -> Accepted:
+        """Take a line for everyone else in ``room`` (default: the member's current room).
 
-        A client that lost its connection before the ack resends unacknowledged lines after
-        reconnecting, marked ``retry``; a retry with the same nick, client id and text as a line
-        already delivered is acknowledged again but not delivered twice. Lines not marked retry
-        are always delivered (clients may reuse ids across sessions).
+        It is delivered to the room and acknowledged to the sender once stored (wait for
+        ``Accepted.ticket``). A client that lost its connection before the ack resends
+        unacknowledged lines after reconnecting, marked ``retry``; a retry with the same nick,
+        client id and text as a line already taken (remembered in the store, so also across
+        restarts) is acknowledged again with the first line's id and not delivered twice.
+        Lines not marked retry are always delivered (clients may reuse ids across sessions).
         """
         text = validate_text(text, self.limits.max_text_chars)
         with self._lock:
+            self._require_open()
             target = self._member_room(member, room or member.current_room)
             self._require_voice(member)
-            earlier = self._earlier(member, client_id, retry, text)
+            key = _retry_key(member, client_id)
+            earlier = self._earlier(member, key, client_id, text) if retry and key else None
             if earlier is not None:
-                return earlier  # type: ignore[no-any-return]
+                return earlier
             message = ChatMessage(
-                next(self._message_ids), member.nick, text, self._clock(), target.name, action
+                self._new_id(), member.nick, text, self._clock(), target.name, action
             )
-            self._send_all(target.members.values(), message, exclude=member)
-            self._acknowledge(member, client_id, message)
-            self.history.append(
-                StoredMessage(
-                    message.id, nick_key(target.name), member.nick, text, message.ts, action
-                )
+            stored = StoredMessage(
+                message.id, nick_key(target.name), member.nick, text, message.ts, action
             )
-            return message
+            return self._submit(_Delivery(message, member, client_id), stored, key, text)
 
     def private(
         self,
@@ -488,47 +618,102 @@ class ChatState:
         client_id: ClientId = None,
         retry: bool = False,
         action: bool = False,
-    ) -> PrivateMessage:
-        """A private line to one user; the sender is told if that user is away."""
+    ) -> Accepted:
+        """A private line to one user, delivered and acked like :meth:`say`; the sender is
+        told if that user is away. Its text is stored only with ``store_private``; its retry
+        key always is."""
         text = validate_text(text, self.limits.max_text_chars)
         with self._lock:
+            self._require_open()
             self._require_member(member)
             self._require_voice(member)
             recipient = self._members.get(nick_key(to))
             if recipient is None:
                 raise RemoteProtocolError(ErrorCode.NO_SUCH_NICK, f"nobody is called {to}")
-            earlier = self._earlier(member, client_id, retry, text)
+            key = _retry_key(member, client_id)
+            earlier = self._earlier(member, key, client_id, text) if retry and key else None
             if earlier is not None:
-                return earlier  # type: ignore[no-any-return]
-            message = PrivateMessage(
-                next(self._message_ids), member.nick, recipient.nick, text, self._clock(), action
-            )
-            recipient.send(message)
-            self._acknowledge(member, client_id, message)
-            if recipient.away:
-                member.send(Notice(f"{recipient.nick} is away: {recipient.away}"))
-            if self.store_private:
-                self.history.append(
-                    StoredMessage(
-                        message.id, "", member.nick, text, message.ts, action, recipient.nick
-                    )
-                )
-            return message
-
-    def _earlier(self, member: Member, client_id: ClientId, retry: bool, text: str) -> Any:
-        if retry and client_id is not None:
-            earlier = self._recent.find(member.nick, client_id, text)
-            if earlier is not None:
-                member.send(Ack(client_id, earlier.id, earlier.ts))
                 return earlier
+            message = PrivateMessage(
+                self._new_id(), member.nick, recipient.nick, text, self._clock(), action
+            )
+            stored = None
+            if self.store_private:
+                stored = StoredMessage(
+                    message.id, "", member.nick, text, message.ts, action, recipient.nick
+                )
+            delivery = _Delivery(message, member, client_id, recipient)
+            return self._submit(delivery, stored, key, text)
+
+    def wait(self, ticket: int, timeout: float | None = None) -> bool:
+        """Wait until the line of ``ticket`` (and every line before it) is delivered."""
+        return self._group.wait(ticket, timeout) if ticket else True
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every line taken so far is delivered; False on timeout."""
+        return self._group.flush(timeout)
+
+    def _new_id(self) -> int:
+        try:
+            return self._group.next_id()
+        except IdsExhausted:
+            raise RemoteProtocolError(
+                ErrorCode.UNAVAILABLE, "the server cannot store messages right now"
+            ) from None
+
+    def _submit(
+        self, delivery: _Delivery, stored: StoredMessage | None, key: str | None, text: str
+    ) -> Accepted:
+        message = delivery.message
+        sent = SentKey(key, message.id, message.ts, _digest(text)) if key else None
+        ticket = self._group.submit(PendingLine(message.id, stored, sent, delivery))
+        return Accepted(message.id, message.ts, ticket)
+
+    def _earlier(self, member: Member, key: str, client_id: ClientId, text: str) -> Accepted | None:
+        """Lock held: a retry of a line taken before is answered with that line's id."""
+        try:
+            found = self._group.find(key)
+        except HistoryError as exc:
+            self._report(exc)
+            raise RemoteProtocolError(
+                ErrorCode.UNAVAILABLE, "the server cannot check this retry now; try again later"
+            ) from None
+        if isinstance(found, PendingLine):
+            assert found.key is not None
+            if found.key.digest != _digest(text):
+                return None
+            ts = found.delivery.message.ts
+            if not found.delivered:  # acked with the line itself, when it is delivered
+                found.extra_acks.append((member, client_id))
+                return Accepted(found.id, ts, found.seq)
+            member.send(Ack(client_id, found.id, ts, unsaved=not found.kept))
+            return Accepted(found.id, ts, 0)
+        if found is not None and found.digest == _digest(text):
+            member.send(Ack(client_id, found.id, found.ts))
+            return Accepted(found.id, found.ts, 0)
         return None
 
-    def _acknowledge(
-        self, member: Member, client_id: ClientId, message: ChatMessage | PrivateMessage
-    ) -> None:
-        member.send(Ack(client_id, message.id, message.ts))
-        if client_id is not None:
-            self._recent.remember(member.nick, client_id, message)
+    def _deliver(self, batch: Sequence[PendingLine], kept: bool) -> None:
+        """GroupCommit's callback: the lines are stored (or, ``kept`` False, cannot be); fan
+        them out, then acknowledge them, in order."""
+        with self._lock:
+            for line in batch:
+                delivery: _Delivery = line.delivery
+                message, sender = delivery.message, delivery.sender
+                recipient = delivery.recipient
+                if recipient is None:
+                    room = self._rooms.get(nick_key(message.room))  # type: ignore[union-attr]
+                    if room is not None:
+                        self._send_all(room.members.values(), message, exclude=sender)
+                elif self._members.get(nick_key(recipient.nick)) is recipient:
+                    recipient.send(message)
+                sender.send(Ack(delivery.client_id, line.id, message.ts, unsaved=not kept))
+                for other, client_id in line.extra_acks:
+                    other.send(Ack(client_id, line.id, message.ts, unsaved=not kept))
+                if recipient is not None and recipient.away:
+                    sender.send(Notice(f"{recipient.nick} is away: {recipient.away}"))
+                line.kept, line.delivered = kept, True
+                self._delivered_id = line.id
 
     def help(self, member: Member) -> None:
         with self._lock:
@@ -638,16 +823,29 @@ class ChatState:
 
     # --- shutdown ---------------------------------------------------------------------
 
-    def close_all(self, reason: str) -> list[Member]:
-        """Tell every member goodbye (server shutting down) and forget them all."""
+    def close_all(self, reason: str, timeout: float = 2.0) -> list[Member]:
+        """Take no more members or lines, deliver the lines already taken, then tell every
+        member goodbye (server shutting down) and forget them all."""
         with self._lock:
             self._closed = True
+        self._group.flush(timeout)
+        with self._lock:
             members = list(self._members.values())
             self._members.clear()
             self._send_all(members, Goodbye(reason))
             for room in self._rooms.values():
                 room.members.clear()
+            self._sessions.clear()
             return members
+
+    def close(self, timeout: float | None = 5.0) -> None:
+        """Stop the line pipeline (after delivering what it holds). The store stays open."""
+        self._group.close(timeout)
+
+    @property
+    def pipeline(self) -> GroupCommit:
+        """The group commit (tests and benchmarks look at its state)."""
+        return self._group
 
     # --- internals (lock held) --------------------------------------------------------
 
@@ -664,7 +862,7 @@ class ChatState:
 
     def _require_member(self, member: Member) -> None:
         if self._members.get(nick_key(member.nick)) is not member:
-            raise LocalProtocolError(f"{member.nick} is not a member")
+            raise MemberGone(f"{member.nick} is not a member any more")
 
     def _require_operator(self, member: Member) -> None:
         self._require_member(member)
@@ -734,3 +932,18 @@ def _check_minutes(minutes: float | None) -> None:
         raise RemoteProtocolError(
             ErrorCode.BAD_COMMAND, "minutes must be a positive number (or none: for good)"
         )
+
+
+def _fit_page(page: list[dict[str, Any]], after: int | None) -> tuple[list[dict[str, Any]], bool]:
+    """At most PAGE_BYTES of a history page: the newest lines of a page that goes backwards,
+    the oldest of one that goes forwards (``after``). True when lines were left out."""
+    total, kept = 0, 0
+    ordered = page if after is not None else page[::-1]
+    for item in ordered:
+        total += len(encode_json(item))
+        if total > PAGE_BYTES and kept:
+            break
+        kept += 1
+    if kept == len(page):
+        return page, False
+    return (page[:kept] if after is not None else page[len(page) - kept :]), True

@@ -1,0 +1,399 @@
+"""Group commit: a chat line is delivered and acknowledged only once it is in the store.
+
+:meth:`GroupCommit.submit` queues a line (O(1), under the chat state's lock). One thread takes
+everything queued, writes it to the :class:`~game_chat.server.history.HistoryStore` in one
+transaction, and only then hands the batch to ``deliver`` (the chat state's fan-out and acks),
+in submission order. Lines that arrive while a transaction runs go into the next one, so the
+more lines arrive, the more each commit carries: throughput holds while every ack waits for
+the disk. A reader thread that submitted a line can :meth:`~GroupCommit.wait` for it.
+
+Why deliver after the commit and not before: a line seen live by anyone must be in the
+history after a crash, or it is a lost line to whoever reloads. Committing first makes
+"delivered" imply "stored" (the ack says so), and a crash between commit and delivery only
+delays the line: the sender's retry is answered from the stored key, the room gets it on
+resume.
+
+When the store fails (full disk, read-only file, damaged page) the chat keeps working: lines
+are delivered at once with ``kept`` False (the ack says "unsaved"), and wait in a bounded
+backlog that is written in bounded batches once a retry succeeds. Failures are logged at most
+once a minute.
+
+Message ids come from a durable reservation (:attr:`HistoryStore.reserved_id`): ids are handed
+out only below it, and it is raised (inside the line transactions) long before it runs out, so
+a crash at any moment never makes an id that was seen be handed out again. While the store
+fails, the reservation cannot grow; the runway left (half a million ids at least) then bounds
+how many unsaved lines can be accepted before :class:`IdsExhausted`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..protocol.errors import ChatError
+from .history import HistoryError, HistoryStore, SentKey, StoredMessage
+from .throttle import Throttle
+
+log = logging.getLogger("game_chat.server")
+
+#: Ids reserved ahead; the reservation grows again when less than half of it is left.
+RUNWAY = 1_000_000
+
+
+class IdsExhausted(ChatError):
+    """No message id can be handed out: the store has failed for longer than the runway."""
+
+
+@dataclass(eq=False)
+class PendingLine:
+    """A line accepted by the chat state, on its way to the store and then to its readers."""
+
+    id: int
+    #: What goes into the messages table; None for a line whose text is not kept (a private
+    #: line without --store-private): only its retry key is written.
+    stored: StoredMessage | None
+    #: Its retry key (sender + client id), when it carried a client id.
+    key: SentKey | None
+    #: Whatever ``deliver`` needs (the message, its sender, its client id); opaque here.
+    delivery: Any
+    seq: int = 0
+    #: Set by ``deliver`` (under the chat state's lock): the readers have it now.
+    delivered: bool = False
+    #: (member, client id) of retries of this line that arrived before it was delivered.
+    extra_acks: list[tuple[Any, Any]] = field(default_factory=list)
+
+
+#: deliver(batch, kept): fan the lines out and acknowledge them, in order.
+Deliver = Callable[[Sequence[PendingLine], bool], None]
+
+
+class GroupCommit:
+    """The line pipeline: submit -> commit (grouped) -> deliver, on one background thread."""
+
+    def __init__(
+        self,
+        store: HistoryStore,
+        deliver: Deliver,
+        *,
+        batch_size: int = 1000,
+        backlog_limit: int = 10_000,
+        retry_interval: float = 1.0,
+        prune_interval: float = 60.0,
+        log_interval: float = 60.0,
+        runway: int = RUNWAY,
+    ) -> None:
+        self.store = store
+        self._deliver = deliver
+        self.batch_size = max(1, batch_size)
+        self.backlog_limit = max(1, backlog_limit)
+        self.retry_interval = retry_interval
+        self.prune_interval = prune_interval
+        self._runway = runway
+        self._cond = threading.Condition(threading.Lock())
+        # Everything below is guarded by _cond.
+        self._pending: deque[PendingLine] = deque()
+        self._by_key: dict[str, PendingLine] = {}  # pending and backlog lines with a key
+        self._next_id = store.reserved_id
+        self._seq = 0  # last sequence number handed out
+        self._done = 0  # every line up to this sequence number is delivered
+        self._stopping = False
+        self._stopped = False
+        self._prune_requested = False
+        self._prunes = 0
+        # Pipeline thread only:
+        self._healthy = True
+        self._backlog: deque[PendingLine] = deque()  # delivered unsaved, oldest first
+        self._dropped = 0  # backlog lines given up on since the store last worked
+        self._dirty_rooms: set[str] | None = None  # rooms to cap at the next prune; None: all
+        self._failure_log = Throttle(log_interval)
+        # Reserve before the first id is handed out: HistoryError here means the store
+        # cannot be written at all, which the caller reports at start.
+        store.write((), (), reserve_to=self._next_id + runway)
+        self._thread = threading.Thread(target=self._run, name="history-commit", daemon=True)
+        self._thread.start()
+
+    # --- called under the chat state's lock ---------------------------------------------------
+
+    def next_id(self) -> int:
+        """A message id never handed out before; IdsExhausted when the runway is used up."""
+        with self._cond:
+            if self._next_id >= self.store.reserved_id:
+                raise IdsExhausted("the history store has failed for too long to number lines")
+            self._next_id += 1
+            return self._next_id - 1
+
+    def submit(self, line: PendingLine) -> int:
+        """Queue ``line`` for the next commit; returns its sequence number (see wait)."""
+        with self._cond:
+            if self._stopped:
+                raise ChatError("the history pipeline is closed")
+            self._seq += 1
+            line.seq = self._seq
+            self._pending.append(line)
+            if line.key is not None:
+                self._by_key[line.key.key] = line
+            self._cond.notify_all()
+            return line.seq
+
+    def find(self, key: str) -> PendingLine | SentKey | None:
+        """What a retry key was given to: a line still in memory, or a stored key.
+
+        Raises HistoryError if the store cannot be read."""
+        with self._cond:
+            line = self._by_key.get(key)
+        if line is not None:
+            return line
+        return self.store.find_key(key)
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def history(
+        self,
+        room: str,
+        limit: int,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        newest: bool = True,
+    ) -> list[StoredMessage]:
+        """Room lines with ``after`` < id < ``before``: the newest ``limit`` of them (or the
+        oldest, ``newest`` False), oldest first. Lines delivered while the store failed are
+        included. Raises HistoryError."""
+        low = 0 if after is None else after
+        high = before if before is not None else float("inf")
+        with self._cond:
+            unsaved = [
+                line.stored
+                for line in self._backlog
+                if line.stored is not None
+                and line.stored.room == room
+                and line.stored.private_to is None
+                and low < line.id < high
+            ]
+        if newest:
+            saved = self.store.recent(room, limit, before, after)
+        else:
+            saved = self.store.following(room, low, limit, before)
+        if not unsaved:
+            return saved
+        merged = {m.id: m for m in saved}
+        merged.update((m.id, m) for m in unsaved)
+        ids = sorted(merged)
+        return [merged[i] for i in (ids[-limit:] if newest else ids[:limit])] if limit else []
+
+    # --- waiting ----------------------------------------------------------------------------
+
+    def wait(self, seq: int, timeout: float | None = None) -> bool:
+        """Wait until the line with sequence number ``seq`` (and all before it) is delivered;
+        False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._done >= seq or self._stopped, timeout)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything submitted so far is delivered; False on timeout."""
+        with self._cond:
+            seq = self._seq
+        return self.wait(seq, timeout)
+
+    @property
+    def healthy(self) -> bool:
+        """False while the store fails (lines are delivered unsaved)."""
+        return self._healthy
+
+    @property
+    def backlog_size(self) -> int:
+        with self._cond:
+            return len(self._backlog)
+
+    # --- retention ----------------------------------------------------------------------------
+
+    @property
+    def prune_count(self) -> int:
+        """How many retention passes have finished (the first one runs at start)."""
+        with self._cond:
+            return self._prunes
+
+    def prune_now(self, timeout: float | None = None) -> bool:
+        """Ask for a retention pass and wait for it; False on timeout."""
+        with self._cond:
+            target = self._prunes + 1
+            self._prune_requested = True
+            self._cond.notify_all()
+            return self._cond.wait_for(lambda: self._prunes >= target, timeout)
+
+    # --- the pipeline thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        prune: Iterator[None] | None = None
+        next_prune = 0.0  # the first pass at once
+        next_retry = 0.0
+        while True:
+            now = time.monotonic()
+            if prune is None and (self._prune_requested or now >= next_prune):
+                prune = self._prune_pass()
+                next_prune = now + self.prune_interval
+            timeout = 0.0 if prune is not None else next_prune - now
+            if not self._healthy:
+                timeout = min(timeout, max(0.0, next_retry - now))
+            batch = self._take(max(0.0, timeout))
+            if batch is None:
+                return
+            if batch:
+                self._process(batch)
+            if not self._healthy and time.monotonic() >= next_retry:
+                self._retry_backlog()
+                next_retry = time.monotonic() + self.retry_interval
+            elif prune is not None and self._healthy:
+                prune = self._step(prune)
+
+    def _take(self, timeout: float) -> list[PendingLine] | None:
+        """The next batch ([] when the timeout passed first); None once stopped and empty."""
+        with self._cond:
+            if not self._pending and not self._stopping and timeout > 0:
+                self._cond.wait(timeout)
+            if not self._pending:
+                return None if self._stopping else []
+            count = min(len(self._pending), self.batch_size)
+            return [self._pending.popleft() for _ in range(count)]
+
+    def _process(self, batch: list[PendingLine]) -> None:
+        kept = self._healthy and self._write(batch)
+        if not kept:
+            self._keep_for_later(batch)
+        self._deliver(batch, kept)
+        with self._cond:
+            if kept:
+                self._forget_keys(batch)
+            self._done = batch[-1].seq
+            self._cond.notify_all()
+
+    def _write(self, lines: Sequence[PendingLine]) -> bool:
+        """One transaction; False (logged, the store marked failing) if it failed."""
+        stored = [line.stored for line in lines if line.stored is not None]
+        keys = [line.key for line in lines if line.key is not None]
+        try:
+            self.store.write(stored, keys, self._reservation())
+        except HistoryError as exc:
+            self._failed(exc)
+            return False
+        if self._dirty_rooms is not None:
+            self._dirty_rooms.update(m.room for m in stored if m.private_to is None)
+        return True
+
+    def _reservation(self) -> int | None:
+        """A new reservation end when less than half of the runway is left."""
+        with self._cond:
+            next_id = self._next_id
+        if self.store.reserved_id - next_id < self._runway // 2:
+            return next_id + self._runway
+        return None
+
+    def _keep_for_later(self, batch: list[PendingLine]) -> None:
+        with self._cond:
+            self._backlog.extend(batch)
+            while len(self._backlog) > self.backlog_limit:
+                lost = self._backlog.popleft()
+                if lost.key is not None and self._by_key.get(lost.key.key) is lost:
+                    del self._by_key[lost.key.key]
+                self._dropped += 1
+
+    def _forget_keys(self, lines: Sequence[PendingLine]) -> None:
+        """Lock held: the lines are stored; their keys are found in the store from now on."""
+        for line in lines:
+            if line.key is not None and self._by_key.get(line.key.key) is line:
+                del self._by_key[line.key.key]
+
+    def _retry_backlog(self) -> None:
+        """While failing: write the backlog in bounded batches, oldest first."""
+        while True:
+            with self._cond:
+                chunk = [self._backlog[i] for i in range(min(self.batch_size, len(self._backlog)))]
+            if not self._write(chunk):
+                return
+            with self._cond:
+                for _ in chunk:
+                    self._backlog.popleft()
+                self._forget_keys(chunk)
+                empty = not self._backlog
+            if empty:
+                break
+        dropped, self._dropped = self._dropped, 0
+        log.warning(
+            "history store works again%s",
+            f"; {dropped} unsaved lines could not be kept (backlog limit {self.backlog_limit})"
+            if dropped
+            else "; every unsaved line is stored now",
+        )
+        self._healthy = True
+        self._failure_log.reset()
+
+    def _failed(self, exc: HistoryError) -> None:
+        was_healthy, self._healthy = self._healthy, False
+        quiet = self._failure_log.due()
+        if quiet is None:
+            return
+        with self._cond:
+            waiting = len(self._backlog)
+        more = f" ({quiet} more failures since the last report)" if quiet else ""
+        log.error(
+            "%s; %s%d lines wait unsaved, retrying every %g s%s",
+            exc,
+            "delivering lines without storing them; " if was_healthy else "",
+            waiting,
+            self.retry_interval,
+            more,
+        )
+
+    # --- retention ----------------------------------------------------------------------------
+
+    def _prune_pass(self) -> Iterator[None]:
+        rooms, self._dirty_rooms = self._dirty_rooms, set()
+        with self._cond:
+            self._prune_requested = False
+        try:
+            yield from self.store.prune_steps(rooms)
+        except HistoryError as exc:
+            self._dirty_rooms = None  # not sure which rooms are done: all of them next time
+            if (quiet := self._failure_log.due()) is not None:
+                log.error("history retention failed: %s (%d quiet)", exc, quiet)
+
+    def _step(self, prune: Iterator[None]) -> Iterator[None] | None:
+        """One retention transaction; None when the pass is over."""
+        try:
+            next(prune)
+        except StopIteration:
+            with self._cond:
+                self._prunes += 1
+                self._cond.notify_all()
+            return None
+        return prune
+
+    # --- closing ----------------------------------------------------------------------------
+
+    def close(self, timeout: float | None = None) -> None:
+        """Deliver what is queued, try once more to store the backlog, give back the unused
+        reservation, stop the thread. Idempotent. Does not close the store."""
+        with self._cond:
+            if self._stopping:
+                return
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        if self._backlog:
+            self._retry_backlog()
+        with self._cond:
+            self._stopped = True
+            left, next_id = len(self._backlog), self._next_id
+            self._cond.notify_all()
+        if left or self._thread.is_alive():
+            log.error("history: %d delivered lines were never stored", left)
+            return
+        try:
+            self.store.release_reservation(next_id)
+        except HistoryError as exc:
+            log.warning("history: could not record the last id (%s); ids will skip ahead", exc)

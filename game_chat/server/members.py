@@ -1,0 +1,95 @@
+"""The values the chat state is made of: members, rooms, dialects and how a message becomes a
+frame for one of them. No locks here; :class:`~game_chat.server.state.ChatState` owns them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..protocol.commands import LOBBY
+from ..protocol.errors import ErrorCode, RemoteProtocolError
+from ..protocol.framing import encode_frame
+from ..protocol.messages import ServerMessage, encode_message
+from ..protocol.names import nick_key, validate_nick
+from ..protocol.plain import render_plain
+
+MAX_ROOM_CHARS = 32
+MAX_TOPIC_CHARS = 300
+
+
+class Mailbox(Protocol):
+    """Where a member's outgoing frames go. ``put`` must never block."""
+
+    def put(self, frame: bytes) -> None: ...
+
+
+class Dialect:
+    RICH = "rich"
+    PLAIN = "plain"
+
+
+def encode_for(message: ServerMessage, dialect: str, current_room: str | None = None) -> bytes:
+    """The complete frame (header included) that carries ``message`` in ``dialect``."""
+    if dialect == Dialect.RICH:
+        return encode_frame(encode_message(message))
+    return encode_frame(render_plain(message, current_room).encode("utf-8"))
+
+
+def validate_room(name: str) -> str:
+    """``#name`` with 1-32 characters after the #, nickname rules; RemoteProtocolError if not."""
+    if not name.startswith("#"):
+        raise RemoteProtocolError(ErrorCode.BAD_ROOM, "room names start with #, e.g. #team")
+    try:
+        return "#" + validate_nick(name[1:], MAX_ROOM_CHARS)
+    except RemoteProtocolError as exc:
+        raise RemoteProtocolError(
+            ErrorCode.BAD_ROOM, exc.message.replace("nickname", "room name")
+        ) from None
+
+
+@dataclass(eq=False)
+class Room:
+    name: str
+    topic: str = ""
+    members: dict[str, Member] = field(default_factory=dict)  # nick key -> member, join order
+
+
+@dataclass(eq=False)
+class Member:
+    """A registered user. Identity is the object itself: a connection that takes the member
+    over (hello ``session``) gets this same object with its own mailbox."""
+
+    nick: str
+    dialect: str
+    mailbox: Mailbox
+    address: str = ""
+    rooms: dict[str, Room] = field(default_factory=dict)  # room key -> room, join order
+    current_room: str = LOBBY  # where a plain client's lines go
+    away: str = ""
+    oper: bool = False
+    muted_until: float | None = None  # Unix time; math.inf until unmuted
+    data: dict[str, dict[str, Any]] = field(default_factory=dict)  # room key -> member data
+    #: Digest of the session token of the last welcome (b"": none, e.g. a plain member).
+    session_key: bytes = b""
+    #: Ends this member's connection (set by the session); called outside the state lock.
+    disconnect: Callable[[str], None] = lambda reason: None
+
+    def send(self, message: ServerMessage) -> None:
+        self.mailbox.put(encode_for(message, self.dialect, self.current_room))
+
+    def info(self, now: float, room: Room | None = None) -> dict[str, Any]:
+        muted = self.muted_until is not None and self.muted_until > now
+        info = {"nick": self.nick, "away": self.away, "oper": self.oper, "muted": muted}
+        data = self.data.get(nick_key(room.name)) if room is not None else None
+        if data:  # only members who set some carry it: most frames stay as they were
+            info["data"] = data
+        return info
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may connect and who may become an operator."""
+
+    password: str | None = None  # server password (plain or hash)
+    oper_password: str | None = None  # operator password (plain or hash)
