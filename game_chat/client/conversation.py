@@ -11,13 +11,12 @@ history to ``on_history(tab, lines)``, to be put above what the tab holds.
 from __future__ import annotations
 
 import itertools
-import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from ..protocol.commands import LOBBY
-from ..protocol.errors import ErrorCode, RemoteProtocolError
+from ..protocol.errors import ErrorCode
 from ..protocol.messages import (
     AwayChanged,
     ChatMessage,
@@ -36,7 +35,7 @@ from ..protocol.messages import (
     UserList,
     UserParted,
     WhoReply,
-    parse_server_message,
+    page_messages,
 )
 from ..protocol.names import mentions
 from .events import (
@@ -258,6 +257,9 @@ class Conversation:
         self.server_users = list(event.users)
         self.max_text_chars = event.limits.max_text_chars
         self._history_settled()
+        if event.history_reset:  # ids from now on are another numbering than what is shown
+            for tab in self.tabs:
+                tab.forget_ids()
         # Until the lobby's RoomJoined (which follows) says who is in it.
         lobby = self.tab(self.lobby)
         if lobby is not None:
@@ -469,7 +471,7 @@ class Conversation:
             return
         older = [
             m
-            for m in _chat_messages(event.messages, event.room)
+            for m in page_messages(event)
             if tab.oldest_id is None or m.id < tab.oldest_id
         ]
         older.sort(key=lambda m: m.id)
@@ -512,22 +514,6 @@ class Conversation:
         """No history page is on its way any more (disconnected, or the request failed)."""
         for tab in self.tabs:
             tab.history_pending = False
-
-
-def _chat_messages(items: Iterable[Any], room: str) -> list[ChatMessage]:
-    """The well-formed ChatMessages of a HistoryPage (the server is not trusted)."""
-    out = []
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        payload = json.dumps({"room": room, **item, "type": ChatMessage.TYPE})
-        try:
-            message = parse_server_message(payload.encode("utf-8"))
-        except (RemoteProtocolError, ValueError):
-            continue
-        if isinstance(message, ChatMessage):
-            out.append(message)
-    return out
 
 
 def format_line(line: LogLine) -> str:

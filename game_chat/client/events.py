@@ -30,6 +30,9 @@ class Connected:
     server: str
     limits: Limits
     users: tuple[str, ...]
+    #: The server's history is another one than on our last connection (it was reset or
+    #: replaced): message ids seen before mean nothing now.
+    history_reset: bool = False
 
 
 @dataclass(frozen=True)

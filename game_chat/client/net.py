@@ -9,7 +9,13 @@ Chat lines and private messages get a local id. Lines typed while disconnected, 
 yet acknowledged when the connection dropped, go out again after reconnecting (the server
 delivers a resent line only once). Each line ends as :class:`ChatSent` or :class:`ChatFailed`.
 Other commands (:meth:`ChatClient.send`) typed while disconnected go out after the next welcome,
-in the order they were given. After a reconnection the rooms we were in are joined again.
+in the order they were given.
+
+A reconnection resumes: the hello carries the session token of the last welcome (so a ghost of
+our own connection that the server has not noticed yet is taken over, nick and all) and, per
+room, the last message id we have (:class:`~game_chat.client.resume.ResumeTracker`). The server
+puts us back in those rooms and sends what we missed; a gap too large for its replay is paged
+in before the room's newer lines are handed over, so the owner sees every line exactly once.
 """
 
 from __future__ import annotations
@@ -29,23 +35,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..protocol.commands import LOBBY
 from ..protocol.errors import ConnectionLost, ErrorCode, LocalProtocolError, RemoteProtocolError
 from ..protocol.framing import FrameDecoder, encode_frame
 from ..protocol.limits import DEFAULT_CLIENT_MAX_FRAME_BYTES, Limits
 from ..protocol.messages import (
     Ack,
     ChangeNick,
+    ChatMessage,
     ClientMessage,
     ErrorReply,
     Goodbye,
     Hello,
-    JoinRoom,
+    HistoryPage,
     ListUsers,
     NickChanged,
-    PartRoom,
     Ping,
     Pong,
+    PrivateMessage,
     RoomJoined,
     SendChat,
     SendPrivate,
@@ -65,6 +71,7 @@ from .events import (
     Reconnecting,
     RoundTrip,
 )
+from .resume import ResumeTracker
 
 log = logging.getLogger("game_chat.client")
 
@@ -76,7 +83,12 @@ FINAL_REFUSALS = frozenset(
         ErrorCode.BAD_PASSWORD,
         ErrorCode.BANNED,
         ErrorCode.KICKED,
+        ErrorCode.REPLACED,  # our session goes on in a newer connection (another window)
     }
+)
+#: Errors after which a history request will not be answered.
+_HISTORY_REFUSALS = frozenset(
+    {ErrorCode.UNAVAILABLE, ErrorCode.NOT_IN_ROOM, ErrorCode.NO_SUCH_ROOM, ErrorCode.BAD_ROOM}
 )
 #: Messages the client sends on its own: :meth:`ChatClient.send` refuses them.
 _INTERNAL = (Hello, Ping, Pong, Goodbye)
@@ -150,8 +162,11 @@ class ChatClient:
         self._lock = threading.Lock()
         # local id -> the line (without its id), in send order
         self._unacked: OrderedDict[int, Tracked] = OrderedDict()
-        # Rooms joined on this connection (network thread only): joined again after a drop.
-        self._rooms: list[str] = []
+        # Network thread only: the rooms we are in and what we have of each (the resume of
+        # the next hello); the session token and store of the last welcome.
+        self._resume = ResumeTracker()
+        self._session: str | None = None
+        self._store: str | None = None
         # Commands given while disconnected: (sequence number, frame); sent once, after welcome.
         self._deferred: list[tuple[int, bytes]] = []
         self._transmitted: set[int] = set()  # unacked local ids already sent once
@@ -331,6 +346,7 @@ class ChatClient:
             with self._lock:
                 self.connected = False
                 self._sendbuf.clear()
+            self._resume.connection_lost()
             sock.close()
 
 
@@ -348,7 +364,13 @@ class _Connection:
 
     def run(self) -> tuple[_Outcome, bool]:
         client = self.client
-        hello = Hello(client.nick, password=client.password)
+        hello = Hello(
+            client.nick,
+            password=client.password,
+            session=client._session,
+            store=client._store,
+            resume=client._resume.points() if client.connected_before else None,
+        )
         self.sock.settimeout(client.connect_timeout)
         try:
             self.sock.sendall(encode_frame(encode_message(hello)))
@@ -458,7 +480,11 @@ class _Connection:
         client = self.client
         if isinstance(message, Welcome):
             self._welcome(message)
+        elif isinstance(message, ChatMessage):
+            for line in client._resume.chat(message):
+                client._emit(line)
         elif isinstance(message, Ack):
+            client._resume.other(message)
             local_id = client._local_id(message.id)
             if local_id is not None and client._forget(local_id):
                 client._emit(ChatSent(local_id, message.msg_id, message.ts))
@@ -474,22 +500,39 @@ class _Connection:
                 client._sendbuf += encode_frame(encode_message(Pong(message.token)))
         elif isinstance(message, Goodbye):
             return _Outcome(message.reason or "the server said goodbye", retry=True)
+        elif isinstance(message, HistoryPage):
+            self._history_page(message)
         else:
             if isinstance(message, NickChanged) and message.old == client.nick:
                 client.nick = message.new
-            elif isinstance(message, RoomJoined | UserParted):
-                self._track_rooms(message)
+            elif isinstance(message, RoomJoined):
+                self._request(client._resume.joined(message))
+            elif isinstance(message, UserParted) and nick_key(message.nick) == nick_key(
+                client.nick
+            ):
+                client._resume.left(message.room)
+            elif isinstance(message, PrivateMessage):
+                client._resume.other(message)
             client._emit(message)
         return None
 
-    def _track_rooms(self, message: RoomJoined | UserParted) -> None:
-        rooms = self.client._rooms
-        key = nick_key(message.room)  # room names compare like nicks
-        if isinstance(message, RoomJoined):
-            if key not in (nick_key(r) for r in rooms):
-                rooms.append(message.room)
-        elif nick_key(message.nick) == nick_key(self.client.nick):
-            rooms[:] = [r for r in rooms if nick_key(r) != key]
+    def _history_page(self, page: HistoryPage) -> None:
+        """A page we asked for to fill a gap goes out as the room's lines; the owner's own
+        pages (scrolling up) go to the owner as they are."""
+        ours = self.client._resume.page(page)
+        if ours is None:
+            self.client._emit(page)
+            return
+        lines, requests = ours
+        for line in lines:
+            self.client._emit(line)
+        self._request(requests)
+
+    def _request(self, messages: list[Any]) -> None:
+        if messages:
+            with self.client._lock:
+                for message in messages:
+                    self.client._sendbuf += encode_frame(encode_message(message))
 
     def _welcome(self, welcome: Welcome) -> None:
         client = self.client
@@ -498,20 +541,14 @@ class _Connection:
         client.nick = welcome.nick
         client.server_name = welcome.server
         client.limits = Limits.from_dict(welcome.limits)
-        # The server puts us in the lobby; the other rooms we were in are joined again first,
-        # so that lines waiting for them are not refused.
-        rejoin = [r for r in client._rooms if nick_key(r) != nick_key(LOBBY)]
-        # Someone who had left the lobby (and joined elsewhere) leaves it again.
-        left_lobby = (
-            client.connected_before and bool(client._rooms) and len(rejoin) == len(client._rooms)
-        )
-        client._rooms = []
+        # The rooms we were in come back through the hello's resume (their "joined" follows).
+        # Ids from another store (a server that lost or changed its history) mean nothing.
+        history_reset = client._store is not None and welcome.store != client._store
+        if history_reset:
+            client._resume.forget_ids()
+        client._session, client._store = welcome.session or None, welcome.store or None
         with client._lock:
             client.connected = True
-            for room in rejoin:
-                client._sendbuf += encode_frame(encode_message(JoinRoom(room)))
-            if left_lobby:
-                client._sendbuf += encode_frame(encode_message(PartRoom(LOBBY)))
             # Everything not yet confirmed goes (again), in the order it was typed, with the
             # commands given meanwhile in their place.
             queued = [(n, client._chat_frame(n, line)) for n, line in client._unacked.items()]
@@ -519,10 +556,15 @@ class _Connection:
             client._deferred = []
             for _, frame in sorted(queued, key=lambda item: item[0]):
                 client._sendbuf += frame
-        client._emit(Connected(welcome.nick, welcome.server, client.limits, welcome.users))
+        client._emit(
+            Connected(welcome.nick, welcome.server, client.limits, welcome.users, history_reset)
+        )
 
     def _error(self, error: ErrorReply) -> _Outcome | None:
         client = self.client
+        if error.code in _HISTORY_REFUSALS:  # a gap we asked to fill will not be filled
+            for line in client._resume.give_up():
+                client._emit(line)
         local_id = client._local_id(error.id)
         if local_id is not None:
             client._forget(local_id)

@@ -160,6 +160,11 @@ class Tab:
         if self.newest_id is None or message_id > self.newest_id:
             self.newest_id = message_id
 
+    def forget_ids(self) -> None:
+        """The server's ids now count in another history: nothing shown compares with them."""
+        self.oldest_id = self.newest_id = None
+        self.history_more = True
+
     def knows(self, message_id: int) -> bool:
         """True if a line with this id is (or was) between the oldest and newest shown."""
         return (

@@ -597,6 +597,22 @@ def parse_server_message(payload: bytes) -> ServerMessage:
     return _build(decode_json_object(payload), SERVER_TYPES)
 
 
+def page_messages(page: HistoryPage) -> list[ChatMessage]:
+    """The well-formed chat lines of a history page (a server is not trusted blindly); their
+    room is the page's unless they name one."""
+    out = []
+    for item in page.messages:
+        if not isinstance(item, dict):
+            continue
+        try:
+            message = _build({"room": page.room, **item, "type": ChatMessage.TYPE}, SERVER_TYPES)
+        except (RemoteProtocolError, TypeError, ValueError):
+            continue
+        if isinstance(message, ChatMessage):
+            out.append(message)
+    return out
+
+
 def is_hello(payload: bytes) -> bool:
     """True if a first frame asks for the rich dialect (a JSON object of type "hello")."""
     if not payload.lstrip().startswith(b"{"):

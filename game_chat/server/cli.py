@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from ..discovery.interfaces import DEFAULT_GROUP, is_loopback_host
 from ..discovery.interfaces import DEFAULT_PORT as DEFAULT_ANNOUNCE_PORT
 from ..protocol.limits import DEFAULT_MAX_FRAME_BYTES, Limits
-from .history import HistoryError, default_history_path
+from .history import SYNC_MODES, HistoryError, default_history_path
 from .moderation import hash_password
 from .netinfo import lan_addresses
 from .server import DEFAULT_PORT, ChatServer, ServerConfig
@@ -56,6 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=2,
         help="threads writing to client sockets (default 2)",
     )
+    parser.add_argument(
+        "--ping-interval",
+        type=float,
+        default=60.0,
+        help="seconds of silence after which a rich client is pinged; 0: never (default 60)",
+    )
+    parser.add_argument(
+        "--ping-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a pinged client has to answer before it is dropped (default 30)",
+    )
     history = parser.add_argument_group("history")
     history.add_argument(
         "--history-db",
@@ -75,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="messages replayed when joining a room (default 100)",
     )
     history.add_argument("--store-private", action="store_true", help="also store private messages")
+    history.add_argument(
+        "--history-sync",
+        choices=SYNC_MODES,
+        default="normal",
+        help="normal: an acked line survives the server being killed; full: also a power cut "
+        "(an fsync per commit) (default normal)",
+    )
     access = parser.add_argument_group("access")
     access.add_argument("--password", help="password every client must give")
     access.add_argument("--oper-password", help="password of /oper (operators)")
@@ -146,6 +165,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         history_days=args.history_days,
         history_replay=args.history_replay,
         store_private=args.store_private,
+        history_sync=args.history_sync,
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout,
         password=args.password,
         oper_password=args.oper_password,
         host=args.host,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..protocol.errors import ConnectionLost, ErrorCode, RemoteProtocolError
 from ..protocol.framing import FrameDecoder
+from .members import Dialect
 from .outbox import Outbox
 from .session import Session
 
@@ -26,6 +27,26 @@ if TYPE_CHECKING:
 log = logging.getLogger("game_chat.server")
 
 _RECV_SIZE = 65536
+
+
+def tune_keepalive(sock: socket.socket, idle: int, interval: int, count: int) -> None:
+    """TCP keepalive that notices a vanished peer (lid closed, cable pulled) within
+    ``idle + interval * count`` seconds, also while data to it waits unacknowledged."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    options = [
+        ("TCP_KEEPIDLE", idle),  # Linux, Windows 10+
+        ("TCP_KEEPALIVE", idle),  # macOS
+        ("TCP_KEEPINTVL", interval),
+        ("TCP_KEEPCNT", count),
+        ("TCP_USER_TIMEOUT", (idle + interval * count) * 1000),  # Linux, milliseconds
+    ]
+    for name, value in options:
+        option = getattr(socket, name, None)
+        if option is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+            except OSError:  # not on this system: the defaults stay
+                pass
 
 
 def format_address(address: object) -> str:
@@ -66,7 +87,9 @@ class Connection:
         self._server = server
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see PERFORMANCE.md
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        tune_keepalive(
+            sock, config.keepalive_idle, config.keepalive_interval, config.keepalive_count
+        )
         if config.socket_send_buffer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, config.socket_send_buffer)
         self.sender = sender = server.assign_sender()
@@ -79,6 +102,8 @@ class Connection:
         self.session = Session(server.state, self.outbox, self.address, self.kick)
         self._decoder = FrameDecoder(config.limits.max_frame_bytes)
         self._hello_timeout = config.hello_timeout
+        self._ping_interval = config.ping_interval
+        self._ping_timeout = config.ping_timeout
         #: time.monotonic() by which the peer must be a member (counted from accept).
         self._deadline = registration_deadline
         self.thread = threading.Thread(target=self._run, name=f"chat-{self.address}", daemon=True)
@@ -127,17 +152,23 @@ class Connection:
         waiter = _ReadWaiter(self.sock)
         deadline = self._deadline or time.monotonic() + self._hello_timeout
         decoder, session = self._decoder, self.session
+        liveness = _Liveness(self._ping_interval, self._ping_timeout)
         while True:
-            timeout = None if session.registered else deadline - time.monotonic()
-            if timeout is not None and timeout <= 0:
-                session.reject(
-                    RemoteProtocolError(
-                        ErrorCode.HELLO_TIMEOUT,
-                        f"not registered within {self._hello_timeout:g} s",
-                        fatal=True,
+            if session.registered:
+                timeout = liveness.check(session) if session.dialect == Dialect.RICH else None
+                if timeout is not None and timeout < 0:
+                    return "ping timeout"
+            else:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    session.reject(
+                        RemoteProtocolError(
+                            ErrorCode.HELLO_TIMEOUT,
+                            f"not registered within {self._hello_timeout:g} s",
+                            fatal=True,
+                        )
                     )
-                )
-                return None
+                    return None
             if not waiter.wait(timeout):
                 continue
             try:
@@ -147,6 +178,7 @@ class Connection:
             except OSError as exc:
                 log.info("%s: connection lost: %s", self.address, exc.strerror or exc)
                 return "connection lost"
+            liveness.heard()
             decoder.receive_data(data)
             try:
                 for frame in decoder.frames():
@@ -166,3 +198,41 @@ class Connection:
             if decoder.closed:
                 log.debug("%s: peer closed the connection", self.address)
                 return None
+
+
+class _Liveness:
+    """Pings a silent rich member, and gives up on one that stays silent (reader thread)."""
+
+    def __init__(self, interval: float, timeout: float) -> None:
+        self.interval, self.timeout = interval, timeout
+        self._heard = time.monotonic()
+        self._pinged: float | None = None
+
+    def heard(self) -> None:
+        """Bytes arrived: the peer is alive."""
+        self._heard = time.monotonic()
+        self._pinged = None
+
+    def check(self, session: Session) -> float | None:
+        """Seconds until the next check (None: never); negative once the ping timed out, after
+        the peer was told with a fatal ``ping_timeout`` error."""
+        if not self.interval:
+            return None
+        now = time.monotonic()
+        if self._pinged is None:
+            silent = now - self._heard
+            if silent < self.interval:
+                return self.interval - silent
+            session.ping()
+            self._pinged = now
+        left = self._pinged + self.timeout - now
+        if left <= 0:
+            session.reject(
+                RemoteProtocolError(
+                    ErrorCode.PING_TIMEOUT,
+                    f"no answer to a ping within {self.timeout:g} s",
+                    fatal=True,
+                )
+            )
+            return -1.0
+        return left

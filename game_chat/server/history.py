@@ -312,7 +312,7 @@ class HistoryStore:
         key_cap: int = 100_000,
         key_days: float = 7,
         busy_timeout: float = 5.0,
-        sync: str = "full",
+        sync: str = "normal",
         clock: Callable[[], float] = time.time,
     ) -> None:
         if room_cap is not None and room_cap < 1:

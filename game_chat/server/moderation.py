@@ -128,6 +128,7 @@ class BanList:
                 )
 
     def add(self, target: str, reason: str, by: str, minutes: float | None) -> BanEntry:
+        """Ban now; then store it (HistoryError if the store fails: the ban holds anyway)."""
         kind = "address" if is_address(target) else "nick"
         key = target if kind == "address" else nick_key(target)
         expires = None if minutes is None else self._clock() + minutes * 60
@@ -139,6 +140,7 @@ class BanList:
         return entry
 
     def remove(self, target: str) -> bool:
+        """Lift now; then in the store (HistoryError if it fails: lifted anyway)."""
         key = target if is_address(target) else nick_key(target)
         with self._lock:
             found = self._bans.pop(key, None) is not None

@@ -41,6 +41,16 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     send_queue_bytes: int = 1024 * 1024
     hello_timeout: float = 30.0
+    #: A rich member silent this long gets a ping; silent ping_timeout more, it is dropped
+    #: ("ping timeout"). 0 turns pings off.
+    ping_interval: float = 60.0
+    ping_timeout: float = 30.0
+    #: TCP keepalive on every connection: first probe after keepalive_idle seconds of
+    #: silence, then every keepalive_interval, dropped after keepalive_count unanswered (and
+    #: data unacknowledged as long is given up on): a vanished peer goes within 2 minutes.
+    keepalive_idle: int = 60
+    keepalive_interval: int = 10
+    keepalive_count: int = 6
     #: How long queued frames may still go out after a connection ends (goodbyes, errors).
     linger: float = 1.0
     backlog: int = 1024
@@ -54,6 +64,9 @@ class ServerConfig:
     history_replay: int = 100  # lines replayed when joining a room
     history_days: float | None = 30
     history_room_cap: int | None = 10_000
+    #: "normal": a commit survives the server being killed; "full": also a power cut
+    #: (an fsync per commit: slower on most disks).
+    history_sync: str = "normal"
     store_private: bool = False
     password: str | None = None  # server password (plain or a hash_password() hash)
     oper_password: str | None = None  # operator password (plain or hash)
@@ -80,6 +93,7 @@ class ChatServer:
             config.history_db,
             retention_days=config.history_days,
             room_cap=config.history_room_cap,
+            sync=config.history_sync,
         )
         self.state = ChatState(
             config.server_name,

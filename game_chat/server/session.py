@@ -82,6 +82,7 @@ class Session:
         self.leave_reason = LOST_REASON
         self._client_id: ClientId = None  # id of the chat message being handled
         self._ticket = 0  # our last line on its way to the store (0: none)
+        self._pings = 0
         self._handlers: dict[type, Callable[[Any], bool | None]] = {
             SendChat: self._chat,
             SendPrivate: self._private,
@@ -159,6 +160,11 @@ class Session:
         if exc.fatal:
             self.leave_reason = exc.message
         self._reply(ErrorReply.from_exception(exc, client_id))
+
+    def ping(self) -> None:
+        """Ask a silent peer for a sign of life (any frame will do, a pong best)."""
+        self._pings += 1
+        self._reply(Ping(self._pings))
 
     def say_goodbye(self, reason: str) -> None:
         """Tell a peer that is not (or no longer) a member why the server closes on it."""

@@ -96,6 +96,8 @@ log = logging.getLogger("game_chat.server")
 
 #: Most rooms a hello may ask to resume.
 MAX_RESUME_ROOMS = 64
+#: Said to an operator whose ban or unban the database could not keep.
+UNSAVED_BAN = " (not saved: the history database is failing; this lasts until the server stops)"
 #: A history page stops growing at about this many bytes of JSON (the client's outbox limit
 #: is 1 MiB: a page must never cut the connection that asked for it).
 PAGE_BYTES = 256 * 1024
@@ -767,12 +769,17 @@ class ChatState:
                 and (nick_key(m.nick) == nick_key(target) or host_of(m.address) == target)
             ]
             addresses = [host_of(m.address) for m in victims if m.address]
+        unsaved = ""
         for t in dict.fromkeys([target, *addresses]):
-            self.bans.add(t, reason, op.nick, minutes)
+            try:
+                self.bans.add(t, reason, op.nick, minutes)
+            except HistoryError as exc:  # in force all the same, until the server stops
+                self._report(exc)
+                unsaved = UNSAVED_BAN
         span = "for good" if minutes is None else f"for {minutes:g} minute(s)"
         said = f"banned by {op.nick} {span}" + (f": {reason}" if reason else "")
         with self._lock:
-            op.send(Notice(f"{target} is {said}"))
+            op.send(Notice(f"{target} is {said}{unsaved}"))
             victims = [m for m in victims if self._members.get(nick_key(m.nick)) is m]
             for victim in victims:
                 self._announce(victim, f"{victim.nick} was {said}")
@@ -784,10 +791,15 @@ class ChatState:
     def unban(self, op: Member, target: str) -> None:
         with self._lock:
             self._require_operator(op)
-        found = self.bans.remove(target)  # the database, outside the lock
+        unsaved = ""
+        try:
+            found = self.bans.remove(target)  # the database, outside the lock
+        except HistoryError as exc:  # lifted all the same, until the server stops
+            self._report(exc)
+            found, unsaved = True, UNSAVED_BAN
         with self._lock:
             done = "is no longer banned" if found else "was not banned"
-            op.send(Notice(f"{target} {done}"))
+            op.send(Notice(f"{target} {done}{unsaved}"))
 
     def mute(self, op: Member, nick: str, minutes: float | None) -> None:
         _check_minutes(minutes)
