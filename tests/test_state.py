@@ -11,6 +11,7 @@ from fakes import RecordingMailbox
 
 from game_chat.protocol.errors import ErrorCode, RemoteProtocolError
 from game_chat.protocol.limits import Limits
+from game_chat.protocol.messages import Ack
 from game_chat.server.state import Accepted, ChatState, Dialect, Member, MemberGone
 
 _states: list[ChatState] = []
@@ -203,7 +204,7 @@ def test_resent_line_is_acked_again_but_delivered_once() -> None:
     alice, alice_box = join(state, "alice")  # reconnected under the same nick
     again = state.say(alice, "hello", client_id="x-1", retry=True)
     assert again.id == first.id
-    assert alice_box.messages()[-1] == {"type": "ack", "id": "x-1", "msg_id": first.id, "ts": 100.0}
+    assert again.ack == Ack("x-1", first.id, 100.0)  # the session sends it, in request order
     chats = [m for m in bob_box.messages() if m["type"] == "chat"]
     assert len(chats) == 1
     state.say(alice, "different text", client_id="x-1", retry=True)  # new text: a new line

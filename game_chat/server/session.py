@@ -54,7 +54,7 @@ from ..protocol.messages import (
 )
 from ..protocol.plain import DISCONNECT_COMMANDS
 from ..protocol.text import clean_reason, decode_utf8
-from .state import ChatState, Dialect, Mailbox, Member, MemberGone, encode_for
+from .state import Accepted, ChatState, Dialect, Mailbox, Member, MemberGone, encode_for
 
 log = logging.getLogger("game_chat.server")
 
@@ -232,24 +232,32 @@ class Session:
         return self._dispatch(message)
 
     def _dispatch(self, message: Any) -> bool:
-        # Lines go on without waiting (a burst of them shares commits); anything else, and a
-        # retry (it may be answered at once), waits for our lines to be answered first.
-        if not isinstance(message, SendChat | SendPrivate) or message.retry:
+        # Lines go on without waiting (a burst of them shares commits); anything else waits
+        # for our lines to be answered first.
+        if not isinstance(message, SendChat | SendPrivate):
             self.settle()
         return self._handlers[type(message)](message) is not False
 
     def _chat(self, message: SendChat) -> None:
         self._client_id = message.id
-        accepted = self.state.say(
-            self._me, message.text, message.id, message.retry, message.room, message.action
+        self._accepted(
+            self.state.say(
+                self._me, message.text, message.id, message.retry, message.room, message.action
+            )
         )
-        self._ticket = accepted.ticket or self._ticket
 
     def _private(self, message: SendPrivate) -> None:
         self._client_id = message.id
-        accepted = self.state.private(
-            self._me, message.to, message.text, message.id, message.retry, message.action
+        self._accepted(
+            self.state.private(
+                self._me, message.to, message.text, message.id, message.retry, message.action
+            )
         )
+
+    def _accepted(self, accepted: Accepted) -> None:
+        if accepted.ack is not None:  # a retry of a line delivered before: answered now,
+            self.settle()  # after the answers to our lines before it
+            self._reply(accepted.ack)
         self._ticket = accepted.ticket or self._ticket
 
     def _goodbye(self, message: Goodbye) -> bool:
@@ -273,7 +281,7 @@ class Session:
             return self._dispatch(parse_command(text, self._me.current_room))
         if text.startswith("//"):  # "//x" sends the literal line "/x"
             text = text[1:]
-        self._ticket = self.state.say(self._me, text).ticket or self._ticket
+        self._accepted(self.state.say(self._me, text))
         return True
 
     def _plain_guest(self) -> None:

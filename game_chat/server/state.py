@@ -117,6 +117,9 @@ class Accepted:
     #: Wait for this with :meth:`ChatState.wait`: then the line is delivered and acked
     #: (0: it already was, e.g. a retry answered from the store).
     ticket: int
+    #: A retry of a line delivered before: the ack that answers it, for the caller to send
+    #: once its own earlier lines are answered (acks stay in request order).
+    ack: Ack | None = None
 
 
 @dataclass(frozen=True)
@@ -168,9 +171,10 @@ class ChatState:
         self._members: dict[str, Member] = {}  # nick key -> member, in join order
         self._rooms: dict[str, Room] = {nick_key(LOBBY): Room(LOBBY)}
         self.history = history if history is not None else HistoryStore(None)
-        self._group = GroupCommit(self.history, self._deliver)  # HistoryError: cannot write
-        #: Every line with an id up to this one has been delivered (and none above it).
+        #: Every line with an id up to this one has been delivered (and none above it). The
+        #: first id of this run is the reservation left by the last one.
         self._delivered_id = self.history.reserved_id - 1
+        self._group = GroupCommit(self.history, self._deliver)  # HistoryError: cannot write
         self._sessions: dict[bytes, Member] = {}  # session key -> member
         self._guest_numbers = itertools.count(1)
         self._closed = False  # after close_all: nobody joins any more
@@ -672,7 +676,8 @@ class ChatState:
         return Accepted(message.id, message.ts, ticket)
 
     def _earlier(self, member: Member, key: str, client_id: ClientId, text: str) -> Accepted | None:
-        """Lock held: a retry of a line taken before is answered with that line's id."""
+        """Lock held: a retry of a line taken before is answered with that line's id (the ack
+        comes with the line's delivery, or with the result when it was delivered already)."""
         try:
             found = self._group.find(key)
         except HistoryError as exc:
@@ -688,11 +693,9 @@ class ChatState:
             if not found.delivered:  # acked with the line itself, when it is delivered
                 found.extra_acks.append((member, client_id))
                 return Accepted(found.id, ts, found.seq)
-            member.send(Ack(client_id, found.id, ts, unsaved=not found.kept))
-            return Accepted(found.id, ts, 0)
+            return Accepted(found.id, ts, 0, Ack(client_id, found.id, ts, unsaved=not found.kept))
         if found is not None and found.digest == _digest(text):
-            member.send(Ack(client_id, found.id, found.ts))
-            return Accepted(found.id, found.ts, 0)
+            return Accepted(found.id, found.ts, 0, Ack(client_id, found.id, found.ts))
         return None
 
     def _deliver(self, batch: Sequence[PendingLine], kept: bool) -> None:
