@@ -197,11 +197,11 @@ def test_concurrent_senders_keep_one_order_for_everyone() -> None:
 
 def test_resent_line_is_acked_again_but_delivered_once() -> None:
     state = make_state()
-    alice, alice_box = join(state, "alice")
+    alice, _ = join(state, "alice")
     _, bob_box = join(state, "bob")
     first = state.say(alice, "hello", client_id="x-1")
     state.leave(alice, "connection lost")
-    alice, alice_box = join(state, "alice")  # reconnected under the same nick
+    alice, _ = join(state, "alice")  # reconnected under the same nick
     again = state.say(alice, "hello", client_id="x-1", retry=True)
     assert again.id == first.id
     assert again.ack == Ack("x-1", first.id, 100.0)  # the session sends it, in request order
