@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+from pathlib import Path
 
 # --- the client, from docs/PROTOCOL.md only -----------------------------------------------------
 
@@ -132,11 +133,11 @@ STORE_RE = re.compile(r"[0-9a-f]{16}")
 def expect_welcome(client: DocClient, nick: str, users: list[str]) -> dict[str, object]:
     """Section 4.3: a welcome with our nick, the server's limits and its members."""
     message = client.recv_json()
-    assert SESSION_RE.fullmatch(str(message.pop("session"))), message
-    assert STORE_RE.fullmatch(str(message.pop("store"))), message
+    session, store = message.pop("session"), message.pop("store")
+    assert SESSION_RE.fullmatch(str(session)) and STORE_RE.fullmatch(str(store)), message
     expected = dict(type="welcome", nick=nick, server="game_chat", version=1, limits=WELCOME_LIMITS)
     assert message == {**expected, "users": users}
-    return message
+    return {**message, "session": session, "store": store}
 
 
 def expect(client: DocClient, **fields: object) -> dict[str, object]:
@@ -173,15 +174,17 @@ def hello(
     members: list[str | dict[str, object]] | None = None,
     history: list[dict[str, object]] = (),  # type: ignore[assignment]
     topic: str = "",
-) -> None:
-    """Section 4.4: welcome, then ``joined`` for #lobby, then the lobby's history replayed."""
+) -> dict[str, object]:
+    """Section 4.4: welcome, then ``joined`` for #lobby, then the lobby's history replayed;
+    returns the welcome (its ``session`` and ``store`` are needed to come back, 4.12)."""
     client.send_json(type="hello", nick=nick, version=1)
-    expect_welcome(client, nick, users)
+    welcome = expect_welcome(client, nick, users)
     lobby = users if members is None else members
     infos = [member(m) if isinstance(m, str) else m for m in lobby]
     expect(client, type="joined", room=LOBBY, topic=topic, members=infos)
     for chat in history:
         expect(client, **replayed(chat))
+    return welcome
 
 
 def expect_error(
@@ -205,7 +208,7 @@ def expect_frame(client: DocClient, payload: str) -> bytes:
     and ``SESSION`` / ``STORE`` for a welcome's session and store (checked for their form)."""
     data = client.recv_frame()
     assert data is not None, "server closed the connection"
-    if "TS" in payload or "SESSION" in payload:
+    if any(name in payload for name in ("TS", "SESSION", "STORE")):
         message = json.loads(data[HEADER_SIZE:].decode("utf-8"))
     if "TS" in payload:
         payload = payload.replace("TS", json.dumps(check_ts(message)))
@@ -1025,3 +1028,543 @@ def test_server_password(server_factory) -> None:
     expect(rich, type="chat", id=1, nick="guest-1", text="hello", room=LOBBY)
     plain.close()
     rich.close()
+
+
+# --- durability and coming back (sections 4.5, 4.8, 4.12, 8.1, 8.5) ---------------------------
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL.md"
+PAGE_BYTES = 256 * 1024  # section 4.8: a page stops growing at 256 KiB
+
+
+def compact(value: object) -> str:
+    """JSON as the server writes it (section 4.1)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def members_json(*nicks: str) -> str:
+    return compact([member(nick) for nick in nicks])
+
+
+def chat_json(id: int, nick: str, text: str, ts: str = "TS", history: bool = False) -> str:
+    """A chat frame of #lobby as the server writes it (section 4.3)."""
+    tail = ',"history":true' if history else ""
+    return (
+        f'{{"type":"chat","id":{id},"nick":"{nick}","text":"{text}","ts":{ts},'
+        f'"room":"#lobby"{tail}}}'
+    )
+
+
+def welcome_json(nick: str, *users: str) -> str:
+    return (
+        f'{{"type":"welcome","nick":"{nick}","server":"game_chat","version":1,"limits":'
+        '{"max_frame_bytes":8192,"max_text_chars":1000,"max_nick_chars":24},'
+        f'"users":{compact(list(users))},"session":"SESSION","store":"STORE"}}'
+    )
+
+
+def say_lines(
+    client: DocClient, nick: str, texts: list[str], room: str | None = LOBBY, lands_in: str = ""
+) -> list[dict[str, object]]:
+    """Send chat lines (each text is its own id) to ``room`` (None: the current room, which is
+    ``lands_in``) and wait for the acks; the chat objects the others get."""
+    for text in texts:
+        client.send_json(type="chat", text=text, id=text, room=room)
+    said = []
+    for text in texts:
+        ack = client.recv_json()  # an ordinary ack: no "unsaved" key (section 4.5)
+        assert set(ack) == {"type", "id", "msg_id", "ts"} and ack["id"] == text, ack
+        chat = {"type": "chat", "id": ack["msg_id"], "nick": nick, "text": text, "ts": ack["ts"]}
+        said.append({**chat, "room": room or lands_in})
+    return said
+
+
+def answering_pings(client: DocClient) -> dict[str, object]:
+    """The next message that is not a ping; pings are answered with a pong (section 8.1)."""
+    while True:
+        message = client.recv_json()
+        if message["type"] != "ping":
+            return message
+        client.send_json(type="pong", token=message["token"])
+
+
+def quiet_for(client: DocClient, seconds: float) -> bool:
+    """True if nothing at all (no frame, no EOF) arrives within ``seconds``."""
+    client.sock.settimeout(seconds)
+    try:
+        client.recv_frame()
+    except TimeoutError:
+        return True
+    finally:
+        client.sock.settimeout(TIMEOUT)
+    return False
+
+
+def test_welcome_hex_dump_of_section_9(server) -> None:
+    """The dump in the notes of section 9, ``ss`` / ``hh`` marking session and store bytes."""
+    notes = DOC.read_text(encoding="utf-8").split("digits of the store:", 1)[1]
+    block = notes.split("```", 2)[1]
+    cells = [cell for line in block.strip().splitlines() for cell in line.split()[1:]]
+    alice = DocClient(server.address)
+    alice.send(b'{"type":"hello","nick":"alice","version":1}')
+    data = alice.recv_frame()
+    assert data is not None and len(data) == len(cells) == 288
+    assert data[:HEADER_SIZE] == b"224".ljust(HEADER_SIZE)
+    welcome = json.loads(data[HEADER_SIZE:])
+    marked = data.replace(welcome["session"].encode(), b"\x01" * 24)
+    marked = marked.replace(welcome["store"].encode(), b"\x02" * 16)
+    assert ["ss" if b == 1 else "hh" if b == 2 else f"{b:02x}" for b in marked] == cells
+    alice.close()
+
+
+def test_resume_replays_exactly_the_lines_after_the_last_id(server) -> None:
+    """Section 4.12, its first example: alice had lines 1 to 3, bob said 4 and 5 since."""
+    alice = DocClient(server.address)
+    first = hello(alice, "alice", ["alice"])
+    bob = DocClient(server.address)
+    hello(bob, "bob", ["alice", "bob"])
+    expect(alice, type="join", nick="bob", room=LOBBY)
+    for line in say_lines(bob, "bob", ["line 1", "line 2", "line 3"]):
+        expect(alice, **line)
+    alice.send_json(type="bye")
+    alice.expect_eof()
+    expect(bob, type="leave", nick="alice", reason="quit")
+    say_lines(bob, "bob", ["line 4", "line 5"])
+
+    # Her token names nobody any more: ignored. Her store is the server's: the id counts.
+    again = DocClient(server.address)
+    again.send(
+        f'{{"type":"hello","nick":"alice","version":1,"session":"{first["session"]}",'
+        f'"store":"{first["store"]}","resume":{{"#lobby":3}}}}'
+    )
+    data = expect_frame(again, welcome_json("alice", "bob", "alice"))
+    welcome = json.loads(data[HEADER_SIZE:])
+    assert welcome["store"] == first["store"] and welcome["session"] != first["session"]
+    expect_frame(
+        again,
+        '{"type":"joined","room":"#lobby","topic":"","members":'
+        + members_json("bob", "alice")
+        + "}",
+    )
+    expect_frame(again, chat_json(4, "bob", "line 4", history=True))
+    expect_frame(again, chat_json(5, "bob", "line 5", history=True))
+    expect(bob, type="join", nick="alice", room=LOBBY)
+    # Then the live lines: nothing missed, nothing twice.
+    (live,) = say_lines(bob, "bob", ["line 6"])
+    expect(again, **live)
+    for client in (again, bob):
+        client.close()
+
+
+def test_resume_with_a_gap_then_paging_forwards(server_factory) -> None:
+    """Sections 4.12 and 4.8: 30 lines missed, 10 replayed, the gap paged forwards."""
+    srv = server_factory(history_replay=10)
+    alice = DocClient(srv.address)
+    first = hello(alice, "alice", ["alice"])
+    bob = DocClient(srv.address)
+    hello(bob, "bob", ["alice", "bob"])
+    expect(alice, type="join", nick="bob", room=LOBBY)
+    (seen,) = say_lines(bob, "bob", ["seen"])
+    expect(alice, **seen)
+    alice.close()  # the connection just breaks
+    expect(bob, type="leave", nick="alice", reason="connection lost")
+    missed = say_lines(bob, "bob", [f"missed {n}" for n in range(30)])
+    assert [line["id"] for line in missed] == list(range(2, 32))
+
+    again = DocClient(srv.address)
+    again.send_json(
+        type="hello",
+        nick="alice",
+        version=1,
+        session=first["session"],
+        store=first["store"],
+        resume={LOBBY: 1},
+    )
+    expect_frame(again, welcome_json("alice", "bob", "alice"))
+    expect_frame(
+        again,
+        '{"type":"joined","room":"#lobby","topic":"","members":'
+        + members_json("bob", "alice")
+        + ',"gap":{"after":1,"before":22}}',
+    )
+    for line in missed[20:]:
+        expect(again, **replayed(line))
+    expect(bob, type="join", nick="alice", room=LOBBY)
+
+    # Section 4.8, the example of a forwards page: the first line of the gap.
+    again.send('{"type":"history","room":"#lobby","after":1,"before":22,"limit":1}')
+    first_missed = chat_json(2, "bob", "missed 0", json.dumps(missed[0]["ts"]), history=True)
+    expect_frame(
+        again,
+        '{"type":"history","room":"#lobby","messages":['
+        + first_missed
+        + '],"more":true,"after":1}',
+    )
+    # Section 4.2's example: the whole gap in one page.
+    again.send('{"type":"history","room":"#lobby","after":1,"before":22,"limit":500}')
+    expect(again, type="history", room=LOBBY, messages=[replayed(m) for m in missed[:20]],
+           more=False, after=1)  # fmt: skip
+    # Filling the gap: its "after", then the largest id got, until "more" is false.
+    got: list[dict[str, object]] = []
+    after, more, pages = 1, True, 0
+    while more:
+        again.send_json(type="history", room=LOBBY, after=after, before=22, limit=8)
+        page = again.recv_json()
+        assert set(page) == {"type", "room", "messages", "more", "after"}, page
+        assert page["after"] == after, page
+        got += page["messages"]
+        more, after, pages = page["more"], got[-1]["id"], pages + 1
+    assert (got, pages) == ([replayed(line) for line in missed[:20]], 3)
+    # Without "before": up to the newest line. Ids out of range are clamped; "after" is echoed.
+    again.send_json(type="history", room=LOBBY, after=29, limit=8)
+    expect(again, type="history", room=LOBBY, messages=[replayed(m) for m in missed[-2:]],
+           more=False, after=29)  # fmt: skip
+    again.send_json(type="history", room=LOBBY, after=2**64)
+    expect(again, type="history", room=LOBBY, messages=[], more=False, after=2**64)
+    again.send_json(type="history", room=LOBBY, before=2**64, limit=2)
+    expect(again, type="history", room=LOBBY, messages=[replayed(m) for m in missed[-2:]],
+           more=True)  # fmt: skip
+    for client in (again, bob):
+        client.close()
+
+
+def test_resume_with_another_store_null_ids_new_rooms_and_no_room(server) -> None:
+    bob = DocClient(server.address)
+    welcome = hello(bob, "bob", ["bob"])
+    one, two = say_lines(bob, "bob", ["one", "two"])
+
+    # Ids of another store are ignored: the lobby replays as on a fresh join. A room that does
+    # not exist is made; the last room named becomes the current room.
+    alice = DocClient(server.address)
+    alice.send_json(
+        type="hello",
+        nick="alice",
+        version=1,
+        store="0123456789abcdef",
+        resume={LOBBY: 1, "#team": 5},
+    )
+    expect_welcome(alice, "alice", ["bob", "alice"])
+    expect(alice, type="joined", room=LOBBY, topic="", members=[member("bob"), member("alice")])
+    expect(alice, **replayed(one))
+    expect(alice, **replayed(two))
+    expect(alice, type="joined", room="#team", topic="", members=[member("alice")])
+    expect(bob, type="join", nick="alice", room=LOBBY)
+    (team_line,) = say_lines(alice, "alice", ["where am I?"], room=None, lands_in="#team")
+    bob.send_json(type="ping", token=1)  # the line went to #team: bob got nothing
+    expect(bob, type="pong", token=1)
+
+    # No store at all: the same; null: the usual replay.
+    carol = DocClient(server.address)
+    carol.send_json(type="hello", nick="carol", version=1, resume={"#Team": 3, LOBBY: None})
+    expect_welcome(carol, "carol", ["bob", "alice", "carol"])
+    expect(carol, type="joined", room="#team", topic="", members=[member("alice"), member("carol")])
+    expect(carol, **replayed(team_line))
+    expect(alice, type="join", nick="carol", room="#team")
+    expect(carol, type="joined", room=LOBBY, topic="",
+           members=[member("bob"), member("alice"), member("carol")])  # fmt: skip
+    expect(carol, **replayed(one))
+    expect(carol, **replayed(two))
+    expect(bob, type="join", nick="carol", room=LOBBY)
+    expect(alice, type="join", nick="carol", room=LOBBY)
+
+    # An empty resume: no room at all.
+    dave = DocClient(server.address)
+    dave.send_json(type="hello", nick="dave", version=1, store=welcome["store"], resume={})
+    expect_welcome(dave, "dave", ["bob", "alice", "carol", "dave"])
+    dave.send_json(type="chat", text="anyone?", id="d1")
+    expect_error(dave, "not_in_room", id="d1")
+    dave.send_json(type="rooms")
+    expect(dave, type="rooms", rooms=[{"room": LOBBY, "members": 3, "topic": ""},
+                                      {"room": "#team", "members": 2, "topic": ""}])  # fmt: skip
+    for client in (alice, bob, carol, dave):
+        client.close()
+
+
+def test_bad_resume_values_are_refused_and_the_hello_sent_again(server) -> None:
+    client = DocClient(server.address)
+    client.send('{"type":"hello","nick":"alice","version":1,"resume":{"#lobby":-1}}')
+    expect_frame(
+        client,
+        '{"type":"error","code":"bad_message","message":"resume ids must be integers from 0 to '
+        '2**63-1 or null","fatal":false,"id":null}',
+    )
+    bad_id = "resume ids must be integers from 0 to 2**63-1 or null"
+    for value in ("1", 1.5, 2**63, True, [1]):
+        client.send_json(type="hello", nick="alice", version=1, resume={LOBBY: value})
+        expect(client, **error_of("bad_message", bad_id))
+    too_many = {f"#r{n}": None for n in range(65)}
+    client.send_json(type="hello", nick="alice", version=1, resume=too_many)
+    expect(client, **error_of("bad_message", "resume names more than 64 rooms"))
+    client.send_json(type="hello", nick="alice", version=1, resume={"lobby": 1})
+    expect(client, **error_of("bad_room", "room names start with #, e.g. #team"))
+    client.send_json(type="hello", nick="alice", version=1, resume={"#a b": None})
+    expect(
+        client,
+        **error_of("bad_room", "a room name may hold letters, digits, '_' and '-' only, not ' '"),
+    )
+    for fields in ({"resume": [LOBBY]}, {"session": 5}, {"store": 1}):
+        client.send_json(type="hello", nick="alice", version=1, **fields)
+        expect_error(client, "bad_message")
+    # Still unregistered; the hello may be sent again. 64 rooms and the largest id are fine.
+    rooms = {f"#r{n}": None for n in range(63)} | {LOBBY: 2**63 - 1}
+    client.send_json(type="hello", nick="alice", version=1, resume=rooms)
+    expect_welcome(client, "alice", ["alice"])
+    for name in rooms:
+        expect(client, type="joined", room=name, topic="", members=[member("alice")])
+    client.send_json(type="chat", text="in the lobby", id=1)  # the last room named is current
+    expect(client, type="ack", id=1, msg_id=1)
+    client.send_json(type="history", room=LOBBY)
+    page = client.recv_json()
+    assert [m["text"] for m in page["messages"]] == ["in the lobby"], page
+    client.close()
+
+
+def test_a_session_token_takes_a_ghost_over(server) -> None:
+    """Section 4.12: the new connection becomes the member; the old one is told, the others
+    see nothing."""
+    ghost = DocClient(server.address)
+    first = hello(ghost, "alice", ["alice"])
+    ghost.send_json(type="join", room="#team")
+    expect(ghost, type="joined", room="#team", topic="", members=[member("alice")])
+    ghost.send_json(type="away", reason="lunch")
+    expect(ghost, type="away", nick="alice", reason="lunch")
+    bob = DocClient(server.address)
+    away = member("alice", away="lunch")
+    hello(bob, "bob", ["alice", "bob"], members=[away, "bob"])
+    bob.send_json(type="join", room="#team")
+    expect(bob, type="joined", room="#team", topic="", members=[away, member("bob")])
+    said = say_lines(bob, "bob", ["t1", "t2", "t3"], room="#team")
+    # The ghost reads no more: say its client had t1 when the connection broke.
+
+    heir = DocClient(server.address)
+    heir.send_json(
+        type="hello",
+        nick="whoever",
+        version=1,
+        session=first["session"],
+        store=first["store"],
+        resume={"#team": said[0]["id"]},
+    )
+    taken = expect_welcome(heir, "alice", ["alice", "bob"])  # her nick, her place
+    assert taken["session"] != first["session"] and taken["store"] == first["store"]
+    # Her rooms in the order she joined them: #lobby (not named: the usual replay, empty),
+    # then #team after the id given.
+    expect(heir, type="joined", room=LOBBY, topic="", members=[away, member("bob")])
+    expect(heir, type="joined", room="#team", topic="", members=[away, member("bob")])
+    for line in said[1:]:
+        expect(heir, **replayed(line))
+
+    # The old connection: what was queued for it, then "replaced", then EOF.
+    frames = []
+    while (data := ghost.recv_frame()) is not None:
+        frames.append(json.loads(data[HEADER_SIZE:]))
+    assert [(f["type"], f.get("id")) for f in frames] == [
+        ("join", None),
+        ("join", None),
+        ("chat", 1),
+        ("chat", 2),
+        ("chat", 3),
+        ("error", None),
+    ]
+    assert frame_of(compact(frames[-1])) == frame_of(
+        '{"type":"error","code":"replaced","message":"this session was taken over by a newer '
+        'connection","fatal":true,"id":null}'
+    )
+
+    # The others saw no leave and no join: bob's next frame is his pong.
+    bob.send_json(type="ping", token=7)
+    expect(bob, type="pong", token=7)
+    # Same member: still away, current room #team.
+    (back,) = say_lines(heir, "alice", ["back"], room=None, lands_in="#team")
+    expect(bob, **back)
+    bob.send_json(type="who", room="#team")
+    expect(bob, type="who", room="#team", members=[away, member("bob")])
+    # The first token is spent: ignored, so the nick is checked as usual.
+    stale = DocClient(server.address)
+    stale.send_json(type="hello", nick="alice", version=1, session=first["session"])
+    expect(stale, **error_of("nick_taken", "the nickname alice is taken"))
+    for client in (ghost, bob, heir, stale):
+        client.close()
+
+
+def test_the_server_pings_a_silent_rich_member_and_drops_it(server_factory) -> None:
+    """Section 8.1, with --ping-interval 0.3 and --ping-timeout 1."""
+    srv = server_factory(ping_interval=0.3, ping_timeout=1.0)
+    tut = DocClient(srv.address)
+    tut.send("/who")
+    assert tut.recv_line() == "* Users in #lobby: guest-1"
+    assert tut.recv_line() == "* You are guest-1"
+    bob = DocClient(srv.address)
+    hello(bob, "bob", ["guest-1", "bob"])
+    assert tut.recv_line() == "* bob joined #lobby"
+    alice = DocClient(srv.address)
+    hello(alice, "alice", ["guest-1", "bob", "alice"])
+    assert answering_pings(bob)["nick"] == "alice"
+    assert tut.recv_line() == "* alice joined #lobby"
+
+    # Silent: a ping. A pong, or a keepalive, shows she is alive; the tokens count up.
+    expect_frame(alice, '{"type":"ping","token":1}')
+    alice.send('{"type":"pong","token":1}')
+    bob.keepalive()
+    expect_frame(alice, '{"type":"ping","token":2}')
+    alice.keepalive()
+    bob.keepalive()
+    expect_frame(alice, '{"type":"ping","token":3}')
+    # No answer: the others see her leave, she gets the fatal error, then EOF.
+    left = answering_pings(bob)
+    assert left == {"type": "leave", "nick": "alice", "reason": "ping timeout", "ts": left["ts"]}
+    check_ts(left)
+    expect_frame(
+        alice,
+        '{"type":"error","code":"ping_timeout","message":"no answer to a ping within 1 s",'
+        '"fatal":true,"id":null}',
+    )
+    alice.expect_eof()
+    assert tut.recv_line() == "* alice left (ping timeout)"
+    assert quiet_for(tut, 0.8)  # plain members are never pinged
+    for client in (alice, bob, tut):
+        client.close()
+
+
+def test_history_pages_stop_at_256_kib(server) -> None:
+    """Section 4.8: as many lines as fit in 262,144 bytes of chat objects, at least one."""
+    alice = DocClient(server.address)
+    hello(alice, "alice", ["alice"])
+    text = "語" * 1000  # 3,000 bytes of UTF-8
+    for n in range(100):
+        alice.send_json(type="chat", text=text, id=n)
+    lines = []
+    for n in range(100):
+        ack = expect(alice, type="ack", id=n, msg_id=n + 1)
+        chat = {"type": "chat", "id": n + 1, "nick": "alice", "text": text, "ts": ack["ts"]}
+        lines.append({**chat, "room": LOBBY, "history": True})
+
+    def fitting(ordered: list[dict[str, object]]) -> int:
+        total = count = 0
+        for line in ordered:
+            total += len(compact(line).encode("utf-8"))
+            if total > PAGE_BYTES and count:
+                break
+            count += 1
+        return count
+
+    newest, oldest = fitting(lines[::-1]), fitting(lines)
+    assert oldest == newest == 84  # "84 of 3-byte characters"
+    alice.send_json(type="history", room=LOBBY, limit=500)
+    expect(alice, type="history", room=LOBBY, messages=lines[-newest:], more=True)
+    alice.send_json(type="history", room=LOBBY, after=0, limit=500)
+    expect(alice, type="history", room=LOBBY, messages=lines[:oldest], more=True, after=0)
+    # Paging on from the page's own ids gets the rest.
+    alice.send_json(type="history", room=LOBBY, before=lines[-newest]["id"], limit=500)
+    expect(alice, type="history", room=LOBBY, messages=lines[:-newest], more=False)
+    alice.close()
+
+
+def test_a_failing_store_unsaved_acks_and_unavailable(server) -> None:
+    """Sections 4.5, 4.8 and 7. The test breaks the server's store from the inside, as a
+    full disk or a read-only file would."""
+    alice, tut, _ = alice_and_guest(server.address)
+    alice.send('{"type":"chat","text":"hi guest-1","id":"c1"}')
+    expect_frame(alice, '{"type":"ack","id":"c1","msg_id":2,"ts":TS}')  # stored: no flag
+    assert tut.recv_line() == "alice: hi guest-1"
+
+    server.history.close()
+    alice.send('{"type":"chat","text":"still here","id":"c2"}')
+    data = expect_frame(alice, '{"type":"ack","id":"c2","msg_id":3,"ts":TS,"unsaved":true}')
+    unsaved = json.loads(data[HEADER_SIZE:])
+    assert tut.recv_line() == "alice: still here"
+    tut.send("me too")
+    assert tut.recv_line() == "Message was Sent!"  # plain clients cannot be told
+    expect(alice, type="chat", id=4, nick="guest-1", text="me too", room=LOBBY)
+    # A retry of the unsaved line: known (in memory), acked again, still unsaved.
+    alice.send_json(type="chat", text="still here", id="c2", retry=True)
+    expect(alice, type="ack", id="c2", msg_id=3, ts=unsaved["ts"], unsaved=True)
+    # A retry of a stored line cannot be checked: unavailable, with its id.
+    alice.send('{"type":"chat","text":"hi guest-1","id":"c1","retry":true}')
+    expect_frame(
+        alice,
+        '{"type":"error","code":"unavailable","message":"the server cannot check this retry '
+        'now; try again later","fatal":false,"id":"c1"}',
+    )
+    alice.send('{"type":"history","room":"#lobby"}')
+    expect_frame(
+        alice,
+        '{"type":"error","code":"unavailable","message":"the history is unavailable right now",'
+        '"fatal":false,"id":null}',
+    )
+    alice.send('{"type":"join","room":"#team"}')
+    expect_frame(
+        alice, '{"type":"joined","room":"#team","topic":"","members":' + members_json("alice") + "}"
+    )
+    expect_frame(
+        alice,
+        '{"type":"notice","text":"The history of this room is unavailable right now.",'
+        '"room":"#team"}',
+    )
+    alice.send_json(type="ping", token="end")  # nothing else came
+    expect(alice, type="pong", token="end")
+    # Failing for so long that no id is left to hand out (the test pretends the ids the
+    # server reserved are used up): lines are refused, with their id.
+    server.history.reserved_id = 0
+    alice.send('{"type":"chat","text":"hello?","id":"c9"}')
+    expect_frame(
+        alice,
+        '{"type":"error","code":"unavailable","message":"the server cannot store messages right '
+        'now","fatal":false,"id":"c9"}',
+    )
+    alice.send_json(type="msg", to="guest-1", text="psst", id="p9")
+    expect(alice, **error_of("unavailable", "the server cannot store messages right now", id="p9"))
+    tut.send("and me?")
+    assert tut.recv_line() == "ERROR unavailable: the server cannot store messages right now"
+    for client in (alice, tut):
+        client.close()
+
+
+def test_store_ids_and_retry_keys_survive_a_restart(server_factory, tmp_path) -> None:
+    """Sections 4.3, 4.5 and 8.5, on a server keeping its history in a file."""
+    db = str(tmp_path / "history.sqlite3")
+    srv = server_factory(history_db=db)
+    alice = DocClient(srv.address)
+    first = hello(alice, "alice", ["alice"])
+    bob = DocClient(srv.address)
+    hello(bob, "bob", ["alice", "bob"])
+    expect(alice, type="join", nick="bob", room=LOBBY)
+    (kept,) = say_lines(alice, "alice", ["kept"])
+    expect(bob, **kept)
+    alice.send_json(type="msg", to="bob", text="psst", id="p1")
+    psst = expect(bob, type="msg", id=2, nick="alice", to="bob", text="psst")
+    expect(alice, type="ack", id="p1", msg_id=2, ts=psst["ts"])
+    srv.shutdown()
+    for client in (alice, bob):
+        expect(client, type="bye", reason="server shutting down")
+        client.expect_eof()
+
+    srv = server_factory(history_db=db)
+    bob = DocClient(srv.address)
+    again = hello(bob, "bob", ["bob"], history=[kept])
+    assert again["store"] == first["store"]  # the same history: the same store
+    alice = DocClient(srv.address)
+    alice.send_json(type="hello", nick="alice", version=1, store=first["store"], resume={LOBBY: 0})
+    expect_welcome(alice, "alice", ["bob", "alice"])
+    expect(alice, type="joined", room=LOBBY, topic="", members=[member("bob"), member("alice")])
+    expect(alice, **replayed(kept))
+    expect(bob, type="join", nick="alice", room=LOBBY)
+    # The retry keys were stored with the lines: answered from the store, delivered to nobody
+    # (for the private message too, whose text this server does not store).
+    alice.send_json(type="chat", text="kept", id="kept", retry=True)
+    expect(alice, type="ack", id="kept", msg_id=1, ts=kept["ts"])
+    alice.send_json(type="msg", to="bob", text="psst", id="p1", retry=True)
+    expect(alice, type="ack", id="p1", msg_id=2, ts=psst["ts"])
+    # After a clean stop the ids go on without a gap.
+    (new,) = say_lines(alice, "alice", ["new"])
+    expect(bob, **new)
+    assert new["id"] == 3
+    for client in (alice, bob):
+        client.close()
+
+    # A memory-only store (--no-history) is another one on every start.
+    stores = []
+    for _ in range(2):
+        client = DocClient(server_factory().address)
+        stores.append(hello(client, "x", ["x"])["store"])
+        client.close()
+    assert stores[0] != stores[1] and first["store"] not in stores

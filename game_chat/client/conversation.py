@@ -469,11 +469,7 @@ class Conversation:
         tab = self.tab(event.room)
         if tab is None or not tab.is_room:
             return
-        older = [
-            m
-            for m in page_messages(event)
-            if tab.oldest_id is None or m.id < tab.oldest_id
-        ]
+        older = [m for m in page_messages(event) if tab.oldest_id is None or m.id < tab.oldest_id]
         older.sort(key=lambda m: m.id)
         tab.history_pending = False
         tab.history_more = event.more and bool(older)

@@ -15,8 +15,10 @@ resume.
 
 When the store fails (full disk, read-only file, damaged page) the chat keeps working: lines
 are delivered at once with ``kept`` False (the ack says "unsaved"), and wait in a bounded
-backlog that is written in bounded batches once a retry succeeds. Failures are logged at most
-once a minute.
+backlog that is written in bounded batches once a retry succeeds (every ``retry_interval``,
+the first one an interval after the failure; a retry waits at most ``retry_wait`` for a lock
+another connection holds, since no line is delivered meanwhile). Failures are logged at most
+once a minute (retention failures apart, as warnings: they never hide that lines go unsaved).
 
 Message ids come from a durable reservation (:attr:`HistoryStore.reserved_id`): ids are handed
 out only below it, and it is raised (inside the line transactions) long before it runs out, so
@@ -83,6 +85,7 @@ class GroupCommit:
         batch_size: int = 1000,
         backlog_limit: int = 10_000,
         retry_interval: float = 1.0,
+        retry_wait: float = 0.1,
         prune_interval: float = 60.0,
         log_interval: float = 60.0,
         runway: int = RUNWAY,
@@ -92,6 +95,7 @@ class GroupCommit:
         self.batch_size = max(1, batch_size)
         self.backlog_limit = max(1, backlog_limit)
         self.retry_interval = retry_interval
+        self.retry_wait = retry_wait
         self.prune_interval = prune_interval
         self._runway = runway
         self._cond = threading.Condition(threading.Lock())
@@ -111,6 +115,7 @@ class GroupCommit:
         self._dropped = 0  # backlog lines given up on since the store last worked
         self._dirty_rooms: set[str] | None = None  # rooms to cap at the next prune; None: all
         self._failure_log = Throttle(log_interval)
+        self._retention_log = Throttle(log_interval)
         # Reserve before the first id is handed out: HistoryError here means the store
         # cannot be written at all, which the caller reports at start.
         store.write((), (), reserve_to=self._next_id + runway)
@@ -244,9 +249,12 @@ class GroupCommit:
             if batch is None:
                 return
             if batch:
+                healthy = self._healthy
                 self._process(batch)
+                if healthy and not self._healthy:  # it just failed: retry an interval later
+                    next_retry = time.monotonic() + self.retry_interval
             if not self._healthy and time.monotonic() >= next_retry:
-                self._retry_backlog()
+                self._retry_backlog(self.retry_wait)
                 next_retry = time.monotonic() + self.retry_interval
             elif prune is not None and self._healthy:
                 prune = self._step(prune)
@@ -262,7 +270,7 @@ class GroupCommit:
             return [self._pending.popleft() for _ in range(count)]
 
     def _process(self, batch: list[PendingLine]) -> None:
-        kept = self._healthy and self._write(batch)
+        kept = self._healthy and self._write(batch, fresh=len(batch))
         if not kept:
             self._keep_for_later(batch)
         self._deliver(batch, kept)
@@ -272,14 +280,17 @@ class GroupCommit:
             self._done = batch[-1].seq
             self._cond.notify_all()
 
-    def _write(self, lines: Sequence[PendingLine]) -> bool:
-        """One transaction; False (logged, the store marked failing) if it failed."""
+    def _write(
+        self, lines: Sequence[PendingLine], fresh: int = 0, wait: float | None = None
+    ) -> bool:
+        """One transaction; False (logged, the store marked failing) if it failed. ``fresh``:
+        how many of the lines are new (not yet in the backlog); ``wait``: the busy timeout."""
         stored = [line.stored for line in lines if line.stored is not None]
         keys = [line.key for line in lines if line.key is not None]
         try:
-            self.store.write(stored, keys, self._reservation())
+            self.store.write(stored, keys, self._reservation(), busy_timeout=wait)
         except HistoryError as exc:
-            self._failed(exc)
+            self._failed(exc, fresh)
             return False
         if self._dirty_rooms is not None:
             self._dirty_rooms.update(m.room for m in stored if m.private_to is None)
@@ -308,12 +319,12 @@ class GroupCommit:
             if line.key is not None and self._by_key.get(line.key.key) is line:
                 del self._by_key[line.key.key]
 
-    def _retry_backlog(self) -> None:
+    def _retry_backlog(self, wait: float | None) -> None:
         """While failing: write the backlog in bounded batches, oldest first."""
         while True:
             with self._cond:
                 chunk = [self._backlog[i] for i in range(min(self.batch_size, len(self._backlog)))]
-            if not self._write(chunk):
+            if not self._write(chunk, wait=wait):
                 return
             with self._cond:
                 for _ in chunk:
@@ -332,13 +343,13 @@ class GroupCommit:
         self._healthy = True
         self._failure_log.reset()
 
-    def _failed(self, exc: HistoryError) -> None:
+    def _failed(self, exc: HistoryError, fresh: int = 0) -> None:
         was_healthy, self._healthy = self._healthy, False
         quiet = self._failure_log.due()
         if quiet is None:
             return
-        with self._cond:
-            waiting = len(self._backlog)
+        with self._cond:  # the fresh lines are about to join the backlog
+            waiting = min(len(self._backlog) + fresh, self.backlog_limit)
         more = f" ({quiet} more failures since the last report)" if quiet else ""
         log.error(
             "%s; %s%d lines wait unsaved, retrying every %g s%s",
@@ -359,8 +370,10 @@ class GroupCommit:
             yield from self.store.prune_steps(rooms)
         except HistoryError as exc:
             self._dirty_rooms = None  # not sure which rooms are done: all of them next time
-            if (quiet := self._failure_log.due()) is not None:
-                log.error("history retention failed: %s (%d quiet)", exc, quiet)
+            # A warning: nothing is lost, old lines just stay until a later pass; and on a
+            # throttle of its own, so that it never silences the error that lines go unsaved.
+            if (quiet := self._retention_log.due()) is not None:
+                log.warning("history retention failed: %s (%d quiet)", exc, quiet)
 
     def _step(self, prune: Iterator[None]) -> Iterator[None] | None:
         """One retention transaction; None when the pass is over."""
@@ -385,13 +398,19 @@ class GroupCommit:
             self._cond.notify_all()
         self._thread.join(timeout)
         if self._backlog:
-            self._retry_backlog()
+            self._retry_backlog(None)  # one last chance, with the store's own busy timeout
         with self._cond:
             self._stopped = True
             left, next_id = len(self._backlog), self._next_id
             self._cond.notify_all()
-        if left or self._thread.is_alive():
-            log.error("history: %d delivered lines were never stored", left)
+        # Lines let go when the backlog was full were delivered unsaved too: they count.
+        dropped = self._dropped
+        if left or dropped or self._thread.is_alive():
+            log.error(
+                "history: %d delivered lines were never stored%s",
+                left + dropped,
+                f" ({dropped} of them let go when the backlog was full)" if dropped else "",
+            )
             return
         try:
             self.store.release_reservation(next_id)

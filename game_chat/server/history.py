@@ -18,8 +18,9 @@ Connections: the writer connection serves writes (lines, bans, retention), one a
 a write lock. Reads use a second, query-only connection under a read lock; in WAL mode a reader
 never waits for a writer. A memory-only store has a single connection, so its two locks are one.
 
-Durability: WAL with ``synchronous=FULL`` by default (a commit survives a power cut), or
-``NORMAL`` (a commit survives the process being killed; a power cut may lose the last ones).
+Durability: WAL with ``synchronous=NORMAL`` by default (a commit survives the process being
+killed; a power cut may lose the last ones), or ``FULL`` (an fsync per commit: it survives a
+power cut too).
 """
 
 from __future__ import annotations
@@ -246,10 +247,15 @@ def _migrate(db: sqlite3.Connection, on_disk: bool, sync: str) -> None:
 
 
 def _check_integrity(db: sqlite3.Connection) -> None:
-    """Refuse a damaged file at open, in one line, rather than fail on the first page read."""
+    """Refuse a damaged file at open, in one line, rather than fail on the first page read.
+
+    SQLite's report is several lines ("*** in database main ***" and then one per problem):
+    joined into one, so that it stays a single line of a log or of stderr."""
     problems = [row[0] for row in db.execute("PRAGMA quick_check(3)").fetchall()]
     if problems != ["ok"]:
-        raise HistoryError("the file is damaged (" + "; ".join(map(str, problems)) + ")")
+        lines = [line.strip() for problem in problems for line in str(problem).splitlines()]
+        said = [line for line in lines if line and not line.startswith("*** in database")]
+        raise HistoryError("the file is damaged (" + "; ".join(said) + ")")
 
 
 def _open(
@@ -281,9 +287,38 @@ def _row(message: StoredMessage) -> tuple[object, ...]:
     return (m.id, m.room, m.nick, m.text, m.ts, int(m.action), m.private_to)
 
 
+def _is_number(value: object) -> bool:
+    return type(value) in (int, float)
+
+
+def _damaged(what: str) -> HistoryError:
+    return HistoryError(f"history read failed: {what} is damaged (a value of the wrong type)")
+
+
 def _message(row: Sequence[object]) -> StoredMessage:
+    """A stored line, checked: SQLite does not enforce column types, so a damaged record (one
+    flipped bit in its header) reads back with a value of another type, which must not reach
+    a client (a blob cannot even be put in a JSON frame). HistoryError if so."""
     id_, room, nick, text, ts, action, private_to = row
-    return StoredMessage(id_, room, nick, text, ts, bool(action), private_to)  # type: ignore[arg-type]
+    if not (
+        type(id_) is int
+        and isinstance(room, str)
+        and isinstance(nick, str)
+        and isinstance(text, str)
+        and _is_number(ts)
+        and type(action) is int
+        and (private_to is None or isinstance(private_to, str))
+    ):
+        raise _damaged(f"line {id_}")
+    return StoredMessage(
+        id_,
+        room,
+        nick,
+        text,
+        float(ts),  # type: ignore[arg-type]
+        bool(action),
+        private_to,
+    )
 
 
 def _clamp(value: int) -> int:
@@ -325,6 +360,7 @@ class HistoryStore:
         self.key_cap = max(1, key_cap)
         self.key_days = key_days
         self._clock = clock
+        self._busy_timeout = busy_timeout
         self._writer_db, self._reader_db = _open(self.path, busy_timeout, sync)
         self._write_lock = threading.Lock()  # the writer connection
         self._read_lock = self._write_lock if self.path is None else threading.Lock()
@@ -375,9 +411,15 @@ class HistoryStore:
         messages: Sequence[StoredMessage],
         keys: Sequence[SentKey] = (),
         reserve_to: int | None = None,
+        *,
+        busy_timeout: float | None = None,
     ) -> None:
-        """Commit lines, their retry keys and (optionally) a new id reservation, all or none."""
-        with self._writer() as db, _transaction(db):
+        """Commit lines, their retry keys and (optionally) a new id reservation, all or none.
+
+        ``busy_timeout``: how long to wait for a lock another connection holds, instead of
+        the store's own (a retry of a failing store should not wait long: lines wait
+        meanwhile)."""
+        with self._writer(busy_timeout) as db, _transaction(db):
             if messages:
                 db.executemany(_INSERT, map(_row, messages))
                 db.execute(_RAISE_META, ("last_message_id", max(m.id for m in messages)))
@@ -400,7 +442,9 @@ class HistoryStore:
         if not rows:
             return None
         id_, ts, digest = rows[0]
-        return SentKey(key, int(id_), float(ts), bytes(digest))  # type: ignore[arg-type]
+        if type(id_) is not int or not _is_number(ts) or not isinstance(digest, bytes):
+            raise _damaged("a retry key")
+        return SentKey(key, id_, float(ts), digest)  # type: ignore[arg-type]
 
     # --- queries ----------------------------------------------------------------------------
 
@@ -464,7 +508,19 @@ class HistoryStore:
     def active_bans(self, now: float | None = None) -> list[Ban]:
         """Bans not expired at ``now`` (default: the clock), oldest first."""
         now = self._clock() if now is None else now
-        return [Ban(*row) for row in self._read(_ACTIVE_BANS, (now,))]  # type: ignore[arg-type]
+        bans = []
+        for target, kind, reason, by, created, expires in self._read(_ACTIVE_BANS, (now,)):
+            if not (
+                isinstance(target, str)
+                and kind in BAN_KINDS
+                and isinstance(reason, str)
+                and isinstance(by, str)
+                and _is_number(created)
+                and (expires is None or _is_number(expires))
+            ):
+                raise _damaged("a ban")
+            bans.append(Ban(target, kind, reason, by, created, expires))  # type: ignore[arg-type]
+        return bans
 
     # --- retention --------------------------------------------------------------------------
 
@@ -497,11 +553,19 @@ class HistoryStore:
     # --- plumbing ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _writer(self) -> Iterator[sqlite3.Connection]:
+    def _writer(self, busy_timeout: float | None = None) -> Iterator[sqlite3.Connection]:
         with self._write_lock:
             self._require_open()
+            db = self._writer_db
             try:
-                yield self._writer_db
+                if busy_timeout is None:
+                    yield db
+                    return
+                db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+                try:
+                    yield db
+                finally:
+                    db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             except sqlite3.Error as exc:
                 raise HistoryError(f"history write failed: {exc}") from exc
 

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import itertools
 import logging
+import os
 import secrets
 import selectors
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
+
+try:
+    import resource
+except ImportError:  # Windows: no RLIMIT_NOFILE to check
+    resource = None  # type: ignore[assignment]
 
 from ..discovery import Announcement, Announcer
 from ..discovery.interfaces import DEFAULT_GROUP, ipv4_interfaces
@@ -24,10 +31,18 @@ from .history import HistoryStore
 from .moderation import BanList
 from .sender import SendLoop
 from .state import Access, ChatState
+from .throttle import Throttle
 
 log = logging.getLogger("game_chat.server")
 
 DEFAULT_PORT = 5050
+
+#: Descriptors kept free beyond those counted in :func:`server_descriptors`: SQLite temporary
+#: files, the netlink socket of an interface listing, a log handler reopening its file...
+SPARE_DESCRIPTORS = 64
+
+#: accept() errors that mean "no descriptor left" (for this process, or for the whole system).
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
 
 
 @dataclass(frozen=True)
@@ -79,11 +94,60 @@ class ServerConfig:
     announce_interval: float = 1.5
 
 
+def server_descriptors(config: ServerConfig) -> int:
+    """File descriptors the server holds open besides its clients' sockets, counted from what
+    the code opens (readers wait with poll(), which holds none)."""
+    count = 3  # stdin, stdout, stderr
+    count += 1  # the listening socket
+    count += 2 + 1  # the accept thread's wake-up socket pair and its selector (epoll, kqueue)
+    count += 1  # the reserve that lets accept() answer "server full" when out of descriptors
+    count += 3 * max(1, config.sender_threads)  # each sender: wake-up socket pair and selector
+    if config.history_db is not None:
+        count += 6  # SQLite's writer and reader: the database, its -wal and -shm (at most)
+    if config.announce:
+        count += 4  # the announcer: its UDP socket, wake-up socket pair and selector
+    return count
+
+
+@dataclass(frozen=True)
+class ClientBudget:
+    """What :func:`fit_max_clients` decided."""
+
+    max_clients: int  # clients served at once
+    soft_limit: int  # the soft RLIMIT_NOFILE wanted: the current one when it is high enough
+
+
+def fit_max_clients(wanted: int, own: int, soft: int, hard: int | None) -> ClientBudget:
+    """How many clients fit in the open-files limit (RLIMIT_NOFILE ``soft``/``hard``; ``hard``
+    None is unlimited). Each client costs one descriptor; the server keeps ``own``
+    (:func:`server_descriptors`) and :data:`SPARE_DESCRIPTORS` more for itself.
+
+    A soft limit too low is raised as far as needed and the hard limit allows; only what still
+    does not fit lowers ``wanted``. Under a limit too small even for the spare, half of what is
+    left after the server's own descriptors is served (at least one client).
+
+    >>> fit_max_clients(1000, 24, 256, 256)
+    ClientBudget(max_clients=168, soft_limit=256)
+    >>> fit_max_clients(1000, 24, 256, None)
+    ClientBudget(max_clients=1000, soft_limit=1088)
+    """
+    need = wanted + own + SPARE_DESCRIPTORS
+    if soft >= need:
+        return ClientBudget(wanted, soft)
+    limit = need if hard is None else max(soft, min(need, hard))
+    room = limit - own - SPARE_DESCRIPTORS
+    if room < 1:
+        room = max(1, (limit - own) // 2)
+    return ClientBudget(min(wanted, room), limit)
+
+
 class ChatServer:
     """A threaded chat server: one reader thread per client, one sender thread for all.
 
     Use ``start()`` (binds and returns; raises OSError if the port is busy) and ``shutdown()``,
     or ``with ChatServer(config) as server: ...``. ``address`` is the bound (host, port).
+    ``max_clients`` is the number of clients served at once: ``config.max_clients``, lowered by
+    ``start()`` when the open-files limit cannot hold that many (see :func:`fit_max_clients`).
     """
 
     def __init__(self, config: ServerConfig | None = None) -> None:
@@ -111,6 +175,7 @@ class ChatServer:
         self._connections: set[Connection] = set()
         self._conn_lock = threading.Lock()
         self._listener: socket.socket | None = None
+        self._selector: selectors.BaseSelector | None = None  # the accept thread's
         self._wake_r, self._wake_w = socket.socketpair()
         self._accept_thread = threading.Thread(
             target=self._accept_loop, name="chat-accept", daemon=True
@@ -124,21 +189,96 @@ class ChatServer:
         self._waiting: dict[socket.socket, tuple[object, float]] = {}
         self._tcp_port = 0
         self._server_id = secrets.token_hex(8)  # one per run: a listener lists a server once
+        self.max_clients = config.max_clients  # start() lowers it to what the OS allows
+        # A descriptor held back for the day accept() fails for want of one: closing it lets
+        # the connection be taken and told "server full" (accept thread only once started).
+        self._reserve: int | None = None
+        # Out of descriptors, accept() fails for every connection, and a crowd over the limit
+        # is refused one by one: a log line a second for each, not one per connection.
+        self._accept_errors = Throttle(1.0)
+        self._full_refusals = Throttle(1.0)
 
     # --- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
+        self._fit_open_files_limit()
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
         self._listener = socket.create_server(
             (self.config.host, self.config.port), family=family, backlog=self.config.backlog
         )
-        self._listener.setblocking(False)
+        # Every descriptor the server keeps is open when start() returns (or it raised): the
+        # accept thread's selector too, so that a shortage now is an error now, not a dead
+        # accept thread later.
+        try:
+            self._listener.setblocking(False)
+            self._selector = selectors.DefaultSelector()
+        except BaseException:
+            self._listener.close()
+            raise
+        self._selector.register(self._listener, selectors.EVENT_READ)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._take_reserve()
         for sender in self.senders:
             sender.start()
         self._accept_thread.start()
         host, port = self.address
         log.info("listening on %s", format_address((host, port)))
         self._start_announcer(port)
+
+    def _fit_open_files_limit(self) -> None:
+        """Check ``max_clients`` against RLIMIT_NOFILE: raise a soft limit that is too low up
+        to the hard limit, and when even that cannot hold them all, lower ``self.max_clients``
+        with one warning. Nothing to do where the resource module does not exist."""
+        if resource is None:
+            return
+        wanted = self.config.max_clients
+        try:
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        except (OSError, ValueError):
+            return
+        infinity = resource.RLIM_INFINITY
+        if soft == infinity:
+            return
+        own = server_descriptors(self.config)
+        budget = fit_max_clients(wanted, own, soft, None if hard == infinity else hard)
+        if budget.soft_limit > soft:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (budget.soft_limit, hard))
+            except (OSError, ValueError) as exc:  # e.g. macOS caps it below an unlimited hard
+                log.debug("cannot raise the open-files limit to %d: %s", budget.soft_limit, exc)
+                budget = fit_max_clients(wanted, own, soft, soft)
+            else:
+                log.info(
+                    "open-files limit raised from %d to %d for %d clients",
+                    soft,
+                    budget.soft_limit,
+                    budget.max_clients,
+                )
+        self.max_clients = budget.max_clients
+        if budget.max_clients < wanted:
+            log.warning(
+                "--max-clients %d lowered to %d: the open-files limit is %d (ulimit -n; hard "
+                "limit %s) and the server keeps %d descriptors for itself",
+                wanted,
+                budget.max_clients,
+                budget.soft_limit,
+                "unlimited" if hard == infinity else hard,
+                own + SPARE_DESCRIPTORS,
+            )
+
+    def _take_reserve(self) -> bool:
+        """Hold the reserve descriptor (if not held yet); False if none is left to hold."""
+        if self._reserve is None:
+            try:
+                self._reserve = os.open(os.devnull, os.O_RDONLY)
+            except OSError:
+                return False
+        return True
+
+    def _release_reserve(self) -> None:
+        if self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -248,10 +388,8 @@ class ChatServer:
             self._connections.discard(conn)
 
     def _accept_loop(self) -> None:
-        assert self._listener is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._listener, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
+        assert self._listener is not None and self._selector is not None
+        with self._selector as selector:
             try:
                 while not self._stopping.is_set():
                     for key, _ in selector.select(self._next_expiry()):
@@ -262,28 +400,31 @@ class ChatServer:
                     self._expire_waiting(selector)
             finally:
                 self._listener.close()
+                self._release_reserve()
                 self._close_waiting(Goodbye(self._shutdown_reason))
 
     def _accept_pending(self, selector: selectors.BaseSelector) -> None:
+        """Take every connection waiting in the backlog: a slot in ``_waiting`` for each, or
+        a rich refusal (banned, ``server_full``). Accept thread only."""
         assert self._listener is not None
+        self._take_reserve()  # given back after an earlier shortage, if there is one again
         while True:
             try:
                 sock, address = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # e.g. out of file descriptors: keep serving the others
-                log.error("accept failed: %s", exc)
-                time.sleep(0.05)
+            except OSError as exc:
+                if self._accept_failed(exc):
+                    continue
                 return
             refusal = self._refusal(address)
             if refusal is None:
                 with self._conn_lock:
                     busy = len(self._connections) + len(self._waiting)
-                if busy >= self.config.max_clients:
-                    limit = self.config.max_clients
+                if busy >= self.max_clients:
                     refusal = RemoteProtocolError(
                         ErrorCode.SERVER_FULL,
-                        f"server full ({limit} clients), try again later",
+                        f"server full ({self.max_clients} clients), try again later",
                         fatal=True,
                     )
             if refusal is not None:
@@ -335,8 +476,65 @@ class ChatServer:
         return None
 
     def _refuse(self, sock: socket.socket, address: object, refusal: RemoteProtocolError) -> None:
-        log.warning("%s: refused: %s", format_address(address), refusal.message)
+        """Tell ``sock`` why with a fatal error frame, and close it. "Server full" is logged at
+        most once a second (a crowd over the limit would write a line per connection)."""
+        if refusal.code != ErrorCode.SERVER_FULL:
+            log.warning("%s: refused: %s", format_address(address), refusal.message)
+        elif (quiet := self._full_refusals.due()) is not None:
+            note = _quiet_note(quiet, "refused")
+            log.warning("%s: refused: %s%s", format_address(address), refusal.message, note)
         _send_and_close(sock, ErrorReply.from_exception(refusal))
+
+    def _accept_failed(self, exc: OSError) -> bool:
+        """accept() failed with ``exc``; True if the next connection can be tried at once.
+
+        Out of descriptors (EMFILE, ENFILE), the connection would wait in the backlog with no
+        answer, and the listener would stay readable: the reserve descriptor is given back,
+        the connection taken with it, told ``server_full`` and closed, and the reserve held
+        again. Any other failure (or no reserve to give) is logged at most once a second, and
+        the thread pauses a moment rather than spin on the listener.
+        """
+        assert self._listener is not None
+        if exc.errno in _OUT_OF_DESCRIPTORS and self._reserve is not None:
+            self._release_reserve()
+            try:
+                sock, address = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                self._take_reserve()
+                return False  # nothing was pending after all
+            except OSError:
+                self._take_reserve()  # the descriptor went to another thread meanwhile
+            else:
+                self._refuse_out_of_descriptors(sock, address, exc)
+                self._take_reserve()  # the one sock had, now closed
+                return True
+        if (quiet := self._accept_errors.due()) is not None:
+            log.error("accept failed: %s%s", exc, _quiet_note(quiet))
+        time.sleep(0.05)
+        return False
+
+    def _refuse_out_of_descriptors(
+        self, sock: socket.socket, address: object, exc: OSError
+    ) -> None:
+        if (quiet := self._accept_errors.due()) is not None:
+            log.error(
+                "accept failed: %s: told %s the server is full (raise ulimit -n or lower "
+                "--max-clients)%s",
+                exc,
+                format_address(address),
+                _quiet_note(quiet),
+            )
+        refusal = RemoteProtocolError(
+            ErrorCode.SERVER_FULL,
+            "server full (out of file descriptors), try again later",
+            fatal=True,
+        )
+        _send_and_close(sock, ErrorReply.from_exception(refusal))
+
+
+def _quiet_note(quiet: int, what: str = "failed") -> str:
+    """The tail of a throttled log line: how many were not logged since the last one."""
+    return f" ({quiet} more {what} since the last report)" if quiet else ""
 
 
 def _send_and_close(sock: socket.socket, message: ErrorReply | Goodbye) -> None:

@@ -267,14 +267,21 @@ class ChatState:
 
     def _add(self, member: Member, points: dict[str, int | None] | None = None) -> Member:
         self._members[nick_key(member.nick)] = member
-        # Plain clients get no welcome: a tutorial client expects "Message was Sent!" as the
-        # first reply to its first line.
-        if member.dialect == Dialect.RICH:
-            self._welcome(member)
-        if points is None:
-            self._enter(member, self._rooms[nick_key(LOBBY)], member.dialect == Dialect.PLAIN)
-        for name, point in (points or {}).items():
-            self._enter(member, self._room_named(name), after=point)
+        try:
+            # Plain clients get no welcome: a tutorial client expects "Message was Sent!" as
+            # the first reply to its first line.
+            if member.dialect == Dialect.RICH:
+                self._welcome(member)
+            if points is None:
+                lobby = self._rooms[nick_key(LOBBY)]
+                self._enter(member, lobby, member.dialect == Dialect.PLAIN)
+            else:
+                member.current_room = ""  # in the rooms of the resume only (maybe none)
+            for name, point in (points or {}).items():
+                self._enter(member, self._room_named(name), after=point)
+        except BaseException:  # a bug of ours: no phantom holding the nick
+            self._remove(member, UserLeft(member.nick, "internal server error", self._clock()))
+            raise
         return member
 
     def _welcome(self, member: Member) -> None:
@@ -336,12 +343,17 @@ class ChatState:
             )
         ours = store is not None and store == self.history.store_id
         points: dict[str, int | None] = {}
+        keys: set[str] = set()
         for name, last in resume.items():
             if last is not None and (type(last) is not int or not 0 <= last <= MAX_ID):
                 raise RemoteProtocolError(
                     ErrorCode.BAD_MESSAGE, "resume ids must be integers from 0 to 2**63-1 or null"
                 )
-            points[validate_room(name)] = last if ours else None
+            room = validate_room(name)
+            if nick_key(room) in keys:
+                raise RemoteProtocolError(ErrorCode.BAD_MESSAGE, f"resume names {room} twice")
+            keys.add(nick_key(room))
+            points[room] = last if ours else None
         return points
 
     def _room_named(self, name: str) -> Room:
