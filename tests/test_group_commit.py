@@ -258,3 +258,25 @@ def wait_until(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-unt
         event.wait(step)
         deadline -= step
     return bool(predicate())
+
+
+def test_a_failing_deliver_callback_never_stops_the_pipeline(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = HistoryStore(db_path)
+    calls: list[int] = []
+
+    def deliver(batch: Sequence[PendingLine], kept: bool) -> None:
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the fan-out")
+
+    group = GroupCommit(store, deliver)
+    try:
+        assert group.wait(group.submit(line(group)), timeout=10)  # waiters are released
+        assert group.wait(group.submit(line(group)), timeout=10)  # and the next line goes on
+        assert len(calls) == 2
+        assert "internal error while delivering 1 lines" in caplog.text
+    finally:
+        group.close()
+        store.close()

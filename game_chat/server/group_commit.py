@@ -273,12 +273,16 @@ class GroupCommit:
         kept = self._healthy and self._write(batch, fresh=len(batch))
         if not kept:
             self._keep_for_later(batch)
-        self._deliver(batch, kept)
-        with self._cond:
-            if kept:
-                self._forget_keys(batch)
-            self._done = batch[-1].seq
-            self._cond.notify_all()
+        try:
+            self._deliver(batch, kept)
+        except Exception:  # a bug of ours: logged once here; the pipeline must go on
+            log.exception("internal error while delivering %d lines", len(batch))
+        finally:
+            with self._cond:
+                if kept:
+                    self._forget_keys(batch)
+                self._done = batch[-1].seq
+                self._cond.notify_all()
 
     def _write(
         self, lines: Sequence[PendingLine], fresh: int = 0, wait: float | None = None
@@ -291,6 +295,10 @@ class GroupCommit:
             self.store.write(stored, keys, self._reservation(), busy_timeout=wait)
         except HistoryError as exc:
             self._failed(exc, fresh)
+            return False
+        except Exception as exc:  # a bug of ours: treated as a failing store, not a dead thread
+            log.exception("internal error while storing lines")
+            self._failed(HistoryError(f"history write failed: {exc!r}"), fresh)
             return False
         if self._dirty_rooms is not None:
             self._dirty_rooms.update(m.room for m in stored if m.private_to is None)
