@@ -119,7 +119,14 @@ def test_ids_of_another_store_replay_as_a_fresh_join(server: ChatServer) -> None
 
 @pytest.mark.parametrize(
     "resume",
-    [{"#lobby": "1"}, {"#lobby": -1}, {"#lobby": 2**63}, {"#lobby": True}, {"lobby": 1}],
+    [
+        {"#lobby": "1"},
+        {"#lobby": -1},
+        {"#lobby": 2**63},
+        {"#lobby": True},
+        {"lobby": 1},
+        {"#Team": None, "#team": 2},
+    ],
 )
 def test_a_bad_resume_is_refused_and_the_hello_can_be_retried(
     server: ChatServer, resume: dict[str, Any]
