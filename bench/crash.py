@@ -44,9 +44,7 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import random
-import re
 import secrets
 import select
 import shutil
@@ -64,9 +62,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fanout import read_address  # bench/ is on the path of a script run from it
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
-LISTENING = re.compile(r"listening on (\S+):(\d+)")
 HEADER = 64
 ROOM = "#lobby"
 PAGE = 500  # the server's largest history page
@@ -86,26 +85,6 @@ MUST_BE_ZERO = (
 
 
 # --- the server process ---------------------------------------------------------------------
-
-
-def read_address(proc: subprocess.Popen[bytes], timeout: float) -> tuple[str, int]:
-    """Wait (bounded) for the server's "listening on HOST:PORT" line on its stdout."""
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    deadline = time.monotonic() + timeout
-    seen = b""
-    while b"\n" not in seen:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            break
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            break
-        seen += chunk
-    match = LISTENING.search(seen.decode(errors="replace"))
-    if not match:
-        raise RuntimeError(f"server did not report its address: {seen!r}")
-    return match.group(1), int(match.group(2))
 
 
 class ServerProcess:

@@ -79,6 +79,14 @@ def test_a_lost_connection_drops_held_lines_and_keeps_the_resume_point() -> None
     assert tracker.page(page("#lobby", [8], more=False, after=7)) == ([], [])  # stale answer
 
 
+def test_a_page_for_another_request_does_not_close_the_gap() -> None:
+    tracker = ResumeTracker()
+    tracker.joined(RoomJoined("#lobby", "", (), {"after": 7, "before": 30}))
+    assert tracker.page(page("#lobby", [3, 4], more=False, after=2)) == ([], [])
+    lines, _ = tracker.page(page("#lobby", list(range(8, 30)), more=False, after=7))  # type: ignore[misc]
+    assert [m.id for m in lines] == list(range(8, 30))
+
+
 def test_another_store_forgets_ids_but_not_rooms() -> None:
     tracker = ResumeTracker()
     tracker.joined(RoomJoined("#team", "", ()))

@@ -224,3 +224,10 @@ def test_no_joins_once_shutting_down() -> None:
     session, box = new_session(state)
     assert not session.handle_frame(hello("late"))
     assert box.messages()[-1]["code"] == ErrorCode.SHUTTING_DOWN
+
+
+def test_every_client_message_type_has_a_handler() -> None:
+    from game_chat.protocol.messages import CLIENT_TYPES
+    from game_chat.server.session import _HANDLERS
+
+    assert set(CLIENT_TYPES.values()) == set(_HANDLERS)

@@ -211,3 +211,29 @@ def test_resent_line_is_acked_again_but_delivered_once() -> None:
     assert [m["text"] for m in bob_box.messages() if m["type"] == "chat"][-1] == "different text"
     state.say(alice, "hello", client_id="x-1")  # not a retry: ids may be reused, delivered
     assert [m["text"] for m in bob_box.messages() if m["type"] == "chat"][-1] == "hello"
+
+
+def test_a_taken_over_member_is_gone_for_the_old_connection() -> None:
+    state = ChatState(clock=lambda: 100.0)  # lines are delivered when the pipeline gets to them
+    _states.append(state)
+    old_box, heir_box = RecordingMailbox(), RecordingMailbox()
+    alice = state.join("alice", Dialect.RICH, old_box)
+    _, bob_box = join(state, "bob")
+    token = old_box.messages()[0]["session"]
+    pending = state.say(alice, "said just before the drop", client_id="c1")
+    heir = state.join("whoever", Dialect.RICH, heir_box, session=token)
+    assert heir is not alice and heir.nick == "alice" and alice.current is heir
+    with pytest.raises(MemberGone):  # the old reader, a moment late
+        state.say(alice, "said twice?", client_id="c2")
+    with pytest.raises(MemberGone):
+        state.history_page(alice, "#lobby", None, 10)
+    assert state.wait(pending.ticket, timeout=10)
+    assert [m["text"] for m in bob_box.messages() if m["type"] == "chat"] == [
+        "said just before the drop"
+    ]
+    acks = [m for m in heir_box.messages() if m["type"] == "ack"]
+    assert acks == [{"type": "ack", "id": "c1", "msg_id": pending.id, "ts": 100.0}]
+    assert not [m for m in heir_box.messages() if m["type"] == "chat"]  # not its own line
+    assert old_box.messages()[-1]["code"] == "replaced"
+    state.leave(alice, "connection lost")  # the old connection ends: the heir stays
+    assert state.nicks() == ["alice", "bob"]

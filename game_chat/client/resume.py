@@ -117,8 +117,8 @@ class ResumeTracker:
             return None
         key = nick_key(message.room)
         gap = self._gaps.get(key)
-        if gap is None:
-            return [], []  # answer to a gap of a connection that is gone
+        if gap is None or message.after != gap.after:
+            return [], []  # an answer to a request of a connection that is gone
         lines = [
             replace(m, history=True)
             for m in page_messages(message)

@@ -125,6 +125,10 @@ class Connection:
 
     def closed_by_sender(self) -> None:
         self._server.forget(self)
+        # Nothing will use them again: break the cycles through this connection (see
+        # Outbox.detach) so that refcounting frees it now.
+        self.outbox.detach()
+        self.session.detach()
 
     # --- reader thread -------------------------------------------------------------------
 

@@ -58,7 +58,7 @@ class Room:
 @dataclass(eq=False)
 class Member:
     """A registered user. Identity is the object itself: a connection that takes the member
-    over (hello ``session``) gets this same object with its own mailbox."""
+    over (hello ``session``) gets a new object, the old one's ``successor``."""
 
     nick: str
     dialect: str
@@ -74,6 +74,16 @@ class Member:
     session_key: bytes = b""
     #: Ends this member's connection (set by the session); called outside the state lock.
     disconnect: Callable[[str], None] = lambda reason: None
+    #: The member that took this one over (hello ``session``), if one did.
+    successor: Member | None = None
+
+    @property
+    def current(self) -> Member:
+        """This member, or whoever took it over last: where its answers go now."""
+        member = self
+        while member.successor is not None:
+            member = member.successor
+        return member
 
     def send(self, message: ServerMessage) -> None:
         self.mailbox.put(encode_for(message, self.dialect, self.current_room))

@@ -16,6 +16,11 @@ from collections.abc import Callable
 
 Buffer = bytes | memoryview
 
+
+def _nothing() -> None:
+    pass
+
+
 #: Results of :meth:`Outbox.send_to`.
 DRAINED, MORE, BLOCKED = 0, 1, 2
 
@@ -73,6 +78,14 @@ class Outbox:
         """Accept no more frames; what is queued still goes out."""
         with self._lock:
             self.closed = True
+
+    def detach(self) -> None:
+        """The connection is closed: forget the callbacks, which point back at it, so that
+        it is freed at once rather than by the cycle collector (a server with many short
+        connections otherwise holds their garbage, and fragments its heap, in between)."""
+        with self._lock:
+            self.closed = True
+            self._on_ready = self._on_overflow = _nothing
 
     def send_to(self, sock: socket.socket) -> int:
         """Sender only: one non-blocking ``send`` of everything queued.

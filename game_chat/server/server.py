@@ -27,6 +27,7 @@ from ..protocol.framing import encode_frame
 from ..protocol.limits import Limits
 from ..protocol.messages import PROTOCOL_VERSION, ErrorReply, Goodbye, encode_message
 from .connection import Connection, format_address
+from .heap import HeapTrimmer
 from .history import HistoryStore
 from .moderation import BanList
 from .sender import SendLoop
@@ -197,6 +198,7 @@ class ChatServer:
         # is refused one by one: a log line a second for each, not one per connection.
         self._accept_errors = Throttle(1.0)
         self._full_refusals = Throttle(1.0)
+        self._heap = HeapTrimmer()
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -392,12 +394,13 @@ class ChatServer:
         with self._selector as selector:
             try:
                 while not self._stopping.is_set():
-                    for key, _ in selector.select(self._next_expiry()):
+                    for key, _ in selector.select(self._next_wakeup()):
                         if key.fileobj is self._listener:
                             self._accept_pending(selector)
                         elif key.fileobj is not self._wake_r:
                             self._first_bytes(selector, key.fileobj)  # type: ignore[arg-type]
                     self._expire_waiting(selector)
+                    self._heap.tick()  # the accept thread is the server's housekeeper
             finally:
                 self._listener.close()
                 self._release_reserve()
@@ -444,11 +447,13 @@ class ChatServer:
             self._connections.add(conn)
         conn.start()
 
-    def _next_expiry(self) -> float | None:
-        if not self._waiting:
-            return None
-        soonest = min(deadline for _, deadline in self._waiting.values())
-        return max(0.0, soonest - time.monotonic())
+    def _next_wakeup(self) -> float | None:
+        """Seconds until a waiting socket expires or the heap is due a trim (None: never)."""
+        times = [] if (trim := self._heap.due_in()) is None else [trim]
+        if self._waiting:
+            soonest = min(deadline for _, deadline in self._waiting.values())
+            times.append(max(0.0, soonest - time.monotonic()))
+        return min(times, default=None)
 
     def _expire_waiting(self, selector: selectors.BaseSelector) -> None:
         now = time.monotonic()

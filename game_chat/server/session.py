@@ -58,6 +58,11 @@ from .state import Accepted, ChatState, Dialect, Mailbox, Member, MemberGone, en
 
 log = logging.getLogger("game_chat.server")
 
+
+def _ignore(reason: str) -> None:
+    pass
+
+
 #: Reason shown to the others when a session ends without saying why.
 QUIT_REASON = "quit"
 LOST_REASON = "connection lost"
@@ -83,33 +88,6 @@ class Session:
         self._client_id: ClientId = None  # id of the chat message being handled
         self._ticket = 0  # our last line on its way to the store (0: none)
         self._pings = 0
-        self._handlers: dict[type, Callable[[Any], bool | None]] = {
-            SendChat: self._chat,
-            SendPrivate: self._private,
-            Ping: lambda m: self._reply(Pong(m.token)),
-            Pong: lambda m: None,  # it only shows the client is alive
-            Goodbye: self._goodbye,
-            ChangeNick: lambda m: self.state.rename(self._me, m.nick),
-            ListUsers: lambda m: self.state.send_user_list(self._me),
-            JoinRoom: lambda m: self.state.join_room(self._me, m.room),
-            PartRoom: lambda m: self.state.part_room(self._me, m.room, m.reason),
-            ListRooms: lambda m: self.state.list_rooms(self._me),
-            SetTopic: lambda m: self.state.set_topic(self._me, m.room, m.topic),
-            Who: lambda m: self.state.who(self._me, m.room),
-            SetAway: lambda m: self.state.set_away(self._me, m.reason),
-            FetchHistory: lambda m: self.state.history_page(
-                self._me, m.room, m.before, m.limit, m.after
-            ),
-            Help: lambda m: self.state.help(self._me),
-            Oper: lambda m: self.state.oper(self._me, m.password),
-            Kick: lambda m: self.state.kick(self._me, m.nick, m.reason),
-            Ban: lambda m: self.state.ban(self._me, m.target, m.minutes, m.reason),
-            Unban: lambda m: self.state.unban(self._me, m.target),
-            Mute: lambda m: self.state.mute(self._me, m.nick, m.minutes),
-            Unmute: lambda m: self.state.unmute(self._me, m.nick),
-            Hello: self._second_hello,
-            SetMemberData: lambda m: self.state.set_member_data(self._me, m.room, m.data),
-        }
 
     @property
     def registered(self) -> bool:
@@ -161,6 +139,10 @@ class Session:
             self.leave_reason = exc.message
         self._reply(ErrorReply.from_exception(exc, client_id))
 
+    def detach(self) -> None:
+        """The connection is closed: drop the callback into it (a reference cycle)."""
+        self._disconnect = _ignore
+
     def ping(self) -> None:
         """Ask a silent peer for a sign of life (any frame will do, a pong best)."""
         self._pings += 1
@@ -178,7 +160,7 @@ class Session:
         member = self.member
         if member is not None:
             reason = reason or self.leave_reason
-            self.state.leave(member, reason, self.mailbox)
+            self.state.leave(member, reason)
             log.info("%s: %s left (%s)", self.address, member.nick, reason)
             self.member = None
 
@@ -236,7 +218,7 @@ class Session:
         # for our lines to be answered first.
         if not isinstance(message, SendChat | SendPrivate):
             self.settle()
-        return self._handlers[type(message)](message) is not False
+        return _HANDLERS[type(message)](self, message) is not False
 
     def _chat(self, message: SendChat) -> None:
         self._client_id = message.id
@@ -303,3 +285,32 @@ class Session:
 
     def _reply_text(self, line: str) -> None:
         self.mailbox.put(encode_frame(line.encode("utf-8")))
+
+
+#: What each rich message (and plain /command) does: one table, checked by a test to cover
+#: every client message type. Class-level, so a session holds no cycle of closures to itself.
+_HANDLERS: dict[type, Callable[[Session, Any], bool | None]] = {
+    SendChat: Session._chat,
+    SendPrivate: Session._private,
+    Ping: lambda s, m: s._reply(Pong(m.token)),
+    Pong: lambda s, m: None,  # it only shows the client is alive
+    Goodbye: Session._goodbye,
+    ChangeNick: lambda s, m: s.state.rename(s._me, m.nick),
+    ListUsers: lambda s, m: s.state.send_user_list(s._me),
+    JoinRoom: lambda s, m: s.state.join_room(s._me, m.room),
+    PartRoom: lambda s, m: s.state.part_room(s._me, m.room, m.reason),
+    ListRooms: lambda s, m: s.state.list_rooms(s._me),
+    SetTopic: lambda s, m: s.state.set_topic(s._me, m.room, m.topic),
+    Who: lambda s, m: s.state.who(s._me, m.room),
+    SetAway: lambda s, m: s.state.set_away(s._me, m.reason),
+    FetchHistory: lambda s, m: s.state.history_page(s._me, m.room, m.before, m.limit, m.after),
+    Help: lambda s, m: s.state.help(s._me),
+    Oper: lambda s, m: s.state.oper(s._me, m.password),
+    Kick: lambda s, m: s.state.kick(s._me, m.nick, m.reason),
+    Ban: lambda s, m: s.state.ban(s._me, m.target, m.minutes, m.reason),
+    Unban: lambda s, m: s.state.unban(s._me, m.target),
+    Mute: lambda s, m: s.state.mute(s._me, m.nick, m.minutes),
+    Unmute: lambda s, m: s.state.unmute(s._me, m.nick),
+    Hello: Session._second_hello,
+    SetMemberData: lambda s, m: s.state.set_member_data(s._me, m.room, m.data),
+}

@@ -310,25 +310,45 @@ class ChatState:
         address: str,
         points: dict[str, int | None] | None,
     ) -> Member:
-        """Lock held: a newer connection becomes ``member`` (nick, rooms, away, operator and
-        member data stay); the old one is told, and ends when ``disconnect`` is called."""
+        """Lock held: a newer connection takes ``member`` over. Its heir, a new Member with
+        the same nick, rooms (and place in them), away, operator and member data, is returned;
+        the old object is no longer a member, so whatever the old connection's reader still
+        does with it fails as MemberGone. Lines of the old one still on their way reach the
+        heir (``successor``). The old connection is told, and ends when ``disconnect`` is
+        called."""
         replaced = ErrorReply(
             ErrorCode.REPLACED, "this session was taken over by a newer connection", fatal=True
         )
         member.send(replaced)
-        member.mailbox, member.dialect, member.address = mailbox, dialect, address
-        member.disconnect = lambda reason: None  # the new session sets its own
-        self._welcome(member)
+        heir = Member(
+            member.nick,
+            dialect,
+            mailbox,
+            address,
+            rooms=member.rooms,
+            current_room=member.current_room,
+            away=member.away,
+            oper=member.oper,
+            muted_until=member.muted_until,
+            data=member.data,
+        )
+        key = nick_key(member.nick)
+        self._members[key] = heir
+        for room in heir.rooms.values():
+            room.members[key] = heir  # same key: the same place in the join order
+        self._sessions.pop(member.session_key, None)
+        member.successor, member.rooms, member.data = heir, {}, {}
+        self._welcome(heir)
         points = points or {}
-        for key, room in member.rooms.items():
+        for room_key, room in heir.rooms.items():
             # Rooms the client named resume after its last id; others replay as on a join.
-            point = next((p for n, p in points.items() if nick_key(n) == key), None)
-            self._show_room(member, room, point, resumed=True)
+            point = next((p for n, p in points.items() if nick_key(n) == room_key), None)
+            self._show_room(heir, room, point, resumed=True)
         for name, point in points.items():
-            if nick_key(name) not in member.rooms:
-                self._enter(member, self._room_named(name), after=point)
-        log.info("%s: %s took over its session", address, member.nick)
-        return member
+            if nick_key(name) not in heir.rooms:
+                self._enter(heir, self._room_named(name), after=point)
+        log.info("%s: %s took over its session", address, heir.nick)
+        return heir
 
     def _resume_points(
         self, resume: dict[str, Any] | None, store: str | None
@@ -364,14 +384,11 @@ class ChatState:
             room = self._rooms[key] = Room(name)
         return room
 
-    def leave(self, member: Member, reason: str = "", mailbox: Mailbox | None = None) -> None:
-        """Remove a member from the server; those who shared a room with it are told.
-
-        With ``mailbox``, only if the member is still served by it (not taken over since)."""
+    def leave(self, member: Member, reason: str = "") -> None:
+        """Remove a member from the server; those who shared a room with it are told. Nothing
+        happens if it is not a member any more (kicked, banned, taken over)."""
         with self._lock:
             if self._members.get(nick_key(member.nick)) is not member:
-                return
-            if mailbox is not None and member.mailbox is not mailbox:
                 return
             self._remove(member, UserLeft(member.nick, reason, self._clock()))
 
@@ -716,8 +733,8 @@ class ChatState:
         with self._lock:
             for line in batch:
                 delivery: _Delivery = line.delivery
-                message, sender = delivery.message, delivery.sender
-                recipient = delivery.recipient
+                message, sender = delivery.message, delivery.sender.current
+                recipient = delivery.recipient.current if delivery.recipient else None
                 if recipient is None:
                     room = self._rooms.get(nick_key(message.room))  # type: ignore[union-attr]
                     if room is not None:
@@ -726,7 +743,7 @@ class ChatState:
                     recipient.send(message)
                 sender.send(Ack(delivery.client_id, line.id, message.ts, unsaved=not kept))
                 for other, client_id in line.extra_acks:
-                    other.send(Ack(client_id, line.id, message.ts, unsaved=not kept))
+                    other.current.send(Ack(client_id, line.id, message.ts, unsaved=not kept))
                 if recipient is not None and recipient.away:
                     sender.send(Notice(f"{recipient.nick} is away: {recipient.away}"))
                 line.kept, line.delivered = kept, True
