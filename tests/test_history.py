@@ -450,3 +450,20 @@ def test_a_killed_process_keeps_every_write_that_returned(db_path: Path) -> None
     with HistoryStore(db_path) as store:
         assert ids(store.recent("lobby")) == list(range(1, 11))
         assert store.reserved_id == 1000
+
+
+def test_commits_never_checkpoint_and_checkpoint_moves_the_wal_into_the_file(
+    db_path: Path,
+) -> None:
+    with HistoryStore(db_path) as store:
+        base = db_path.stat().st_size
+        for start in range(1, 6001, 100):  # more than the 1000 pages of an autocheckpoint
+            store.write([msg(i, text="x" * 500) for i in range(start, start + 100)])
+        wal = Path(f"{db_path}-wal")
+        assert wal.stat().st_size > 1000 * 4096  # all still in the WAL: no commit copied it
+        assert db_path.stat().st_size == base
+        store.checkpoint()
+        assert db_path.stat().st_size > 3_000_000  # now in the database file itself
+        assert len(store.recent("lobby", limit=10_000)) == 6000
+    with HistoryStore(None) as memory:
+        memory.checkpoint()  # nothing to do, no error

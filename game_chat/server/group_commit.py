@@ -87,6 +87,7 @@ class GroupCommit:
         retry_interval: float = 1.0,
         retry_wait: float = 0.1,
         prune_interval: float = 60.0,
+        checkpoint_interval: float = 1.0,
         log_interval: float = 60.0,
         runway: int = RUNWAY,
     ) -> None:
@@ -121,6 +122,16 @@ class GroupCommit:
         store.write((), (), reserve_to=self._next_id + runway)
         self._thread = threading.Thread(target=self._run, name="history-commit", daemon=True)
         self._thread.start()
+        # WAL checkpoints (copying pages into the database file, an fsync) run on a thread of
+        # their own, so that no commit, and no line behind it, ever waits for one.
+        self.checkpoint_interval = checkpoint_interval
+        self._checkpoint_log = Throttle(log_interval)
+        self._no_more_checkpoints = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="history-checkpoint", daemon=True
+        )
+        if not store.memory_only:
+            self._checkpointer.start()
 
     # --- called under the chat state's lock ---------------------------------------------------
 
@@ -394,6 +405,16 @@ class GroupCommit:
             return None
         return prune
 
+    def _checkpoint_loop(self) -> None:
+        while not self._no_more_checkpoints.wait(self.checkpoint_interval):
+            if not self._healthy:
+                continue  # the retries of the backlog find out when the store works again
+            try:
+                self.store.checkpoint()
+            except HistoryError as exc:
+                if (quiet := self._checkpoint_log.due()) is not None:
+                    log.warning("%s (%d quiet)", exc, quiet)
+
     # --- closing ----------------------------------------------------------------------------
 
     def close(self, timeout: float | None = None) -> None:
@@ -404,6 +425,9 @@ class GroupCommit:
                 return
             self._stopping = True
             self._cond.notify_all()
+        self._no_more_checkpoints.set()
+        if self._checkpointer.is_alive():
+            self._checkpointer.join(timeout)
         self._thread.join(timeout)
         if self._backlog:
             self._retry_backlog(None)  # one last chance, with the store's own busy timeout

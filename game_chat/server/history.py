@@ -59,6 +59,9 @@ BAN_KINDS = ("nick", "address")
 SYNC_MODES = ("full", "normal")
 _DAY = 86_400.0
 MAX_ID = 2**63 - 1  # SQLite's largest integer: "no upper bound" for ids
+#: A WAL this long (in pages) is checkpointed even if writers must wait for it: passive
+#: checkpoints that never catch up with a flood would let it grow without end.
+_WAL_RESTART_PAGES = 16_384
 _PRUNE_CHUNK = 500  # rows deleted per retention transaction
 
 #: MIGRATIONS[v] takes a database from user_version v to v + 1.
@@ -272,6 +275,9 @@ def _open(
         writer = _connect(str(path), busy_timeout)
         _check_integrity(writer)
         _migrate(writer, on_disk=True, sync=sync)
+        # No checkpoint in the commit that fills the WAL: it would copy pages and fsync the
+        # file while lines wait to be delivered. checkpoint() runs them on another thread.
+        writer.execute("PRAGMA wal_autocheckpoint = 0")
         reader = _connect(str(path), busy_timeout)
         reader.execute("PRAGMA query_only = ON")
     except (OSError, sqlite3.Error, HistoryError) as exc:
@@ -363,6 +369,9 @@ class HistoryStore:
         self._busy_timeout = busy_timeout
         self._writer_db, self._reader_db = _open(self.path, busy_timeout, sync)
         self._write_lock = threading.Lock()  # the writer connection
+        self._checkpoint_lock = threading.Lock()  # the checkpoint connection (made when used)
+        self._checkpoint_db: sqlite3.Connection | None = None
+        self._busy_timeout_s = busy_timeout
         self._read_lock = self._write_lock if self.path is None else threading.Lock()
         self._closed = False
         try:
@@ -550,6 +559,26 @@ class HistoryStore:
             yield
         yield
 
+    # --- checkpoints --------------------------------------------------------------------------
+
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the database file (and sync it), on a connection of
+        its own, without stopping writes; a memory-only store has nothing to do. Called
+        periodically from a thread of its own (GroupCommit). Raises HistoryError."""
+        if self.path is None:
+            return
+        with self._checkpoint_lock:
+            self._require_open()
+            try:
+                if self._checkpoint_db is None:
+                    self._checkpoint_db = _connect(str(self.path), self._busy_timeout_s)
+                db = self._checkpoint_db
+                _, pages, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if pages > _WAL_RESTART_PAGES:
+                    db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            except sqlite3.Error as exc:
+                raise HistoryError(f"history checkpoint failed: {exc}") from exc
+
     # --- plumbing ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -587,15 +616,17 @@ class HistoryStore:
 
     def close(self) -> None:
         """Close the database. Idempotent."""
-        with self._all_locks():
+        with self._checkpoint_lock, self._all_locks():
             if self._closed:
                 return
             self._closed = True
             self._close_connections()
 
     def _close_connections(self) -> None:
+        if self._checkpoint_db is not None:
+            self._checkpoint_db.close()
         self._reader_db.close()
-        self._writer_db.close()
+        self._writer_db.close()  # the last one: SQLite checkpoints and removes the WAL
 
     @contextlib.contextmanager
     def _all_locks(self) -> Iterator[None]:
