@@ -29,6 +29,7 @@ how many unsaved lines can be accepted before :class:`IdsExhausted`.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
@@ -99,8 +100,15 @@ class GroupCommit:
         self.retry_wait = retry_wait
         self.prune_interval = prune_interval
         self._runway = runway
-        self._cond = threading.Condition(threading.Lock())
-        # Everything below is guarded by _cond.
+        lock = threading.Lock()
+        # One lock, three ways to wait on it, so that nobody is woken for nothing (each
+        # needless wake-up is a thread switch, and there are as many as lines x readers):
+        self._cond = threading.Condition(lock)  # retention passes (prune_now)
+        self._work = threading.Condition(lock)  # the pipeline thread: lines to take
+        # Readers waiting for their own line: (seq, tiebreak, gate), each gate a held lock
+        # that the pipeline thread releases once that line is delivered.
+        self._waiters: list[tuple[int, int, threading.Lock]] = []
+        # Everything below is guarded by the lock.
         self._pending: deque[PendingLine] = deque()
         self._by_key: dict[str, PendingLine] = {}  # pending and backlog lines with a key
         self._next_id = store.reserved_id
@@ -153,7 +161,7 @@ class GroupCommit:
             self._pending.append(line)
             if line.key is not None:
                 self._by_key[line.key.key] = line
-            self._cond.notify_all()
+            self._work.notify()
             return line.seq
 
     def find(self, key: str) -> PendingLine | SentKey | None:
@@ -208,7 +216,21 @@ class GroupCommit:
         """Wait until the line with sequence number ``seq`` (and all before it) is delivered;
         False on timeout."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._done >= seq or self._stopped, timeout)
+            if self._done >= seq or self._stopped:
+                return True
+            gate = threading.Lock()
+            gate.acquire()
+            heapq.heappush(self._waiters, (seq, id(gate), gate))
+        if gate.acquire(timeout=-1 if timeout is None else timeout):
+            return True
+        with self._cond:  # timed out (its gate is opened later, harmlessly)
+            return self._done >= seq or self._stopped
+
+    def _open_gates(self, all_of_them: bool = False) -> None:
+        """Lock held: let the readers whose lines are delivered go (every one at the end)."""
+        waiters = self._waiters
+        while waiters and (all_of_them or waiters[0][0] <= self._done):
+            heapq.heappop(waiters)[2].release()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far is delivered; False on timeout."""
@@ -239,7 +261,7 @@ class GroupCommit:
         with self._cond:
             target = self._prunes + 1
             self._prune_requested = True
-            self._cond.notify_all()
+            self._work.notify()
             return self._cond.wait_for(lambda: self._prunes >= target, timeout)
 
     # --- the pipeline thread ------------------------------------------------------------------
@@ -272,9 +294,9 @@ class GroupCommit:
 
     def _take(self, timeout: float) -> list[PendingLine] | None:
         """The next batch ([] when the timeout passed first); None once stopped and empty."""
-        with self._cond:
+        with self._work:
             if not self._pending and not self._stopping and timeout > 0:
-                self._cond.wait(timeout)
+                self._work.wait(timeout)
             if not self._pending:
                 return None if self._stopping else []
             count = min(len(self._pending), self.batch_size)
@@ -293,7 +315,7 @@ class GroupCommit:
                 if kept:
                     self._forget_keys(batch)
                 self._done = batch[-1].seq
-                self._cond.notify_all()
+                self._open_gates()
 
     def _write(
         self, lines: Sequence[PendingLine], fresh: int = 0, wait: float | None = None
@@ -424,7 +446,7 @@ class GroupCommit:
             if self._stopping:
                 return
             self._stopping = True
-            self._cond.notify_all()
+            self._work.notify()
         self._no_more_checkpoints.set()
         if self._checkpointer.is_alive():
             self._checkpointer.join(timeout)
@@ -434,7 +456,7 @@ class GroupCommit:
         with self._cond:
             self._stopped = True
             left, next_id = len(self._backlog), self._next_id
-            self._cond.notify_all()
+            self._open_gates(all_of_them=True)
         # Lines let go when the backlog was full were delivered unsaved too: they count.
         dropped = self._dropped
         if left or dropped or self._thread.is_alive():
