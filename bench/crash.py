@@ -105,6 +105,7 @@ class ServerProcess:
         return [
             sys.executable, str(ROOT / "run_server.py"), "--host", HOST, "--port", "0",
             "--history-db", str(self.db), "--log-level", "WARNING", "--no-announce",
+            "--no-flood-limits",  # 200 lines/s from one client: far more than a person types
             *self.extra_args,
         ]  # fmt: skip
 

@@ -1069,6 +1069,7 @@ def launched_server(args: argparse.Namespace, workdir: str) -> Iterator[Server]:
         sys.executable, args.server_script, "--host", HOST, "--port", "0",
         "--history-db", db_path, "--log-level", "WARNING", "--history-replay", str(args.replay),
         "--max-clients", str(2 * args.clients + 100),
+        "--no-flood-limits",  # 2.5 lines/s per client, more than a person types
     ]  # fmt: skip
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log)

@@ -12,7 +12,11 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
+from game_chat.protocol.limits import Limits
 from game_chat.server import ChatServer, ServerConfig
+
+#: Limits for tests that send far faster than a person (bursts of hundreds of lines).
+NO_FLOOD_LIMITS = Limits(chat_per_minute=0, data_per_second=0)
 
 # The machines are shared and noisy: a slow moment must not fail a property test by the clock
 # (the properties themselves are still checked on every example).
@@ -40,6 +44,16 @@ def start_server(**overrides: object) -> ChatServer:
 def server() -> Iterator[ChatServer]:
     """A real server on 127.0.0.1, on a free port, shut down after the test."""
     srv = start_server()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+
+
+@pytest.fixture
+def burst_server() -> Iterator[ChatServer]:
+    """Like ``server``, without flood limits: for tests that send bursts no person could."""
+    srv = start_server(limits=NO_FLOOD_LIMITS)
     try:
         yield srv
     finally:

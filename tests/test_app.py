@@ -156,7 +156,8 @@ def test_host_a_server_from_the_connect_screen() -> None:
     assert peer.recv_until(lambda m: m["type"] == "bye")
 
 
-def test_resize_and_flood_keep_frames_responsive(server: ChatServer) -> None:
+def test_resize_and_flood_keep_frames_responsive(burst_server: ChatServer) -> None:
+    server = burst_server
     app = joined_app(server)
     pygame.event.post(
         pygame.event.Event(pygame.VIDEORESIZE, {"size": (500, 300), "w": 500, "h": 300})

@@ -12,6 +12,8 @@ import re
 import socket
 from pathlib import Path
 
+from conftest import NO_FLOOD_LIMITS  # the server's settings, not the client's knowledge
+
 # --- the client, from docs/PROTOCOL.md only -----------------------------------------------------
 
 HEADER_SIZE = 64  # section 2: 64-byte ASCII header
@@ -135,9 +137,14 @@ def expect_welcome(client: DocClient, nick: str, users: list[str]) -> dict[str, 
     message = client.recv_json()
     session, store = message.pop("session"), message.pop("store")
     assert SESSION_RE.fullmatch(str(session)) and STORE_RE.fullmatch(str(store)), message
-    expected = dict(type="welcome", nick=nick, server="game_chat", version=1, limits=WELCOME_LIMITS)
+    limits = message.pop("limits")
+    # The flood limits are the operator's to set (a test server may turn them off, 0).
+    flood = {key: limits.get(key) for key in WELCOME_LIMITS if key.startswith(("chat_", "data_"))}
+    assert all(isinstance(v, int) and v >= 0 for v in flood.values()), limits
+    assert {**limits, **{k: WELCOME_LIMITS[k] for k in flood}} == WELCOME_LIMITS, limits
+    expected = dict(type="welcome", nick=nick, server="game_chat", version=1)
     assert message == {**expected, "users": users}
-    return {**message, "session": session, "store": store}
+    return {**message, "limits": limits, "session": session, "store": store}
 
 
 def expect(client: DocClient, **fields: object) -> dict[str, object]:
@@ -153,7 +160,15 @@ def expect(client: DocClient, **fields: object) -> dict[str, object]:
     return message
 
 
-WELCOME_LIMITS = {"max_frame_bytes": 8192, "max_text_chars": 1000, "max_nick_chars": 24}
+WELCOME_LIMITS = {
+    "max_frame_bytes": 8192,
+    "max_text_chars": 1000,
+    "max_nick_chars": 24,
+    "chat_burst": 20,
+    "chat_per_minute": 120,
+    "data_burst": 60,
+    "data_per_second": 30,
+}
 LOBBY = "#lobby"
 
 
@@ -245,7 +260,8 @@ def test_rich_and_plain_clients_chat(server) -> None:
     expect_frame(
         alice,
         '{"type":"welcome","nick":"alice","server":"game_chat","version":1,'
-        '"limits":{"max_frame_bytes":8192,"max_text_chars":1000,"max_nick_chars":24},'
+        '"limits":{"max_frame_bytes":8192,"max_text_chars":1000,"max_nick_chars":24,"chat_burst":20,'
+        '"chat_per_minute":120,"data_burst":60,"data_per_second":30},'
         '"users":["alice"],"session":"SESSION","store":"STORE"}',
     )
     assert alice.recv_frame() == frame_of(
@@ -370,7 +386,8 @@ def test_example_session_of_section_9(server) -> None:
     expect_frame(
         alice,
         '{"type":"welcome","nick":"alice","server":"game_chat","version":1,"limits":'
-        '{"max_frame_bytes":8192,"max_text_chars":1000,"max_nick_chars":24},"users":["alice"],'
+        '{"max_frame_bytes":8192,"max_text_chars":1000,"max_nick_chars":24,"chat_burst":20,'
+        '"chat_per_minute":120,"data_burst":60,"data_per_second":30},"users":["alice"],'
         '"session":"SESSION","store":"STORE"}',
     )
     expect_frame(
@@ -422,7 +439,8 @@ def test_example_session_of_section_9(server) -> None:
     tut.close()
 
 
-def test_rich_handshake_retry_and_registration_errors(server) -> None:
+def test_rich_handshake_retry_and_registration_errors(burst_server) -> None:
+    server = burst_server  # a long run of refused frames: no flood limit in the way (6.5)
     alice = DocClient(server.address)
     hello(alice, "alice", ["alice"])
 
@@ -1057,7 +1075,8 @@ def chat_json(id: int, nick: str, text: str, ts: str = "TS", history: bool = Fal
 def welcome_json(nick: str, *users: str) -> str:
     return (
         f'{{"type":"welcome","nick":"{nick}","server":"game_chat","version":1,"limits":'
-        '{"max_frame_bytes":8192,"max_text_chars":1000,"max_nick_chars":24},'
+        '{"max_frame_bytes":8192,"max_text_chars":1000,"max_nick_chars":24,"chat_burst":20,'
+        '"chat_per_minute":120,"data_burst":60,"data_per_second":30},'
         f'"users":{compact(list(users))},"session":"SESSION","store":"STORE"}}'
     )
 
@@ -1107,8 +1126,8 @@ def test_welcome_hex_dump_of_section_9(server) -> None:
     alice = DocClient(server.address)
     alice.send(b'{"type":"hello","nick":"alice","version":1}')
     data = alice.recv_frame()
-    assert data is not None and len(data) == len(cells) == 288
-    assert data[:HEADER_SIZE] == b"224".ljust(HEADER_SIZE)
+    assert data is not None and len(data) == len(cells) == 363
+    assert data[:HEADER_SIZE] == b"299".ljust(HEADER_SIZE)
     welcome = json.loads(data[HEADER_SIZE:])
     marked = data.replace(welcome["session"].encode(), b"\x01" * 24)
     marked = marked.replace(welcome["store"].encode(), b"\x02" * 16)
@@ -1157,7 +1176,7 @@ def test_resume_replays_exactly_the_lines_after_the_last_id(server) -> None:
 
 def test_resume_with_a_gap_then_paging_forwards(server_factory) -> None:
     """Sections 4.12 and 4.8: 30 lines missed, 10 replayed, the gap paged forwards."""
-    srv = server_factory(history_replay=10)
+    srv = server_factory(history_replay=10, limits=NO_FLOOD_LIMITS)  # bob says 30 at once
     alice = DocClient(srv.address)
     first = hello(alice, "alice", ["alice"])
     bob = DocClient(srv.address)
@@ -1179,7 +1198,7 @@ def test_resume_with_a_gap_then_paging_forwards(server_factory) -> None:
         store=first["store"],
         resume={LOBBY: 1},
     )
-    expect_frame(again, welcome_json("alice", "bob", "alice"))
+    expect_welcome(again, "alice", ["bob", "alice"])
     expect_frame(
         again,
         '{"type":"joined","room":"#lobby","topic":"","members":'
@@ -1214,15 +1233,18 @@ def test_resume_with_a_gap_then_paging_forwards(server_factory) -> None:
         got += page["messages"]
         more, after, pages = page["more"], got[-1]["id"], pages + 1
     assert (got, pages) == ([replayed(line) for line in missed[:20]], 3)
-    # Without "before": up to the newest line. Ids out of range are clamped; "after" is echoed.
+    # Without "before": up to the newest line; "after" is echoed. The largest id is fine,
+    # one beyond it is refused (4.1).
     again.send_json(type="history", room=LOBBY, after=29, limit=8)
     expect(again, type="history", room=LOBBY, messages=[replayed(m) for m in missed[-2:]],
            more=False, after=29)  # fmt: skip
-    again.send_json(type="history", room=LOBBY, after=2**64)
-    expect(again, type="history", room=LOBBY, messages=[], more=False, after=2**64)
-    again.send_json(type="history", room=LOBBY, before=2**64, limit=2)
+    again.send_json(type="history", room=LOBBY, after=2**63 - 1)
+    expect(again, type="history", room=LOBBY, messages=[], more=False, after=2**63 - 1)
+    again.send_json(type="history", room=LOBBY, before=2**63 - 1, limit=2)
     expect(again, type="history", room=LOBBY, messages=[replayed(m) for m in missed[-2:]],
            more=True)  # fmt: skip
+    again.send_json(type="history", room=LOBBY, before=2**64)
+    expect_error(again, "bad_message")
     for client in (again, bob):
         client.close()
 
@@ -1288,12 +1310,14 @@ def test_bad_resume_values_are_refused_and_the_hello_sent_again(server) -> None:
         '2**63-1 or null","fatal":false,"id":null}',
     )
     bad_id = "resume ids must be integers from 0 to 2**63-1 or null"
-    for value in ("1", 1.5, 2**63, True, [1]):
+    client.send_json(type="hello", nick="alice", version=1, resume={LOBBY: 2**63})
+    expect(client, **error_of("bad_message", "integers must be within -(2**63-1) and 2**63-1"))
+    for value in ("1", 1.5, True, [1]):
         client.send_json(type="hello", nick="alice", version=1, resume={LOBBY: value})
         expect(client, **error_of("bad_message", bad_id))
-    too_many = {f"#r{n}": None for n in range(65)}
+    too_many = {f"#r{n}": None for n in range(21)}
     client.send_json(type="hello", nick="alice", version=1, resume=too_many)
-    expect(client, **error_of("bad_message", "resume names more than 64 rooms"))
+    expect(client, **error_of("bad_message", "resume names more than 20 rooms"))
     client.send_json(type="hello", nick="alice", version=1, resume={"lobby": 1})
     expect(client, **error_of("bad_room", "room names start with #, e.g. #team"))
     client.send_json(type="hello", nick="alice", version=1, resume={"#a b": None})
@@ -1304,8 +1328,8 @@ def test_bad_resume_values_are_refused_and_the_hello_sent_again(server) -> None:
     for fields in ({"resume": [LOBBY]}, {"session": 5}, {"store": 1}):
         client.send_json(type="hello", nick="alice", version=1, **fields)
         expect_error(client, "bad_message")
-    # Still unregistered; the hello may be sent again. 64 rooms and the largest id are fine.
-    rooms = {f"#r{n}": None for n in range(63)} | {LOBBY: 2**63 - 1}
+    # Still unregistered; the hello may be sent again. 20 rooms and the largest id are fine.
+    rooms = {f"#r{n}": None for n in range(19)} | {LOBBY: 2**63 - 1}
     client.send_json(type="hello", nick="alice", version=1, resume=rooms)
     expect_welcome(client, "alice", ["alice"])
     for name in rooms:
@@ -1425,9 +1449,9 @@ def test_the_server_pings_a_silent_rich_member_and_drops_it(server_factory) -> N
         client.close()
 
 
-def test_history_pages_stop_at_256_kib(server) -> None:
+def test_history_pages_stop_at_256_kib(burst_server) -> None:
     """Section 4.8: as many lines as fit in 262,144 bytes of chat objects, at least one."""
-    alice = DocClient(server.address)
+    alice = DocClient(burst_server.address)
     hello(alice, "alice", ["alice"])
     text = "語" * 1000  # 3,000 bytes of UTF-8
     for n in range(100):

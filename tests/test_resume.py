@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import NO_FLOOD_LIMITS
 from wire import WireClient, rich_client
 
 from game_chat.client.events import ChatSent, Connected, Disconnected
@@ -74,7 +75,7 @@ def test_resume_sends_exactly_the_lines_missed(server: ChatServer) -> None:
 
 
 def test_a_gap_larger_than_the_replay_is_named_and_paged_forwards(server_factory) -> None:
-    server = server_factory(history_replay=10)
+    server = server_factory(history_replay=10, limits=NO_FLOOD_LIMITS)
     alice, welcome = rich_client(server.address, "alice")
     bob, _ = rich_client(server.address, "bob")
     last_seen = say(bob, ["seen"])[0]
@@ -142,7 +143,7 @@ def test_a_bad_resume_is_refused_and_the_hello_can_be_retried(
 def test_history_pages_never_reach_past_the_last_delivered_line(server: ChatServer) -> None:
     alice, _ = rich_client(server.address, "alice")
     said = say(alice, ["a", "b", "c"])
-    alice.send_json(type="history", room=LOBBY, before=2**64, limit=500)
+    alice.send_json(type="history", room=LOBBY, before=2**63 - 1, limit=500)
     page = alice.recv_until(lambda m: m["type"] == "history")
     assert [m["id"] for m in page["messages"]] == said
     alice.send_json(type="history", room=LOBBY, after=said[0], limit=1)
@@ -151,7 +152,7 @@ def test_history_pages_never_reach_past_the_last_delivered_line(server: ChatServ
 
 
 def test_a_page_of_long_lines_stays_small_enough_to_be_received(server_factory) -> None:
-    server = server_factory(send_queue_bytes=1024 * 1024)
+    server = server_factory(send_queue_bytes=1024 * 1024, limits=NO_FLOOD_LIMITS)
     alice, _ = rich_client(server.address, "alice")
     text = "語" * 1000  # 3,000 bytes a line: 500 of them would be 1.5 MB
     for n in range(500):
@@ -306,8 +307,8 @@ class LossyProxy:
 
 
 @pytest.fixture
-def proxy(server: ChatServer) -> Iterator[LossyProxy]:
-    lossy = LossyProxy(server.address)
+def proxy(burst_server: ChatServer) -> Iterator[LossyProxy]:
+    lossy = LossyProxy(burst_server.address)
     try:
         yield lossy
     finally:
@@ -327,8 +328,9 @@ def events_until(client: ChatClient, predicate, timeout: float = 10.0) -> list[A
 
 
 def test_the_bundled_client_comes_back_under_its_nick_and_misses_nothing(
-    server: ChatServer, proxy: LossyProxy
+    burst_server: ChatServer, proxy: LossyProxy
 ) -> None:
+    server = burst_server
     host, port = proxy.address
     alice = ChatClient(host, port, "alice", backoff_initial=0.05, backoff_max=0.2)
     alice.start()

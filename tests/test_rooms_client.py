@@ -664,9 +664,12 @@ class WaitingClient(ChatClient):
 
 
 @pytest.mark.ui
-def test_window_conversation_over_the_wire(server: ChatServer, display: pygame.Surface) -> None:
+def test_window_conversation_over_the_wire(
+    burst_server: ChatServer, display: pygame.Surface
+) -> None:
     """The chat screen with the real client: join a room, chat in it, get a private message,
     page the lobby's history in by scrolling up."""
+    server = burst_server
     writer, _ = rich_client(server.address, "writer")
     for n in range(130):
         writer.send_json(type="chat", text=f"old {n}", id=n)

@@ -7,6 +7,7 @@ import socket
 import time
 
 import pytest
+from conftest import NO_FLOOD_LIMITS
 from wire import WireClient, rich_client
 
 from game_chat.protocol.framing import HEADER_SIZE, encode_frame
@@ -107,7 +108,8 @@ def test_rich_and_plain_clients_chat(server: ChatServer) -> None:
     assert (leave["nick"], leave["reason"]) == ("bob", "quit")
 
 
-def test_burst_of_1000_arrives_complete_and_in_order(server: ChatServer) -> None:
+def test_burst_of_1000_arrives_complete_and_in_order(burst_server: ChatServer) -> None:
+    server = burst_server
     sender, _ = rich_client(server.address, "sender")
     receiver, _ = rich_client(server.address, "receiver")
     sender.recv_json()  # receiver's join
@@ -122,7 +124,8 @@ def test_burst_of_1000_arrives_complete_and_in_order(server: ChatServer) -> None
     assert acks == list(range(1000))
 
 
-def test_many_senders_everyone_sees_everything_in_order(server: ChatServer) -> None:
+def test_many_senders_everyone_sees_everything_in_order(burst_server: ChatServer) -> None:
+    server = burst_server
     clients = [rich_client(server.address, f"u{i}")[0] for i in range(5)]
     for i, client in enumerate(clients):  # drain the join notices
         for _ in range(len(clients) - 1 - i):
@@ -223,7 +226,7 @@ def test_server_full(server_factory, caplog) -> None:  # type: ignore[no-untyped
 
 
 def test_client_that_never_reads_is_cut_and_others_carry_on(server_factory) -> None:  # type: ignore[no-untyped-def]
-    server = server_factory(send_queue_bytes=64 * 1024)
+    server = server_factory(send_queue_bytes=64 * 1024, limits=NO_FLOOD_LIMITS)
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.settimeout(5)
@@ -285,7 +288,9 @@ def test_shutdown_says_goodbye_and_closes_quickly(server_factory) -> None:  # ty
 def test_silent_connections_cost_no_thread_and_time_out(server_factory) -> None:  # type: ignore[no-untyped-def]
     import threading
 
-    server = server_factory(hello_timeout=0.5, max_clients=30)
+    # No plain grace: silent connections here stay unregistered (tests/test_quiet_clients.py
+    # has those that become listening guests).
+    server = server_factory(hello_timeout=0.5, max_clients=30, plain_grace=None)
     before = threading.active_count()
     silent = [WireClient(server.address) for _ in range(30)]
     refused = WireClient(server.address)  # the 31st: the silent ones count towards the limit

@@ -131,7 +131,8 @@ def test_plain_client_rooms_and_private(server: ChatServer) -> None:
     assert until(alice, "chat", text="back in the lobby")["room"] == "#lobby"
 
 
-def test_join_replays_history_and_pages(server: ChatServer) -> None:
+def test_join_replays_history_and_pages(burst_server: ChatServer) -> None:
+    server = burst_server
     alice, _ = rich_client(server.address, "alice")
     for n in range(130):
         alice.send_json(type="chat", text=f"line {n}", id=n)

@@ -169,6 +169,19 @@ def test_refused_chat_names_its_client_id() -> None:
     assert box.messages()[-1] == {"type": "pong", "token": "t"}
 
 
+def test_a_chat_over_the_rate_limit_names_its_client_id() -> None:
+    box = RecordingMailbox()
+    session = Session(ChatState(), box, "127.0.0.1:1", clock=lambda: 0.0)  # time stands still
+    session.handle_frame(hello("alice"))  # a hello costs 1 of the 20 lines of the burst
+    for n in range(20):
+        assert session.handle_frame(b'{"type":"chat","id":%d,"text":"hi"}' % n)
+    session.settle()
+    error = box.messages()[-1]
+    assert (error["code"], error["fatal"], error["id"]) == (ErrorCode.RATE_LIMITED, False, 19)
+    assert error["message"].startswith("slow down: too many messages; try again in ")
+    assert [m["id"] for m in box.messages() if m["type"] == "ack"] == list(range(19))
+
+
 def test_lone_surrogates_are_refused_not_crashing() -> None:
     state = ChatState()
     other, _ = new_session(state)

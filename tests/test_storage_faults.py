@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import NO_FLOOD_LIMITS
 from wire import WireClient, rich_client
 
 from game_chat.server.group_commit import GroupCommit, PendingLine
@@ -254,7 +255,7 @@ def test_a_full_disk_delivers_lines_unsaved_then_stores_the_backlog(
     small_disk: Path, server_factory: Any, server_log: pytest.LogCaptureFixture
 ) -> None:
     db = small_disk / "history.sqlite3"
-    server = server_factory(history_db=str(db))
+    server = server_factory(limits=NO_FLOOD_LIMITS, history_db=str(db))
     alice, _ = rich_client(server.address, "alice")
     bob, _ = rich_client(server.address, "bob")
     first = say(alice, "stored before the disk filled up", "c0")

@@ -47,6 +47,8 @@ class ErrorCode:
     REPLACED = "replaced"
     #: No frame (not even a pong) within the ping timeout: the server gives up on the peer.
     PING_TIMEOUT = "ping_timeout"
+    #: A join over the rooms one member may be in, or a new room over the server's total.
+    TOO_MANY_ROOMS = "too_many_rooms"
 
 
 class ChatError(Exception):

@@ -3,13 +3,36 @@
 Every rich payload is a UTF-8 JSON object whose ``type`` names the message; the other keys are
 the dataclass fields with the same names. :func:`encode_message` turns a message into payload
 bytes; :func:`parse_client_message` and :func:`parse_server_message` turn payload bytes back
-into messages, raising :class:`RemoteProtocolError` for anything malformed.
+into messages, raising :class:`RemoteProtocolError` for anything malformed, and nothing else,
+whatever the bytes.
+
+Decoding checks the whole payload before it looks at any field:
+
+- nesting: at most :data:`MAX_JSON_DEPTH` (16) levels of arrays and objects, the payload's
+  own object being the first; deeper is ``bad_json`` ("nested too deeply"), however deep;
+- numbers: ``NaN``, ``Infinity``, ``-Infinity`` and numbers beyond a double (``1e400``),
+  which Python's json would take, are ``bad_json``;
+- integers: every integer anywhere in the payload (unknown keys included) must lie within
+  -(2**63-1) .. 2**63-1 (:data:`MAX_JSON_INT`), otherwise ``bad_message``.
+
+Then each field is checked against its own class's annotation (no table by field name):
+``str``, ``int`` (``true`` is no integer, ``1.0`` neither), ``float`` (a number: an integer
+will do, a boolean not), ``bool``, ``X | None``, :data:`ClientId` (a string of at most 64
+characters, an integer or null), ``dict[str, X]`` (a JSON object; with ``Any`` its contents
+are checked by whoever uses it) and ``tuple[X, ...]`` (a JSON array, held as a tuple). A
+string with a lone surrogate (``"\ud800"``) anywhere in a field, object keys included, is
+refused; unknown keys are ignored whatever they hold. Every field of every message class has
+such a shape, or this module does not import.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -453,55 +476,12 @@ ServerMessage = (
 CLIENT_TYPES: dict[str, type] = {cls.TYPE: cls for cls in _CLIENT_CLASSES}
 SERVER_TYPES: dict[str, type] = {cls.TYPE: cls for cls in _SERVER_CLASSES}
 
-# Field name -> accepted JSON types. An int is accepted where a float is expected.
-_ID_TYPES = (str, int, type(None))
-_FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "nick": (str,),
-    "text": (str,),
-    "password": (str, type(None)),
-    "version": (int,),
-    "id": _ID_TYPES,
-    "token": _ID_TYPES,
-    "reason": (str,),
-    "server": (str,),
-    "limits": (dict,),
-    "users": (list, tuple),
-    "msg_id": (int,),
-    "ts": (float, int),
-    "old": (str,),
-    "new": (str,),
-    "code": (str,),
-    "message": (str,),
-    "fatal": (bool,),
-    "retry": (bool,),
-    "room": (str, type(None)),
-    "action": (bool,),
-    "history": (bool,),
-    "to": (str,),
-    "topic": (str,),
-    "members": (list, tuple),
-    "rooms": (list, tuple),
-    "messages": (list, tuple),
-    "more": (bool,),
-    "target": (str,),
-    "minutes": (int, float, type(None)),
-    "before": (int, type(None)),
-    "limit": (int,),
-    "data": (dict,),
-    "session": (str, type(None)),
-    "store": (str, type(None)),
-    "resume": (dict, type(None)),
-    "after": (int, type(None)),
-    "gap": (dict, type(None)),
-    "unsaved": (bool,),
-}
 #: Flags written only when true (a reader takes their absence as false).
 _OMITTED_WHEN_FALSE = frozenset({"retry", "action", "history", "unsaved"})
 #: Optional fields written only when they hold something.
 _OMITTED_WHEN_NONE = frozenset({"after", "gap", "session", "store", "resume"})
-#: Fields that hold lists: made tuples (of str for "users", of objects for the others).
-_LIST_FIELDS = frozenset({"users", "members", "rooms", "messages"})
-_MAX_ID_CHARS = 64
+#: Longest string a client id (``id``, ``token``: any field of type ClientId) may be.
+MAX_ID_CHARS = 64
 
 
 def message_dict(message: Any) -> dict[str, Any]:
@@ -529,62 +509,306 @@ def encode_json(data: Any) -> bytes:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def decode_json_object(payload: bytes) -> dict[str, Any]:
-    """Parse a payload as a JSON object, or raise RemoteProtocolError."""
+# --- decoding: JSON as this protocol knows it ----------------------------------------------
+
+#: How deeply arrays and objects may nest in a payload. The payload's own object is level 1,
+#: so ``{"a":[{}]}`` has 3 levels; no message needs more than 4.
+MAX_JSON_DEPTH = 16
+#: Every integer anywhere in a payload lies within -MAX_JSON_INT..MAX_JSON_INT (signed 64 bits,
+#: SQLite's integers).
+MAX_JSON_INT = 2**63 - 1
+_INT_DIGITS = len(str(MAX_JSON_INT))  # 19: a longer JSON integer is out of range anyway
+_OUT_OF_RANGE = MAX_JSON_INT + 1
+
+
+class _NotFinite(ValueError):
+    """NaN, Infinity or a number beyond a double: Python's json takes them, JSON does not."""
+
+
+def _parse_int(digits: str) -> int:
+    # int() of thousands of digits is slow (and refused past 4300): their value is not needed.
+    if len(digits) - digits.startswith("-") > _INT_DIGITS:
+        return _OUT_OF_RANGE
+    return int(digits)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400
+        raise _NotFinite(text)
+    return value
+
+
+def _parse_constant(name: str) -> float:
+    raise _NotFinite(name)  # NaN, Infinity, -Infinity
+
+
+_DECODER = json.JSONDecoder(
+    parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
+)
+
+
+def _too_deep() -> RemoteProtocolError:
+    return RemoteProtocolError(
+        ErrorCode.BAD_JSON, f"payload is nested too deeply (more than {MAX_JSON_DEPTH} levels)"
+    )
+
+
+def _load(payload: bytes) -> tuple[Any, bool]:
+    """A payload's JSON value, and whether every integer in it is within range.
+
+    Raises RemoteProtocolError ``bad_utf8`` or ``bad_json`` (not valid JSON, NaN or Infinity,
+    nested deeper than MAX_JSON_DEPTH); never anything else, whatever the payload."""
     text = decode_utf8(payload)
     try:
-        data = json.loads(text)
+        data = _DECODER.decode(text)
+    except RecursionError:  # thousands of levels: Python's parser gives up before we look
+        raise _too_deep() from None
+    except _NotFinite:
+        raise RemoteProtocolError(
+            ErrorCode.BAD_JSON, "numbers must be finite (no NaN or Infinity)"
+        ) from None
     except ValueError:
         raise RemoteProtocolError(ErrorCode.BAD_JSON, "payload is not valid JSON") from None
+    return data, _checked_tree(data)
+
+
+def _checked_tree(data: Any) -> bool:
+    """Raise bad_json if ``data`` nests deeper than MAX_JSON_DEPTH; False if it holds an
+    integer out of range. Iterative: a deep value cannot exhaust the stack here."""
+    if type(data) is int:
+        return -MAX_JSON_INT <= data <= MAX_JSON_INT
+    in_range = True
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            items = value.values()
+        elif isinstance(value, list):
+            items = value
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise _too_deep()
+        for item in items:
+            if isinstance(item, dict | list):
+                stack.append((item, depth + 1))
+            elif type(item) is int and not -MAX_JSON_INT <= item <= MAX_JSON_INT:
+                in_range = False
+    return in_range
+
+
+def decode_json_object(payload: bytes) -> dict[str, Any]:
+    """Parse a payload as a JSON object, or raise RemoteProtocolError (and nothing else)."""
+    data, in_range = _load(payload)
     if not isinstance(data, dict):
         raise RemoteProtocolError(ErrorCode.BAD_JSON, "payload must be a JSON object")
+    if not in_range:
+        raise RemoteProtocolError(
+            ErrorCode.BAD_MESSAGE, "integers must be within -(2**63-1) and 2**63-1"
+        )
     return data
 
 
+# --- field types: what each annotation accepts ---------------------------------------------
+
+
+class _Refused(Exception):
+    """A value does not fit a field: ``reason`` completes "field 'x' of 'y' ..." (None: the
+    value has the wrong type, and the message says what the field must be)."""
+
+    def __init__(self, reason: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What one annotation accepts: ``what`` for error messages, ``convert`` returns the value
+    as the message holds it (lists become tuples) or raises _Refused."""
+
+    what: str
+    convert: Callable[[Any], Any]
+
+
+def _unicode(text: str) -> str:
+    # JSON may carry lone surrogates ("\ud800") that no UTF-8 encoder accepts: refuse them.
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Refused("is not valid Unicode") from None
+    return text
+
+
+def _string(value: Any) -> str:
+    if type(value) is not str:
+        raise _Refused
+    return _unicode(value)
+
+
+def _integer(value: Any) -> int:
+    if type(value) is not int:  # not a bool, not 1.0
+        raise _Refused
+    return value
+
+
+def _number(value: Any) -> float:
+    if type(value) is not float and type(value) is not int:  # an int is a number, a bool not
+        raise _Refused
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if type(value) is not bool:
+        raise _Refused
+    return value
+
+
+def _client_id(value: Any) -> ClientId:
+    if value is None or type(value) is int:
+        return value
+    if type(value) is not str:
+        raise _Refused
+    if len(value) > MAX_ID_CHARS:
+        raise _Refused(f"is longer than {MAX_ID_CHARS} characters")
+    return _unicode(value)
+
+
+def _any(value: Any) -> Any:
+    """Any JSON value, unchecked but for lone surrogates in its strings (keys included)."""
+    if isinstance(value, str):
+        _unicode(value)
+    elif isinstance(value, list):
+        for item in value:
+            _any(item)  # recursion is bounded: payloads nest at most MAX_JSON_DEPTH levels
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _unicode(key)
+            _any(item)
+    return value
+
+
+def _optional(inner: _Shape) -> _Shape:
+    convert = inner.convert
+    return _Shape(f"{inner.what} or null", lambda v: None if v is None else convert(v))
+
+
+def _object_of(inner: _Shape, what: str) -> _Shape:
+    convert = inner.convert
+
+    def check(value: Any) -> dict[str, Any]:
+        if type(value) is not dict:
+            raise _Refused
+        for key, item in value.items():
+            _unicode(key)
+            convert(item)  # objects are kept as they are: only checked
+        return value
+
+    return _Shape(what, check)
+
+
+def _array_of(inner: _Shape, what: str) -> _Shape:
+    convert = inner.convert
+
+    def check(value: Any) -> tuple[Any, ...]:
+        if type(value) is not list and type(value) is not tuple:
+            raise _Refused
+        return tuple(convert(item) for item in value)
+
+    return _Shape(what, check)
+
+
+_SCALARS: dict[Any, _Shape] = {
+    str: _Shape("a string", _string),
+    int: _Shape("an integer", _integer),
+    float: _Shape("a number", _number),
+    bool: _Shape("true or false", _boolean),
+    Any: _Shape("a JSON value", _any),
+}
+
+
+def _shape(hint: Any) -> _Shape:
+    """The shape of one field annotation; LocalProtocolError for one this codec cannot check
+    (raised when this module is imported: every message's every field has a shape)."""
+    if hint == ClientId:  # before other unions: a client id has a length limit
+        what = f"a string of at most {MAX_ID_CHARS} characters, an integer or null"
+        return _Shape(what, _client_id)
+    if hint in _SCALARS:
+        return _SCALARS[hint]
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union) and len(args) == 2 and type(None) in args:
+        (inner,) = (a for a in args if a is not type(None))
+        return _optional(_shape(inner))
+    if origin is dict and len(args) == 2 and args[0] is str:
+        inner_shape = _shape(args[1])
+        what = "an object" if args[1] is Any else f"an object of {_plural(inner_shape)}"
+        return _object_of(inner_shape, what)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        inner_shape = _shape(args[0])
+        return _array_of(inner_shape, f"an array of {_plural(inner_shape)}")
+    raise LocalProtocolError(f"no JSON shape for the annotation {hint!r}")
+
+
+def _plural(shape: _Shape) -> str:
+    article, noun = shape.what.split(" ", 1)
+    return {"true": "booleans", "a JSON": "values"}.get(article, noun + "s")
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    shape: _Shape
+    required: bool
+
+
+def _fields_of(cls: type) -> tuple[_Field, ...]:
+    """A message class's fields with their shapes, from its own annotations."""
+    hints = typing.get_type_hints(cls)
+    return tuple(
+        _Field(
+            f.name,
+            _shape(hints[f.name]),
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+        )
+        for f in dataclasses.fields(cls)
+    )
+
+
+#: Message class -> its fields, each with what it accepts: built once, at import.
+_FIELDS: dict[type, tuple[_Field, ...]] = {
+    cls: _fields_of(cls) for cls in (*_CLIENT_CLASSES, *_SERVER_CLASSES)
+}
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _build(data: dict[str, Any], types: dict[str, type]) -> Any:
+    """The message ``data`` describes, every field checked against its class's annotation;
+    RemoteProtocolError (``bad_message``) and nothing else if it does not fit."""
     kind = data.get("type")
     cls = types.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise RemoteProtocolError(ErrorCode.BAD_MESSAGE, f"unknown message type {kind!r}")
+        raise RemoteProtocolError(ErrorCode.BAD_MESSAGE, f"unknown message type {_shown(kind)}")
     kwargs = {}
-    for f in dataclasses.fields(cls):
+    for f in _FIELDS[cls]:
         if f.name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            if f.required:
                 raise RemoteProtocolError(
                     ErrorCode.BAD_MESSAGE, f"{kind!r} message lacks the field {f.name!r}"
                 )
             continue
-        value = data[f.name]
-        accepted = _FIELD_TYPES[f.name]
-        # bool is an int in Python: only the bool fields ("fatal", "retry") may be a bool.
-        if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted):
+        try:
+            kwargs[f.name] = f.shape.convert(data[f.name])
+        except _Refused as exc:
+            reason = exc.reason or f"must be {f.shape.what}"
             raise RemoteProtocolError(
-                ErrorCode.BAD_MESSAGE, f"field {f.name!r} of {kind!r} has the wrong type"
-            )
-        if f.name in ("id", "token") and isinstance(value, str) and len(value) > _MAX_ID_CHARS:
-            raise RemoteProtocolError(
-                ErrorCode.BAD_MESSAGE, f"{f.name!r} is longer than {_MAX_ID_CHARS} characters"
-            )
-        if f.name == "users":
-            value = tuple(str(u) for u in value)
-        elif f.name in _LIST_FIELDS:
-            value = tuple(value)
-        _require_encodable(value, kind, f.name)
-        kwargs[f.name] = value
+                ErrorCode.BAD_MESSAGE, f"field {f.name!r} of {kind!r} {reason}"
+            ) from None
     return cls(**kwargs)
-
-
-def _require_encodable(value: Any, kind: object, name: str) -> None:
-    """JSON may carry lone surrogates ("\\ud800") that no UTF-8 encoder accepts: refuse them."""
-    values = value if isinstance(value, tuple) else (value,)
-    for item in values:
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                raise RemoteProtocolError(
-                    ErrorCode.BAD_MESSAGE, f"field {name!r} of {kind!r} is not valid Unicode"
-                ) from None
 
 
 def parse_client_message(payload: bytes) -> ClientMessage:
@@ -606,7 +830,7 @@ def page_messages(page: HistoryPage) -> list[ChatMessage]:
             continue
         try:
             message = _build({"room": page.room, **item, "type": ChatMessage.TYPE}, SERVER_TYPES)
-        except (RemoteProtocolError, TypeError, ValueError):
+        except RemoteProtocolError:
             continue
         if isinstance(message, ChatMessage):
             out.append(message)
@@ -618,6 +842,7 @@ def is_hello(payload: bytes) -> bool:
     if not payload.lstrip().startswith(b"{"):
         return False
     try:
-        return decode_json_object(payload).get("type") == Hello.TYPE
-    except RemoteProtocolError:
+        data, _ = _load(payload)  # a hello with an integer out of range is still a hello
+    except RemoteProtocolError:  # not JSON as we know it (too deep, NaN...): a plain line
         return False
+    return isinstance(data, dict) and data.get("type") == Hello.TYPE

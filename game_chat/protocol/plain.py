@@ -1,24 +1,30 @@
 """The plain-text dialect: the classic tutorial chat protocol.
 
 Plain clients send text frames and receive text frames. :func:`render_plain` turns a server
-event into the line a plain client shows. It is pure; the only thing that depends on the
+event into the line a plain client shows, or None for the events plain clients are not shown
+(member data, pings). It is pure; the only thing that depends on the
 recipient is its current room (lines from its other rooms are prefixed ``[#room]``), so the
 server encodes each broadcast at most three times: rich, plain-current, plain-other.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
+from .errors import LocalProtocolError
 from .messages import (
+    SERVER_TYPES,
     Ack,
     AwayChanged,
     ChatMessage,
     ErrorReply,
     Goodbye,
     HistoryPage,
+    MemberData,
     NickChanged,
     Notice,
+    Ping,
     Pong,
     PrivateMessage,
     RoomJoined,
@@ -59,75 +65,89 @@ def _chat(message: ChatMessage | PrivateMessage) -> str:
     return f"[history] {body}" if message.history else body
 
 
-def _render(message: ServerMessage) -> str:
-    if isinstance(message, ChatMessage):
-        return _chat(message)
-    if isinstance(message, PrivateMessage):
-        return "[private] " + _chat(message)
-    if isinstance(message, Ack):
-        return SENT_REPLY
-    if isinstance(message, UserJoined):
-        return f"* {message.nick} joined {message.room}"
-    if isinstance(message, UserParted):
-        return _with_reason(f"* {message.nick} left {message.room}", message.reason)
-    if isinstance(message, UserLeft):
-        return _with_reason(f"* {message.nick} left", message.reason)
-    if isinstance(message, NickChanged):
-        return f"* {message.old} is now known as {message.new}"
-    if isinstance(message, RoomJoined):
-        topic = f" Topic: {message.topic}." if message.topic else ""
-        here = ", ".join(_member(m) for m in message.members)
-        return f"* You are in {message.room}.{topic} Here: {here}"
-    if isinstance(message, TopicChanged):
-        return f"* {message.nick} set the topic of {message.room}: {message.topic}"
-    if isinstance(message, RoomList):
-        rooms = [
-            f"{r.get('room')} ({r.get('members')})" + (f": {r['topic']}" if r.get("topic") else "")
-            for r in message.rooms
-        ]
-        return "* Rooms: " + "; ".join(rooms)
-    if isinstance(message, WhoReply):
-        where = message.room or "the server"
-        return f"* Users in {where}: " + ", ".join(_member(m) for m in message.members)
-    if isinstance(message, AwayChanged):
-        return (
-            f"* {message.nick} is away: {message.reason}"
-            if message.reason
-            else (f"* {message.nick} is back")
+def _room_joined(message: RoomJoined) -> str:
+    topic = f" Topic: {message.topic}." if message.topic else ""
+    here = ", ".join(_member(m) for m in message.members)
+    return f"* You are in {message.room}.{topic} Here: {here}"
+
+
+def _room_list(message: RoomList) -> str:
+    rooms = [
+        f"{r.get('room')} ({r.get('members')})" + (f": {r['topic']}" if r.get("topic") else "")
+        for r in message.rooms
+    ]
+    return "* Rooms: " + "; ".join(rooms)
+
+
+def _history_page(message: HistoryPage) -> str:
+    lines = [
+        "[history] "
+        + (
+            f"* {m.get('nick')} {m.get('text')}"
+            if m.get("action")
+            else f"{m.get('nick')}: {m.get('text')}"
         )
-    if isinstance(message, HistoryPage):
-        lines = [
-            "[history] "
-            + (
-                f"* {m.get('nick')} {m.get('text')}"
-                if m.get("action")
-                else (f"{m.get('nick')}: {m.get('text')}")
-            )
-            for m in message.messages
-        ]
-        return "\n".join([f"* {len(lines)} older messages of {message.room}:", *lines])
-    if isinstance(message, Notice):
-        return f"* {message.text}"
-    if isinstance(message, Welcome):
-        others = ", ".join(u for u in message.users if u != message.nick) or "nobody else"
-        return f"* Welcome to {message.server}, {message.nick}. Here: {others}"
-    if isinstance(message, UserList):
-        return "* Users: " + ", ".join(message.users)
-    if isinstance(message, ErrorReply):
-        return f"ERROR {message.code}: {message.message}"
-    if isinstance(message, Goodbye):
-        return f"* Disconnected: {message.reason}" if message.reason else "* Disconnected"
-    if isinstance(message, Pong):
-        return "* pong"
-    raise TypeError(f"no plain rendering for {message!r}")
+        for m in message.messages
+    ]
+    return "\n".join([f"* {len(lines)} older messages of {message.room}:", *lines])
 
 
-def render_plain(message: ServerMessage, current_room: str | None = None) -> str:
-    """The text line a plain client whose current room is ``current_room`` gets for an event.
+def _welcome(message: Welcome) -> str:
+    others = ", ".join(u for u in message.users if u != message.nick) or "nobody else"
+    return f"* Welcome to {message.server}, {message.nick}. Here: {others}"
+
+
+def _not_shown(message: ServerMessage) -> None:
+    return None
+
+
+#: Server message class -> its plain line (None: plain clients are not shown it). Every class
+#: of SERVER_TYPES has an entry, or this module does not import.
+_RENDERERS: Final[dict[type, Callable[[Any], str | None]]] = {
+    ChatMessage: _chat,
+    PrivateMessage: lambda m: "[private] " + _chat(m),
+    Ack: lambda m: SENT_REPLY,
+    UserJoined: lambda m: f"* {m.nick} joined {m.room}",
+    UserParted: lambda m: _with_reason(f"* {m.nick} left {m.room}", m.reason),
+    UserLeft: lambda m: _with_reason(f"* {m.nick} left", m.reason),
+    NickChanged: lambda m: f"* {m.old} is now known as {m.new}",
+    RoomJoined: _room_joined,
+    TopicChanged: lambda m: f"* {m.nick} set the topic of {m.room}: {m.topic}",
+    RoomList: _room_list,
+    WhoReply: lambda m: (
+        f"* Users in {m.room or 'the server'}: " + ", ".join(_member(info) for info in m.members)
+    ),
+    AwayChanged: lambda m: f"* {m.nick} is away: {m.reason}" if m.reason else f"* {m.nick} is back",
+    HistoryPage: _history_page,
+    Notice: lambda m: f"* {m.text}",
+    Welcome: _welcome,
+    UserList: lambda m: "* Users: " + ", ".join(m.users),
+    ErrorReply: lambda m: f"ERROR {m.code}: {m.message}",
+    Goodbye: lambda m: f"* Disconnected: {m.reason}" if m.reason else "* Disconnected",
+    Pong: lambda m: "* pong",
+    #: Plain members are never pinged (a tutorial client could not answer, PROTOCOL.md 8.1).
+    Ping: _not_shown,
+    #: Member data is not shown to plain clients (PROTOCOL.md 4.11).
+    MemberData: _not_shown,
+}
+_unrendered = set(SERVER_TYPES.values()) - set(_RENDERERS)
+if _unrendered:
+    raise LocalProtocolError(f"no plain rendering for {sorted(c.__name__ for c in _unrendered)}")
+
+
+def render_plain(message: ServerMessage, current_room: str | None = None) -> str | None:
+    """The text line a plain client whose current room is ``current_room`` gets for an event,
+    or None for an event plain clients are not shown: member data is not shown to plain
+    clients, and they are never pinged. Never raises for a server message.
 
     Events of another room than the current one start with ``[#room] ``.
     """
-    line = _render(message)
+    render = _RENDERERS.get(type(message))
+    if render is None:
+        raise LocalProtocolError(f"not a server message: {message!r}")
+    line = render(message)
+    if line is None:
+        return None
     room = getattr(message, "room", None)
     if (
         room is not None

@@ -57,6 +57,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="threads writing to client sockets (default 2)",
     )
     parser.add_argument(
+        "--max-per-address",
+        type=int,
+        default=16,
+        help="connections at once from one address; this machine's own not counted (default 16)",
+    )
+    parser.add_argument(
+        "--max-rooms-per-member",
+        type=int,
+        default=20,
+        help="rooms one member may be in at once (default 20)",
+    )
+    parser.add_argument(
+        "--max-rooms", type=int, default=1000, help="rooms on the server in all (default 1000)"
+    )
+    parser.add_argument(
+        "--plain-grace",
+        type=float,
+        default=2.0,
+        help="seconds after which a connection that has said nothing becomes a plain guest, "
+        "as listen-first tutorial clients expect; 0: never (default 2)",
+    )
+    parser.add_argument(
         "--ping-interval",
         type=float,
         default=60.0,
@@ -67,6 +89,52 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=30.0,
         help="seconds a pinged client has to answer before it is dropped (default 30)",
+    )
+    flood = parser.add_argument_group("flood limits (docs/PROTOCOL.md 6.5)")
+    flood.add_argument(
+        "--chat-burst",
+        type=int,
+        default=20,
+        help="requests, counted in chat lines, a connection may send at once (default 20)",
+    )
+    flood.add_argument(
+        "--chat-per-minute",
+        type=int,
+        default=120,
+        help="chat lines' worth of requests a minute after the burst; 0: no limit (default 120)",
+    )
+    flood.add_argument(
+        "--data-burst", type=int, default=60, help="member data updates at once (default 60)"
+    )
+    flood.add_argument(
+        "--data-per-second",
+        type=int,
+        default=30,
+        help="member data updates a second after the burst; 0: no limit (default 30)",
+    )
+    flood.add_argument(
+        "--flood-seconds",
+        type=int,
+        default=20,
+        help="a connection this many seconds of refill over its budget is disconnected "
+        "(excess flood); 0: never (default 20)",
+    )
+    flood.add_argument(
+        "--request-cost",
+        action="append",
+        metavar="TYPE=COST",
+        help="what a request type costs in chat lines, e.g. nick=8; repeat for several",
+    )
+    flood.add_argument(
+        "--oper-wait-max",
+        type=int,
+        default=60,
+        help="longest wait after failed /oper attempts, in seconds (default 60)",
+    )
+    flood.add_argument(
+        "--no-flood-limits",
+        action="store_true",
+        help="no request or member-data budgets (for benchmarks)",
     )
     history = parser.add_argument_group("history")
     history.add_argument(
@@ -168,6 +236,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         history_sync=args.history_sync,
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
+        max_per_address=args.max_per_address,
+        max_rooms_per_member=args.max_rooms_per_member,
+        max_rooms=args.max_rooms,
+        plain_grace=args.plain_grace or None,
         password=args.password,
         oper_password=args.oper_password,
         host=args.host,
@@ -178,11 +250,30 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             max_frame_bytes=args.max_frame_bytes,
             max_text_chars=args.max_text_chars,
             max_nick_chars=args.max_nick_chars,
+            chat_burst=args.chat_burst,
+            chat_per_minute=0 if args.no_flood_limits else args.chat_per_minute,
+            data_burst=args.data_burst,
+            data_per_second=0 if args.no_flood_limits else args.data_per_second,
+            flood_seconds=args.flood_seconds,
+            oper_wait_max=args.oper_wait_max,
+            costs=request_costs(args.request_cost),
         ),
         send_queue_bytes=args.send_queue_bytes,
         sender_threads=args.sender_threads,
         **discovery_settings(args),  # type: ignore[arg-type]
     )
+
+
+def request_costs(items: list[str] | None) -> dict[str, float]:
+    """--request-cost TYPE=COST, repeated, as a dict (ValueError for a malformed one)."""
+    costs = {}
+    for item in items or ():
+        kind, _, value = item.partition("=")
+        try:
+            costs[kind.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--request-cost wants TYPE=NUMBER, not {item!r}") from None
+    return costs
 
 
 def banner(server: ChatServer) -> str:

@@ -30,10 +30,12 @@ class Dialect:
 
 
 def encode_for(message: ServerMessage, dialect: str, current_room: str | None = None) -> bytes:
-    """The complete frame (header included) that carries ``message`` in ``dialect``."""
+    """The complete frame (header included) that carries ``message`` in ``dialect``; b"" for
+    an event the dialect does not show (member data, pings to plain clients)."""
     if dialect == Dialect.RICH:
         return encode_frame(encode_message(message))
-    return encode_frame(render_plain(message, current_room).encode("utf-8"))
+    line = render_plain(message, current_room)
+    return b"" if line is None else encode_frame(line.encode("utf-8"))
 
 
 def validate_room(name: str) -> str:
@@ -86,7 +88,9 @@ class Member:
         return member
 
     def send(self, message: ServerMessage) -> None:
-        self.mailbox.put(encode_for(message, self.dialect, self.current_room))
+        frame = encode_for(message, self.dialect, self.current_room)
+        if frame:
+            self.mailbox.put(frame)
 
     def info(self, now: float, room: Room | None = None) -> dict[str, Any]:
         muted = self.muted_until is not None and self.muted_until > now

@@ -1,4 +1,4 @@
-"""Access control without sockets: passwords, operator logins (rate-limited), bans and mutes.
+"""Access control without sockets: passwords, operator logins (failures wait), bans and mutes.
 
 Bans live in memory for fast checks and, when a store is given, in the history database so
 they survive restarts.
@@ -12,7 +12,6 @@ import ipaddress
 import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -45,36 +44,97 @@ def verify_password(password: str, expected: str) -> bool:
 
 
 class FailureLimiter:
-    """At most ``limit`` failures per ``window`` seconds per key (an address)."""
+    """Failed password attempts (``oper``) per key, answered with a growing wait, never a
+    lock-out. The first ``free`` failures in a row cost nothing (typos, a stale saved
+    password); after each one beyond them the next try must wait ``base``, then twice as long,
+    at most ``cap`` seconds (1, 2, 4, 8, 16, 32, then 60 s). A success forgets the key, and so
+    do ``forget`` seconds without a failure. Tries refused for waiting are no failures.
+
+    Keys are addresses (:func:`address_key`: an IPv6 address counts as its /64, which one
+    machine usually has whole) or anything else (a connection's own limiter uses one key).
+    Someone guessing from the same address as the real operator can make it wait, but never
+    longer than ``cap`` after a guess.
+    """
 
     def __init__(
-        self, limit: int = 5, window: float = 600.0, clock: Callable[[], float] = time.monotonic
+        self,
+        base: float = 1.0,
+        cap: float = 60.0,
+        free: int = 4,
+        forget: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.limit, self.window, self._clock = limit, window, clock
-        self._failures: dict[str, deque[float]] = {}
+        self.base, self.cap, self.free, self.forget = base, cap, free, forget
+        self._clock = clock
+        self._entries: dict[str, _Failures] = {}
         self._lock = threading.Lock()
 
     def blocked(self, key: str) -> float:
         """Seconds until ``key`` may try again (0: now)."""
         with self._lock:
-            recent = self._prune(key)
-            if len(recent) < self.limit:
-                return 0.0
-            return max(0.0, recent[0] + self.window - self._clock())
+            entry = self._current(address_key(key))
+            return 0.0 if entry is None else max(0.0, entry.until - self._clock())
 
-    def failed(self, key: str) -> None:
+    def failed(self, key: str) -> float:
+        """Count a failure; returns the seconds the next try must wait."""
+        key = address_key(key)
+        now = self._clock()
         with self._lock:
-            self._prune(key).append(self._clock())
+            entry = self._current(key) or _Failures()
+            entry.count += 1
+            beyond = entry.count - self.free
+            wait = 0.0 if beyond <= 0 else min(self.cap, self.base * 2 ** min(beyond - 1, 64))
+            entry.until, entry.last = now + wait, now
+            self._entries[key] = entry
+            if len(self._entries) > _MAX_KEYS:
+                self._prune(now)
+            return wait
 
-    def _prune(self, key: str) -> deque[float]:
-        recent = self._failures.setdefault(key, deque())
-        cutoff = self._clock() - self.window
-        while recent and recent[0] <= cutoff:
-            recent.popleft()
-        if len(self._failures) > 10_000:  # forget quiet addresses rather than grow forever
-            for stale in [k for k, v in self._failures.items() if not v and k != key]:
-                del self._failures[stale]
-        return recent
+    def succeeded(self, key: str) -> None:
+        """The right password: ``key`` starts afresh."""
+        with self._lock:
+            self._entries.pop(address_key(key), None)
+
+    def _current(self, key: str) -> _Failures | None:
+        """Lock held: the entry of ``key``, unless it is forgotten by now."""
+        entry = self._entries.get(key)
+        if entry is not None and self._clock() - entry.last >= self.forget:
+            del self._entries[key]
+            return None
+        return entry
+
+    def _prune(self, now: float) -> None:
+        """Lock held: forget keys quiet for ``forget`` seconds, else every key free to try."""
+        for key in [k for k, e in self._entries.items() if now - e.last >= self.forget]:
+            del self._entries[key]
+        if len(self._entries) > _MAX_KEYS:
+            for key in [k for k, e in self._entries.items() if e.until <= now]:
+                del self._entries[key]
+
+
+#: Keys a FailureLimiter keeps before it forgets some (each costs about 200 bytes).
+_MAX_KEYS = 10_000
+
+
+@dataclass
+class _Failures:
+    count: int = 0  # failures in a row
+    until: float = 0.0  # no try before this (clock time)
+    last: float = 0.0  # the last failure (clock time)
+
+
+def address_key(host: str) -> str:
+    """What one party's address is counted as: an IPv4 address (also written IPv4-mapped,
+    ``::ffff:a.b.c.d``) as itself, an IPv6 address as its /64 network; anything else as is."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 @dataclass(frozen=True)

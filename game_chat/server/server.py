@@ -12,6 +12,7 @@ import selectors
 import socket
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 try:
@@ -29,7 +30,7 @@ from ..protocol.messages import PROTOCOL_VERSION, ErrorReply, Goodbye, encode_me
 from .connection import Connection, format_address
 from .heap import HeapTrimmer
 from .history import HistoryStore
-from .moderation import BanList
+from .moderation import BanList, host_of
 from .sender import SendLoop
 from .state import Access, ChatState
 from .throttle import Throttle
@@ -57,6 +58,15 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     send_queue_bytes: int = 1024 * 1024
     hello_timeout: float = 30.0
+    #: A connection silent this long becomes a plain guest, as the classic tutorial clients
+    #: expect (they listen first and speak when their user types). None: never (it must
+    #: register within hello_timeout). Servers with a password never do it (/pass comes first).
+    plain_grace: float | None = 2.0
+    #: Connections at once from one address (loopback, this machine itself, not counted).
+    max_per_address: int = 16
+    #: Rooms one member may be in at once, and rooms on the server in all.
+    max_rooms_per_member: int = 20
+    max_rooms: int = 1000
     #: A rich member silent this long gets a ping; silent ping_timeout more, it is dropped
     #: ("ping timeout"). 0 turns pings off.
     ping_interval: float = 60.0
@@ -168,6 +178,8 @@ class ChatServer:
             store_private=config.store_private,
             access=Access(config.password, config.oper_password),
             bans=BanList(self.history),
+            max_rooms_per_member=config.max_rooms_per_member,
+            max_rooms=config.max_rooms,
         )
         self.senders = [
             SendLoop(f"chat-sender-{n}") for n in range(max(1, self.config.sender_threads))
@@ -187,7 +199,12 @@ class ChatServer:
         # Accepted sockets that have sent nothing yet: they wait in the accept thread's
         # selector and get a reader thread only when their first bytes arrive, so a crowd of
         # idle or half-open connections costs no threads. Accept thread only.
-        self._waiting: dict[socket.socket, tuple[object, float]] = {}
+        self._waiting: dict[socket.socket, _Waiting] = {}
+        # Plain guests that have not said a word yet (they became members by waiting out the
+        # plain grace): registered, with an outbox, but no reader thread until their first
+        # bytes arrive, so a crowd of listen-only clients costs no threads. Accept thread only.
+        self._quiet: dict[socket.socket, Connection] = {}
+        self._per_host: Counter[str] = Counter()  # open connections per remote host (conn lock)
         self._tcp_port = 0
         self._server_id = secrets.token_hex(8)  # one per run: a listener lists a server once
         self.max_clients = config.max_clients  # start() lowers it to what the OS allows
@@ -387,7 +404,9 @@ class ChatServer:
 
     def forget(self, conn: Connection) -> None:
         with self._conn_lock:
-            self._connections.discard(conn)
+            if conn in self._connections:
+                self._connections.discard(conn)
+                self._uncount(conn.address)
 
     def _accept_loop(self) -> None:
         assert self._listener is not None and self._selector is not None
@@ -402,9 +421,14 @@ class ChatServer:
                     self._expire_waiting(selector)
                     self._heap.tick()  # the accept thread is the server's housekeeper
             finally:
+                farewell = Goodbye(self._shutdown_reason)
+                self._close_backlog(farewell)
                 self._listener.close()
                 self._release_reserve()
-                self._close_waiting(Goodbye(self._shutdown_reason))
+                self._close_waiting(farewell)
+                for conn in self._quiet.values():  # members: they end as the others do
+                    conn.start()
+                self._quiet.clear()
 
     def _accept_pending(self, selector: selectors.BaseSelector) -> None:
         """Take every connection waiting in the backlog: a slot in ``_waiting`` for each, or
@@ -420,58 +444,114 @@ class ChatServer:
                 if self._accept_failed(exc):
                     continue
                 return
-            refusal = self._refusal(address)
-            if refusal is None:
-                with self._conn_lock:
-                    busy = len(self._connections) + len(self._waiting)
-                if busy >= self.max_clients:
-                    refusal = RemoteProtocolError(
-                        ErrorCode.SERVER_FULL,
-                        f"server full ({self.max_clients} clients), try again later",
-                        fatal=True,
-                    )
+            refusal = self._refusal(address) or self._over_capacity(format_address(address))
             if refusal is not None:
                 self._refuse(sock, address, refusal)
                 continue
             sock.setblocking(False)
-            self._waiting[sock] = (address, time.monotonic() + self.config.hello_timeout)
+            now = time.monotonic()
+            grace = self.config.plain_grace
+            quiet_at = None if grace is None or self.config.password else now + grace
+            self._waiting[sock] = _Waiting(address, now + self.config.hello_timeout, quiet_at)
             selector.register(sock, selectors.EVENT_READ)
             log.debug("%s: connected", format_address(address))
+
+    def _over_capacity(self, address: str) -> RemoteProtocolError | None:
+        """Accept thread: refuse a connection over max_clients or over max_per_address;
+        else count it in."""
+        host = host_of(address)
+        with self._conn_lock:
+            busy = len(self._connections) + len(self._waiting)
+            if busy >= self.max_clients:
+                message = f"server full ({self.max_clients} clients), try again later"
+            elif self._per_host[host] >= self.config.max_per_address and not _is_loopback(host):
+                limit = self.config.max_per_address
+                message = f"too many connections from your address ({limit}), try again later"
+            else:
+                self._per_host[host] += 1
+                return None
+        return RemoteProtocolError(ErrorCode.SERVER_FULL, message, fatal=True)
+
+    def _uncount(self, address: str) -> None:
+        """Connection lock held: one connection less from ``address``'s host."""
+        host = host_of(address)
+        self._per_host[host] -= 1
+        if self._per_host[host] <= 0:
+            del self._per_host[host]
 
     def _first_bytes(self, selector: selectors.BaseSelector, sock: socket.socket) -> None:
         """A waiting socket has something to say: from now on it has a reader thread."""
         selector.unregister(sock)
-        address, deadline = self._waiting.pop(sock)
-        conn = Connection(sock, address, self, registration_deadline=deadline)
+        quiet = self._quiet.pop(sock, None)
+        if quiet is not None:  # a guest that listened until now: its reader starts
+            quiet.start()
+            return
+        waiting = self._waiting.pop(sock)
+        conn = Connection(sock, waiting.address, self, registration_deadline=waiting.deadline)
         with self._conn_lock:
             self._connections.add(conn)
         conn.start()
 
     def _next_wakeup(self) -> float | None:
-        """Seconds until a waiting socket expires or the heap is due a trim (None: never)."""
+        """Seconds until a waiting socket is due (a guest or expired) or the heap a trim."""
         times = [] if (trim := self._heap.due_in()) is None else [trim]
         if self._waiting:
-            soonest = min(deadline for _, deadline in self._waiting.values())
+            soonest = min(waiting.due for waiting in self._waiting.values())
             times.append(max(0.0, soonest - time.monotonic()))
         return min(times, default=None)
 
     def _expire_waiting(self, selector: selectors.BaseSelector) -> None:
+        """Waiting sockets past their plain grace become quiet guests; past their
+        registration deadline (a password server) they are told and closed."""
         now = time.monotonic()
-        expired = [sock for sock, (_, deadline) in self._waiting.items() if deadline <= now]
-        for sock in expired:
-            address, _ = self._waiting.pop(sock)
+        for sock in [sock for sock, waiting in self._waiting.items() if waiting.due <= now]:
+            waiting = self._waiting.pop(sock)
+            if waiting.quiet_at is not None:
+                self._make_quiet_guest(selector, sock, waiting)
+                continue
             selector.unregister(sock)
+            with self._conn_lock:
+                self._uncount(format_address(waiting.address))
             limit = self.config.hello_timeout
             error = RemoteProtocolError(
                 ErrorCode.HELLO_TIMEOUT, f"not registered within {limit:g} s", fatal=True
             )
-            log.warning("%s: %s: %s", format_address(address), error.code, error.message)
+            log.warning("%s: %s: %s", format_address(waiting.address), error.code, error.message)
             _send_and_close(sock, ErrorReply.from_exception(error))
 
+    def _make_quiet_guest(
+        self, selector: selectors.BaseSelector, sock: socket.socket, waiting: _Waiting
+    ) -> None:
+        """A silent connection joins as a plain guest and keeps waiting here for its first
+        bytes (no thread); what it is sent goes out through its outbox as for anyone."""
+        conn = Connection(sock, waiting.address, self)
+        with self._conn_lock:
+            self._connections.add(conn)
+        if not conn.session.join_quietly():  # refused (shutting down, banned meanwhile)
+            selector.unregister(sock)
+            conn.start()  # its reader sends nothing more and closes it
+            return
+        selector.modify(sock, selectors.EVENT_READ, conn)
+        self._quiet[sock] = conn
+
     def _close_waiting(self, farewell: Goodbye) -> None:
+        with self._conn_lock:
+            for waiting in self._waiting.values():
+                self._uncount(format_address(waiting.address))
         for sock in list(self._waiting):
             _send_and_close(sock, farewell)
         self._waiting.clear()
+
+    def _close_backlog(self, farewell: Goodbye) -> None:
+        """Shutdown: connections still in the listen backlog get the goodbye too, rather than
+        a reset (at most a backlog's worth; accept thread only)."""
+        assert self._listener is not None
+        for _ in range(self.config.backlog):
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:  # nothing left (or no descriptor for it: it gets the reset)
+                return
+            _send_and_close(sock, farewell)
 
     def _refusal(self, address: object) -> RemoteProtocolError | None:
         try:
@@ -540,6 +620,26 @@ class ChatServer:
 def _quiet_note(quiet: int, what: str = "failed") -> str:
     """The tail of a throttled log line: how many were not logged since the last one."""
     return f" ({quiet} more {what} since the last report)" if quiet else ""
+
+
+@dataclass
+class _Waiting:
+    """An accepted socket that has sent nothing yet (accept thread only)."""
+
+    address: object
+    deadline: float  # monotonic time by which it must be registered
+    quiet_at: float | None  # when it becomes a plain guest if still silent (None: never)
+
+    @property
+    def due(self) -> float:
+        return self.deadline if self.quiet_at is None else min(self.quiet_at, self.deadline)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _send_and_close(sock: socket.socket, message: ErrorReply | Goodbye) -> None:

@@ -11,11 +11,19 @@ Chat lines are delivered and acknowledged when they are stored (group commit), a
 they were handled. To keep every answer in the order of the requests, the session waits for
 its own lines (:meth:`Session.settle`) before it answers anything else, and the connection
 waits for them before it reads more, which also bounds what one client can have in flight.
+
+Every frame is paid for before it is handled (server/abuse.py): a rich message or a plain
+/command by its type, a plain line as a chat line, a frame that is no request as ``invalid``.
+The budgets belong to the connection: a takeover (hello ``session``) starts with full ones, as
+any new connection does (a member kicked for flooding has no session left to take over).
+Operators are not limited. Failed ``oper`` tries wait, per connection and per address.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +62,8 @@ from ..protocol.messages import (
 )
 from ..protocol.plain import DISCONNECT_COMMANDS
 from ..protocol.text import clean_reason, decode_utf8
+from .abuse import RequestLimiter
+from .moderation import FailureLimiter, host_of
 from .state import Accepted, ChatState, Dialect, Mailbox, Member, MemberGone, encode_for
 
 log = logging.getLogger("game_chat.server")
@@ -77,6 +87,7 @@ class Session:
         mailbox: Mailbox,
         address: str,
         disconnect: Callable[[str], None] = lambda reason: None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.state = state
         self.mailbox = mailbox
@@ -88,6 +99,10 @@ class Session:
         self._client_id: ClientId = None  # id of the chat message being handled
         self._ticket = 0  # our last line on its way to the store (0: none)
         self._pings = 0
+        self._limiter = RequestLimiter(state.limits, clock)
+        self._charged = False  # the frame being handled was paid for
+        self._oper_tries = FailureLimiter(cap=state.limits.oper_wait_max, clock=clock)
+        self._quiet = False  # a plain guest for its silence; its first frame may be a hello
 
     @property
     def registered(self) -> bool:
@@ -108,13 +123,18 @@ class Session:
         if not payload:  # zero-length frame: keepalive
             return True
         self._client_id = None
+        self._charged = False
         try:
+            if self._quiet:
+                self._speaks(payload)
             if self.dialect is None:
                 self.dialect = Dialect.RICH if is_hello(payload) else Dialect.PLAIN
             if self.dialect == Dialect.RICH:
                 return self._rich(payload)
             return self._plain(payload)
         except RemoteProtocolError as exc:
+            if not self._charged and not exc.fatal:  # no request at all: it costs too
+                exc = self._refusal("invalid") or exc
             self.settle()  # the error answers this frame: after the acks of earlier ones
             self.reject(exc, self._client_id)
             return not exc.fatal
@@ -134,6 +154,8 @@ class Session:
         ``client_id`` names the chat message refused, so the client can mark it failed.
         """
         level = logging.WARNING if exc.fatal else logging.INFO
+        if exc.code == ErrorCode.RATE_LIMITED and not exc.fatal:
+            level = logging.DEBUG  # a flood would write a line per frame
         log.log(level, "%s: %s: %s", self.address, exc.code, exc.message)
         if exc.fatal:
             self.leave_reason = exc.message
@@ -164,9 +186,29 @@ class Session:
             log.info("%s: %s left (%s)", self.address, member.nick, reason)
             self.member = None
 
+    # --- flood limits ---------------------------------------------------------------------
+
+    def _admit(self, kind: str) -> None:
+        """Pay for the request being handled (a message type, or "invalid"): RemoteProtocolError
+        rate_limited if it must not be handled, fatal when the connection floods."""
+        self._charged = True
+        member = self.member
+        if member is not None and member.oper:
+            return
+        self._limiter.charge(kind)
+
+    def _refusal(self, kind: str) -> RemoteProtocolError | None:
+        try:
+            self._admit(kind)
+        except RemoteProtocolError as exc:
+            return exc
+        return None
+
     def _reply(self, message: Any) -> None:
         room = self.member.current_room if self.member is not None else None
-        self.mailbox.put(encode_for(message, self.dialect or Dialect.RICH, room))
+        frame = encode_for(message, self.dialect or Dialect.RICH, room)
+        if frame:
+            self.mailbox.put(frame)
 
     # --- registration -------------------------------------------------------------------
 
@@ -206,6 +248,9 @@ class Session:
 
     def _rich(self, payload: bytes) -> bool:
         message = parse_client_message(payload)
+        if isinstance(message, SendChat | SendPrivate) and self.member is not None:
+            self._client_id = message.id  # a refusal names the line it refuses (a member's)
+        self._admit(message.TYPE)
         if self.member is None:
             if not isinstance(message, Hello):
                 raise RemoteProtocolError(ErrorCode.NOT_REGISTERED, "send a hello first")
@@ -242,6 +287,25 @@ class Session:
             self._reply(accepted.ack)
         self._ticket = accepted.ticket or self._ticket
 
+    def _oper(self, message: Oper) -> None:
+        """Failures wait, growing (FailureLimiter), per connection and per address: the
+        connection's count stays when someone else from the address succeeds."""
+        address = host_of(self.address)
+        wait = max(self._oper_tries.blocked(""), self.state.oper_failures.blocked(address))
+        if wait:
+            raise RemoteProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"too many failed attempts: try again in {max(1, math.ceil(wait))} s",
+            )
+        try:
+            self.state.oper(self._me, message.password)  # counts the address's failures
+        except RemoteProtocolError as exc:
+            if exc.code == ErrorCode.BAD_PASSWORD:
+                self._oper_tries.failed("")
+            raise
+        self._oper_tries.succeeded("")
+        self.state.oper_failures.succeeded(address)
+
     def _goodbye(self, message: Goodbye) -> bool:
         self.leave_reason = clean_reason(message.reason) or QUIT_REASON
         return False
@@ -257,14 +321,38 @@ class Session:
             self.leave_reason = QUIT_REASON
             return False
         if self.member is None:
+            self._admit("hello")
             self._plain_password(text)
             return True
         if is_command(text):
-            return self._dispatch(parse_command(text, self._me.current_room))
+            message = parse_command(text, self._me.current_room)
+            self._admit(message.TYPE)
+            return self._dispatch(message)
         if text.startswith("//"):  # "//x" sends the literal line "/x"
             text = text[1:]
+        self._admit("chat")
         self._accepted(self.state.say(self._me, text))
         return True
+
+    def join_quietly(self) -> bool:
+        """The peer has said nothing for the plain grace: it becomes a plain guest, as the
+        classic tutorial clients expect (they listen first). False if it cannot (the server is
+        shutting down, its address was banned): it should be closed then."""
+        self.dialect, self._quiet = Dialect.PLAIN, True
+        try:
+            self._plain_guest()
+        except RemoteProtocolError as exc:
+            self.reject(exc)
+            return False
+        return True
+
+    def _speaks(self, payload: bytes) -> None:
+        """A quiet guest's first frame: a rich hello makes it the member it asks to be (the
+        guest leaves), anything else is its first plain line."""
+        self._quiet = False
+        if is_hello(payload) and self.member is not None:
+            self.state.leave(self.member, QUIT_REASON)
+            self.member, self.dialect = None, None
 
     def _plain_guest(self) -> None:
         self._registered(self.state.join_guest(Dialect.PLAIN, self.mailbox, self.address))
@@ -305,7 +393,7 @@ _HANDLERS: dict[type, Callable[[Session, Any], bool | None]] = {
     SetAway: lambda s, m: s.state.set_away(s._me, m.reason),
     FetchHistory: lambda s, m: s.state.history_page(s._me, m.room, m.before, m.limit, m.after),
     Help: lambda s, m: s.state.help(s._me),
-    Oper: lambda s, m: s.state.oper(s._me, m.password),
+    Oper: Session._oper,
     Kick: lambda s, m: s.state.kick(s._me, m.nick, m.reason),
     Ban: lambda s, m: s.state.ban(s._me, m.target, m.minutes, m.reason),
     Unban: lambda s, m: s.state.unban(s._me, m.target),

@@ -94,8 +94,9 @@ __all__ = [
 
 log = logging.getLogger("game_chat.server")
 
-#: Most rooms a hello may ask to resume.
-MAX_RESUME_ROOMS = 64
+#: Rooms one member may be in at once (IRC daemons allow 10 to 20), and rooms in all.
+MAX_ROOMS_PER_MEMBER = 20
+MAX_ROOMS = 1000
 #: Said to an operator whose ban or unban the database could not keep.
 UNSAVED_BAN = " (not saved: the history database is failing; this lasts until the server stops)"
 #: A history page stops growing at about this many bytes of JSON (the client's outbox limit
@@ -163,6 +164,8 @@ class ChatState:
         store_private: bool = False,
         access: Access | None = None,
         bans: BanList | None = None,
+        max_rooms_per_member: int = MAX_ROOMS_PER_MEMBER,
+        max_rooms: int = MAX_ROOMS,
     ) -> None:
         self.server_name = server_name
         self.limits = limits or Limits()
@@ -183,7 +186,9 @@ class ChatState:
         self.store_private = store_private
         self.access = access or Access()
         self.bans = bans or BanList(clock=clock)
-        self.oper_failures = FailureLimiter()
+        self.oper_failures = FailureLimiter(cap=self.limits.oper_wait_max)
+        self.max_rooms_per_member = max(1, max_rooms_per_member)
+        self.max_rooms = max(1, max_rooms)
 
     # --- queries ----------------------------------------------------------------------
 
@@ -243,6 +248,9 @@ class ChatState:
             self._require_open()
             owner = self._sessions.get(_session_key(session)) if session else None
             if owner is not None:
+                self._check_room_capacity(points or ())
+                new_rooms = {nick_key(n) for n in points or ()} - owner.rooms.keys()
+                self._check_member_rooms(owner, len(new_rooms))
                 ended = owner.disconnect
                 member = self._take_over(owner, dialect, mailbox, address, points)
         if owner is not None:
@@ -254,10 +262,13 @@ class ChatState:
             self._require_open()
             if nick_key(nick) in self._members:
                 raise RemoteProtocolError(ErrorCode.NICK_TAKEN, f"the nickname {nick} is taken")
+            self._check_room_capacity(points or ())
             return self._add(Member(nick, dialect, mailbox, address), points)
 
     def join_guest(self, dialect: str, mailbox: Mailbox, address: str = "") -> Member:
-        """Register a user under the next free ``guest-N`` nick."""
+        """Register a user under the next free ``guest-N`` nick (RemoteProtocolError: banned,
+        shutting_down)."""
+        self.check_address(address)  # a ban may have come since it connected
         with self._lock:
             self._require_open()
             while True:
@@ -357,9 +368,10 @@ class ChatState:
         Ids from another store (or none named) mean nothing here: those rooms replay anew."""
         if resume is None:
             return None
-        if len(resume) > MAX_RESUME_ROOMS:
+        if len(resume) > self.max_rooms_per_member:
             raise RemoteProtocolError(
-                ErrorCode.BAD_MESSAGE, f"resume names more than {MAX_RESUME_ROOMS} rooms"
+                ErrorCode.BAD_MESSAGE,
+                f"resume names more than {self.max_rooms_per_member} rooms",
             )
         ours = store is not None and store == self.history.store_id
         points: dict[str, int | None] = {}
@@ -377,12 +389,32 @@ class ChatState:
         return points
 
     def _room_named(self, name: str) -> Room:
-        """Lock held: the room called ``name``, made if it does not exist."""
+        """Lock held: the room called ``name``, made if it does not exist (and there is room
+        for one more: RemoteProtocolError too_many_rooms otherwise)."""
         key = nick_key(name)
         room = self._rooms.get(key)
         if room is None:
+            self._check_room_capacity([name])
             room = self._rooms[key] = Room(name)
         return room
+
+    def _check_room_capacity(self, names: Iterable[str]) -> None:
+        """Lock held: refuse if making the rooms of ``names`` that do not exist yet would
+        take the server over ``max_rooms``."""
+        new = {nick_key(n) for n in names} - self._rooms.keys()
+        if new and len(self._rooms) + len(new) > self.max_rooms:
+            raise RemoteProtocolError(
+                ErrorCode.TOO_MANY_ROOMS,
+                f"the server has {len(self._rooms)} rooms, the most it keeps: join one of them",
+            )
+
+    def _check_member_rooms(self, member: Member, more: int = 1) -> None:
+        """Lock held: refuse a join that would put ``member`` in too many rooms."""
+        if len(member.rooms) + more > self.max_rooms_per_member:
+            raise RemoteProtocolError(
+                ErrorCode.TOO_MANY_ROOMS,
+                f"you are in {len(member.rooms)} rooms, the most one may be in: part one first",
+            )
 
     def leave(self, member: Member, reason: str = "") -> None:
         """Remove a member from the server; those who shared a room with it are told. Nothing
@@ -407,12 +439,13 @@ class ChatState:
         name = validate_room(name)
         with self._lock:
             self._require_member(member)
-            room = self._room_named(name)
             if nick_key(name) in member.rooms:
+                room = member.rooms[nick_key(name)]
                 member.current_room = room.name
                 member.send(self._room_joined(room))
                 return
-            self._enter(member, room)
+            self._check_member_rooms(member)
+            self._enter(member, self._room_named(name))
 
     def part_room(self, member: Member, name: str, reason: str = "") -> None:
         with self._lock:
@@ -757,12 +790,14 @@ class ChatState:
     # --- operators --------------------------------------------------------------------
 
     def oper(self, member: Member, password: str) -> None:
-        """Make ``member`` an operator if ``password`` is right; failures are rate-limited."""
+        """Make ``member`` an operator if ``password`` is right; after failures from its
+        address the next try must wait (a backoff, never a lock-out)."""
         key = host_of(member.address)
         wait = self.oper_failures.blocked(key)
         if wait:
             raise RemoteProtocolError(
-                ErrorCode.RATE_LIMITED, f"too many failed attempts: try again in {wait:.0f} s"
+                ErrorCode.RATE_LIMITED,
+                f"too many failed attempts: try again in {math.ceil(wait)} s",
             )
         expected = self.access.oper_password
         if expected is None or not verify_password(password, expected):
@@ -960,11 +995,13 @@ class ChatState:
             elif room is None or m.current_room == room:
                 if current is None:
                     current = encode_for(message, Dialect.PLAIN, room)
-                m.mailbox.put(current)
+                if current:  # b"": plain clients are not shown this event
+                    m.mailbox.put(current)
             else:
                 if other is None:
                     other = encode_for(message, Dialect.PLAIN, None if room is None else "")
-                m.mailbox.put(other)
+                if other:
+                    m.mailbox.put(other)
 
 
 def _rekey(members: dict[str, Member], old: str, new: str) -> dict[str, Member]:
