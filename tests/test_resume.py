@@ -22,7 +22,15 @@ from wire import WireClient, rich_client
 
 from game_chat.client.events import ChatSent, Connected, Disconnected
 from game_chat.client.net import ChatClient
-from game_chat.protocol.messages import ChatMessage, UserLeft
+from game_chat.protocol.limits import Limits
+from game_chat.protocol.messages import (
+    ChatMessage,
+    JoinRoom,
+    PartRoom,
+    RoomJoined,
+    UserLeft,
+    UserParted,
+)
 from game_chat.server import ChatServer
 
 LOBBY = "#lobby"
@@ -396,6 +404,55 @@ def test_others_see_a_ghost_leave_only_when_it_times_out(server_factory) -> None
         left = events_until(bob, lambda e: isinstance(e, UserLeft), timeout=10)[-1]
         assert (left.nick, left.reason) == ("alice", "ping timeout")
         bob.close()
+    finally:
+        alice.close()
+        lossy.close()
+
+
+def test_gap_pages_refused_for_coming_too_fast_are_asked_again(server_factory) -> None:
+    # A small budget: the resume's page requests for three gaps at once go over it.
+    limits = Limits(
+        chat_burst=3,
+        chat_per_minute=600,
+        costs={"history": 2, "join": 0.1, "part": 0.1, "chat": 0.1, "hello": 0.1},
+    )
+    server = server_factory(history_replay=5, limits=limits)
+    lossy = LossyProxy(server.address)
+    host, port = lossy.address
+    alice = ChatClient(host, port, "alice", backoff_initial=0.05, backoff_max=0.2)
+    alice.start()
+    try:
+        events_until(alice, lambda e: isinstance(e, Connected))
+        rooms = ["#a", "#b", "#c"]
+        for room in rooms:
+            alice.send(JoinRoom(room))
+            events_until(alice, lambda e, r=room: isinstance(e, RoomJoined) and e.room == r)
+        alice.send(PartRoom("#lobby"))
+        events_until(alice, lambda e: isinstance(e, UserParted))
+        alice.send_chat("here before the drop", room="#a")  # its ack: where each room resumes
+        mine = events_until(alice, lambda e: isinstance(e, ChatSent))[-1].message_id
+        lossy.lose()
+        events_until(alice, lambda e: isinstance(e, Disconnected))
+        said: dict[str, list[int]] = {}
+        for room in rooms:  # each writer: 12 lines, 5 replayed, a gap of 7
+            writer = ChatClient(*server.address, f"w{room[1:]}")
+            writer.start()
+            events_until(writer, lambda e: isinstance(e, Connected))
+            writer.send(JoinRoom(room))
+            events_until(writer, lambda e, r=room: isinstance(e, RoomJoined) and e.room == r)
+            ids = []
+            for n in range(12):
+                writer.send_chat(f"{room} {n}", room=room)
+                ids.append(events_until(writer, lambda e: isinstance(e, ChatSent))[-1].message_id)
+            said[room] = ids
+            writer.close()
+        got: dict[str, list[int]] = {room: [] for room in rooms}
+        deadline = time.monotonic() + 20
+        while any(got[r][-1:] != said[r][-1:] for r in rooms) and time.monotonic() < deadline:
+            event = events_until(alice, lambda e: isinstance(e, ChatMessage))[-1]
+            got[event.room].append(event.id)
+        assert got == said  # every line once, in order, though pages were refused on the way
+        assert min(min(ids) for ids in said.values()) > mine
     finally:
         alice.close()
         lossy.close()

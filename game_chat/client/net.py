@@ -86,6 +86,8 @@ FINAL_REFUSALS = frozenset(
         ErrorCode.REPLACED,  # our session goes on in a newer connection (another window)
     }
 )
+#: Seconds before pages of a gap are asked for again after a rate_limited refusal.
+_REFILL_DELAY = 1.0
 #: Errors after which a history request will not be answered.
 _HISTORY_REFUSALS = frozenset(
     {ErrorCode.UNAVAILABLE, ErrorCode.NOT_IN_ROOM, ErrorCode.NO_SUCH_ROOM, ErrorCode.BAD_ROOM}
@@ -361,6 +363,8 @@ class _Connection:
         self.last_received = time.monotonic()
         self.ping_sent_at: float | None = None
         self.next_ping = time.monotonic() + client.ping_interval
+        #: When to ask again for the pages of open gaps (a request was refused: too fast).
+        self.refill_gaps_at: float | None = None
 
     def run(self) -> tuple[_Outcome, bool]:
         client = self.client
@@ -434,6 +438,9 @@ class _Connection:
         interval = self.client.ping_interval
         if now - self.last_received > 3 * interval:
             return _Outcome("the server stopped answering", retry=True)
+        if self.refill_gaps_at is not None and now >= self.refill_gaps_at:
+            self.refill_gaps_at = None
+            self._request(self.client._resume.requests())
         if now >= self.next_ping:
             self.next_ping = now + interval
             self.ping_sent_at = now
@@ -565,6 +572,10 @@ class _Connection:
         if error.code in _HISTORY_REFUSALS:  # a gap we asked to fill will not be filled
             for line in client._resume.give_up():
                 client._emit(line)
+        elif error.code == ErrorCode.RATE_LIMITED and not error.fatal and client._resume.filling:
+            # Maybe a page of a gap was refused for coming too fast: ask again in a while
+            # (pages that were answered meanwhile are asked twice; the second is ignored).
+            self.refill_gaps_at = time.monotonic() + _REFILL_DELAY
         local_id = client._local_id(error.id)
         if local_id is not None:
             client._forget(local_id)

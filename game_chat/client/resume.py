@@ -131,6 +131,15 @@ class ResumeTracker:
             return lines, [gap.request()]
         return lines + self._close(key), []
 
+    @property
+    def filling(self) -> bool:
+        """True while some gap waits for its pages."""
+        return bool(self._gaps)
+
+    def requests(self) -> list[FetchHistory]:
+        """The page each open gap waits for (to ask again after a refusal)."""
+        return [gap.request() for gap in self._gaps.values()]
+
     def give_up(self) -> list[ChatMessage]:
         """A gap cannot be filled (the server refused the request): hand over what was held,
         with the hole in it."""
