@@ -237,3 +237,37 @@ def test_a_taken_over_member_is_gone_for_the_old_connection() -> None:
     assert old_box.messages()[-1]["code"] == "replaced"
     state.leave(alice, "connection lost")  # the old connection ends: the heir stays
     assert state.nicks() == ["alice", "bob"]
+
+
+def test_a_nick_that_looks_like_one_in_use_is_refused() -> None:
+    state = make_state()
+    alice, _ = join(state, "alice")
+    for lookalike in ("аlice", "alıce", "Αlice", "a1ice"):  # Cyrillic а, dotless ı, Greek Α
+        with pytest.raises(RemoteProtocolError) as info:
+            join(state, lookalike)
+        assert info.value.code == ErrorCode.NICK_TAKEN
+        assert "looks too much like alice" in info.value.message
+    bob, _ = join(state, "bob")
+    with pytest.raises(RemoteProtocolError):
+        state.rename(bob, "аlice")
+    state.rename(alice, "aIice")  # one's own look-alike is fine
+    state.leave(alice)
+    join(state, "аlice")  # free again once its look-alike left
+
+
+def test_guest_numbers_skip_a_nick_that_looks_taken() -> None:
+    state = make_state()
+    join(state, "guest-l")  # a small L: looks like guest-1
+    guest = state.join_guest(Dialect.PLAIN, RecordingMailbox())
+    assert guest.nick == "guest-2"
+
+
+def test_the_look_alike_index_follows_a_takeover() -> None:
+    state = make_state()
+    box = RecordingMailbox()
+    state.join("alice", Dialect.RICH, box)
+    heir = state.join("x", Dialect.RICH, RecordingMailbox(), session=box.messages()[0]["session"])
+    with pytest.raises(RemoteProtocolError):
+        join(state, "аlice")
+    state.leave(heir)
+    join(state, "аlice")

@@ -59,7 +59,7 @@ from ..protocol.messages import (
     encode_json,
     message_dict,
 )
-from ..protocol.names import nick_key, validate_nick
+from ..protocol.names import nick_key, nick_skeleton, validate_nick
 from ..protocol.text import clean_reason, validate_text
 from .group_commit import GroupCommit, IdsExhausted, PendingLine
 from .history import MAX_ID, HistoryError, HistoryStore, SentKey, StoredMessage
@@ -172,6 +172,9 @@ class ChatState:
         self._clock = clock
         self._lock = threading.Lock()
         self._members: dict[str, Member] = {}  # nick key -> member, in join order
+        # nick skeleton (Unicode TR39) -> member: no two members' nicks look alike
+        self._skeletons: dict[str, Member] = {}
+        nick_skeleton("")  # the confusables table is built now, not during someone's join
         self._rooms: dict[str, Room] = {nick_key(LOBBY): Room(LOBBY)}
         self.history = history if history is not None else HistoryStore(None)
         #: Every line with an id up to this one has been delivered (and none above it). The
@@ -260,8 +263,7 @@ class ChatState:
         self._check_nick_ban(nick)
         with self._lock:
             self._require_open()
-            if nick_key(nick) in self._members:
-                raise RemoteProtocolError(ErrorCode.NICK_TAKEN, f"the nickname {nick} is taken")
+            self._claim(nick)
             self._check_room_capacity(points or ())
             return self._add(Member(nick, dialect, mailbox, address), points)
 
@@ -273,11 +275,31 @@ class ChatState:
             self._require_open()
             while True:
                 nick = f"guest-{next(self._guest_numbers)}"
-                if nick_key(nick) not in self._members:
+                if self._nick_in_use(nick) is None:  # guest-1 is skipped while guest-l is here
                     return self._add(Member(nick, dialect, mailbox, address))
+
+    def _nick_in_use(self, nick: str, me: Member | None = None) -> Member | None:
+        """Lock held: the member other than ``me`` whose nick is ``nick`` or looks like it."""
+        for other in (self._members.get(nick_key(nick)), self._skeletons.get(nick_skeleton(nick))):
+            if other is not None and other is not me:
+                return other
+        return None
+
+    def _claim(self, nick: str, me: Member | None = None) -> None:
+        """Lock held: RemoteProtocolError nick_taken if ``nick`` is in use or looks like one
+        that is (``me`` may take a nick that looks like its own)."""
+        other = self._nick_in_use(nick, me)
+        if other is None:
+            return
+        if nick_key(other.nick) == nick_key(nick):
+            raise RemoteProtocolError(ErrorCode.NICK_TAKEN, f"the nickname {nick} is taken")
+        raise RemoteProtocolError(
+            ErrorCode.NICK_TAKEN, f"the nickname {nick} looks too much like {other.nick}"
+        )
 
     def _add(self, member: Member, points: dict[str, int | None] | None = None) -> Member:
         self._members[nick_key(member.nick)] = member
+        self._skeletons[nick_skeleton(member.nick)] = member
         try:
             # Plain clients get no welcome: a tutorial client expects "Message was Sent!" as
             # the first reply to its first line.
@@ -345,6 +367,7 @@ class ChatState:
         )
         key = nick_key(member.nick)
         self._members[key] = heir
+        self._skeletons[nick_skeleton(heir.nick)] = heir
         for room in heir.rooms.values():
             room.members[key] = heir  # same key: the same place in the join order
         self._sessions.pop(member.session_key, None)
@@ -424,8 +447,15 @@ class ChatState:
                 return
             self._remove(member, UserLeft(member.nick, reason, self._clock()))
 
+    def _forget_skeleton(self, member: Member) -> None:
+        """Lock held: ``member``'s nick no longer holds its look-alikes back."""
+        skeleton = nick_skeleton(member.nick)
+        if self._skeletons.get(skeleton) is member:
+            del self._skeletons[skeleton]
+
     def _remove(self, member: Member, notice: ServerMessage) -> None:
         del self._members[nick_key(member.nick)]
+        self._forget_skeleton(member)
         self._sessions.pop(member.session_key, None)
         audience = [m for m in self._sharing(member) if m is not member]
         for room in list(member.rooms.values()):
@@ -606,8 +636,7 @@ class ChatState:
         with self._lock:
             self._require_member(member)
             old_key, new_key = nick_key(member.nick), nick_key(new_nick)
-            if new_key != old_key and new_key in self._members:
-                raise RemoteProtocolError(ErrorCode.NICK_TAKEN, f"the nickname {new_nick} is taken")
+            self._claim(new_nick, me=member)
             old = member.nick
             if new_nick == old:  # nothing changes, but the asker still gets its answer
                 member.send(NickChanged(old, new_nick, self._clock()))
@@ -616,7 +645,9 @@ class ChatState:
             self._members = _rekey(self._members, old_key, new_key)
             for room in member.rooms.values():
                 room.members = _rekey(room.members, old_key, new_key)
+            self._forget_skeleton(member)
             member.nick = new_nick
+            self._skeletons[nick_skeleton(new_nick)] = member
             self._send_all(self._sharing(member), NickChanged(old, new_nick, self._clock()))
 
     def set_member_data(self, member: Member, name: str, change: dict[str, Any]) -> None:
@@ -911,6 +942,7 @@ class ChatState:
         with self._lock:
             members = list(self._members.values())
             self._members.clear()
+            self._skeletons.clear()
             self._send_all(members, Goodbye(reason))
             for room in self._rooms.values():
                 room.members.clear()

@@ -9,8 +9,10 @@ def sanitize_input(text: str) -> str:
     """Typed or pasted text as part of one line: breaks and tabs become a space, controls go.
 
     The server's rules (protocol/text.py), minus the trimming: what you see is what is sent.
+    Joiners stay (a Persian keyboard sends ZWNJ as a keystroke of its own, before the letter it
+    goes with); the server judges each one when the line is sent.
     """
-    return strip_controls(text)
+    return strip_controls(text, keep_joiners=True)
 
 
 def _char_class(ch: str) -> int:
