@@ -68,6 +68,9 @@ class Scenario:
     max_rss_mb: float = 1e9
     #: Extra flags for the game_chat server.
     server_args: tuple[str, ...] = ()
+    #: Keep the server's flood limits (off by default: these senders are far faster than
+    #: people; bench/flood.py keeps them for its clients typing a line a second).
+    flood_limits: bool = False
 
 
 SCENARIOS = {
@@ -119,7 +122,7 @@ def server_command(kind: str, scenario: Scenario, args: argparse.Namespace) -> l
         "--sender-threads", str(args.sender_threads),
         "--history-db", history_path(),
         "--history-days", "1",
-        "--no-flood-limits",  # senders here send far faster than any person
+        *(() if scenario.flood_limits else ("--no-flood-limits",)),
         *scenario.server_args,
     ]  # fmt: skip
 

@@ -271,3 +271,17 @@ def test_the_look_alike_index_follows_a_takeover() -> None:
         join(state, "аlice")
     state.leave(heir)
     join(state, "аlice")
+
+
+def test_an_excess_flood_cools_the_nick_and_a_remote_address_down() -> None:
+    state = make_state()
+    flooder = state.join("spammer", Dialect.RICH, RecordingMailbox(), "10.0.0.5:4000")
+    state.leave(flooder, "excess flood")
+    state.cool_down(flooder, "10.0.0.5:4000")
+    for attempt in (lambda: join(state, "spammer"), lambda: state.check_address("10.0.0.5:9")):
+        with pytest.raises(RemoteProtocolError) as info:
+            attempt()
+        assert info.value.code == ErrorCode.BANNED
+    local = state.join("local", Dialect.RICH, RecordingMailbox(), "127.0.0.1:5000")
+    state.cool_down(local, "127.0.0.1:5000")
+    state.check_address("127.0.0.1:6000")  # this machine itself is never cut off

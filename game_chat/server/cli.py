@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(excess flood); 0: never (default 20)",
     )
     flood.add_argument(
+        "--flood-ban-minutes",
+        type=float,
+        default=1.0,
+        help="after an excess-flood kick, its nick (and a remote address) is banned this long; "
+        "0: no ban (default 1)",
+    )
+    flood.add_argument(
         "--request-cost",
         action="append",
         metavar="TYPE=COST",
@@ -240,6 +247,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_rooms_per_member=args.max_rooms_per_member,
         max_rooms=args.max_rooms,
         plain_grace=args.plain_grace or None,
+        flood_ban_minutes=args.flood_ban_minutes,
         password=args.password,
         oper_password=args.oper_password,
         host=args.host,

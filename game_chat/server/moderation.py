@@ -166,6 +166,14 @@ def is_address(text: str) -> bool:
     return True
 
 
+def is_loopback(host: str) -> bool:
+    """True for an address of this machine itself (127.0.0.0/8, ::1)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def host_of(address: str) -> str:
     """The IP of a "host:port" / "[v6]:port" peer address."""
     if address.startswith("["):

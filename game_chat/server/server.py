@@ -30,7 +30,7 @@ from ..protocol.messages import PROTOCOL_VERSION, ErrorReply, Goodbye, encode_me
 from .connection import Connection, format_address
 from .heap import HeapTrimmer
 from .history import HistoryStore
-from .moderation import BanList, host_of
+from .moderation import BanList, host_of, is_loopback
 from .sender import SendLoop
 from .state import Access, ChatState
 from .throttle import Throttle
@@ -67,6 +67,8 @@ class ServerConfig:
     #: Rooms one member may be in at once, and rooms on the server in all.
     max_rooms_per_member: int = 20
     max_rooms: int = 1000
+    #: After an excess-flood kick, the nick (and a remote address) is banned this long.
+    flood_ban_minutes: float = 1.0
     #: A rich member silent this long gets a ping; silent ping_timeout more, it is dropped
     #: ("ping timeout"). 0 turns pings off.
     ping_interval: float = 60.0
@@ -180,6 +182,7 @@ class ChatServer:
             bans=BanList(self.history),
             max_rooms_per_member=config.max_rooms_per_member,
             max_rooms=config.max_rooms,
+            flood_ban_minutes=config.flood_ban_minutes,
         )
         self.senders = [
             SendLoop(f"chat-sender-{n}") for n in range(max(1, self.config.sender_threads))
@@ -464,7 +467,7 @@ class ChatServer:
             busy = len(self._connections) + len(self._waiting)
             if busy >= self.max_clients:
                 message = f"server full ({self.max_clients} clients), try again later"
-            elif self._per_host[host] >= self.config.max_per_address and not _is_loopback(host):
+            elif self._per_host[host] >= self.config.max_per_address and not is_loopback(host):
                 limit = self.config.max_per_address
                 message = f"too many connections from your address ({limit}), try again later"
             else:
@@ -633,13 +636,6 @@ class _Waiting:
     @property
     def due(self) -> float:
         return self.deadline if self.quiet_at is None else min(self.quiet_at, self.deadline)
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _send_and_close(sock: socket.socket, message: ErrorReply | Goodbye) -> None:

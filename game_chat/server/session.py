@@ -160,6 +160,10 @@ class Session:
         if exc.fatal:
             self.leave_reason = exc.message
         self._reply(ErrorReply.from_exception(exc, client_id))
+        if exc.fatal and exc.code == ErrorCode.RATE_LIMITED:
+            # An excess flood: a cool-down, so that the script behind it cannot come back at
+            # once with a full budget (its nick, and its address unless it is this machine).
+            self.state.cool_down(self.member, self.address)
 
     def detach(self) -> None:
         """The connection is closed: drop the callback into it (a reference cycle)."""

@@ -74,7 +74,14 @@ from .members import (
     encode_for,
     validate_room,
 )
-from .moderation import BanList, FailureLimiter, describe_ban, host_of, verify_password
+from .moderation import (
+    BanList,
+    FailureLimiter,
+    describe_ban,
+    host_of,
+    is_loopback,
+    verify_password,
+)
 from .throttle import Throttle
 
 __all__ = [
@@ -97,6 +104,8 @@ log = logging.getLogger("game_chat.server")
 #: Rooms one member may be in at once (IRC daemons allow 10 to 20), and rooms in all.
 MAX_ROOMS_PER_MEMBER = 20
 MAX_ROOMS = 1000
+#: How long a nick (and a remote address) kicked for excess flood stays banned.
+FLOOD_BAN_MINUTES = 1.0
 #: Said to an operator whose ban or unban the database could not keep.
 UNSAVED_BAN = " (not saved: the history database is failing; this lasts until the server stops)"
 #: A history page stops growing at about this many bytes of JSON (the client's outbox limit
@@ -166,6 +175,7 @@ class ChatState:
         bans: BanList | None = None,
         max_rooms_per_member: int = MAX_ROOMS_PER_MEMBER,
         max_rooms: int = MAX_ROOMS,
+        flood_ban_minutes: float = FLOOD_BAN_MINUTES,
     ) -> None:
         self.server_name = server_name
         self.limits = limits or Limits()
@@ -192,6 +202,7 @@ class ChatState:
         self.oper_failures = FailureLimiter(cap=self.limits.oper_wait_max)
         self.max_rooms_per_member = max(1, max_rooms_per_member)
         self.max_rooms = max(1, max_rooms)
+        self.flood_ban_minutes = flood_ban_minutes
 
     # --- queries ----------------------------------------------------------------------
 
@@ -839,6 +850,24 @@ class ChatState:
             member.oper = True
             log.info("%s: %s is now an operator", member.address, member.nick)
             member.send(Notice("You are now an operator. /help lists the operator commands."))
+
+    def cool_down(self, member: Member | None, address: str) -> None:
+        """After an excess flood: the member's nick, and its address unless it is a loopback
+        one (this machine), are banned for ``flood_ban_minutes``. Never raises."""
+        minutes = self.flood_ban_minutes
+        if not minutes:
+            return
+        host = host_of(address)
+        targets = [member.nick] if member is not None else []
+        if host and not is_loopback(host):
+            targets.append(host)
+        for target in targets:
+            try:
+                self.bans.add(target, "excess flood", "server", minutes)
+            except HistoryError as exc:  # in force all the same
+                self._report(exc)
+        if targets:
+            log.info("excess flood: %s cooled down for %g minute(s)", ", ".join(targets), minutes)
 
     def kick(self, op: Member, nick: str, reason: str = "") -> Member:
         reason = clean_reason(reason)
