@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 from pathlib import Path
 
 from conftest import NO_FLOOD_LIMITS  # the server's settings, not the client's knowledge
+
+from game_chat.protocol.limits import Limits  # the server's settings too
 
 # --- the client, from docs/PROTOCOL.md only -----------------------------------------------------
 
@@ -986,17 +989,35 @@ def test_operators_kick_mute_and_ban(server_factory) -> None:
         client.close()
 
 
-def test_failed_oper_is_rate_limited_and_help(server_factory) -> None:
+def test_failed_oper_tries_wait_longer_and_help(server_factory) -> None:
+    """Section 4.9: four failures are free, then each makes the next try wait (1 s, 2 s, ...),
+    per connection and per address; a try refused for waiting is no failure."""
     srv = server_factory(oper_password="pw")
     eve = DocClient(srv.address)
     hello(eve, "eve", ["eve"])
+    ally = DocClient(srv.address)  # the same address (127.0.0.1)
+    hello(ally, "ally", ["eve", "ally"])
+    expect(eve, type="join", nick="ally", room=LOBBY)
     for _ in range(5):
         eve.send_json(type="oper", password="guess")
         expect(eve, **error_of("bad_password", "wrong operator password"))
+    wait_1 = doc_code_block("too many failed attempts: try again in 1 s")[0]
     eve.send_json(type="oper", password="pw")  # even the right password waits now
-    error = expect_error(eve, "rate_limited")
-    assert str(error["message"]).startswith("too many failed attempts: try again in ")
-    assert str(error["message"]).endswith(" s")
+    expect_frame(eve, wait_1)
+    ally.send_json(type="oper", password="pw")  # and so does everyone from the address
+    expect_frame(ally, wait_1)
+    time.sleep(1.1)
+    eve.send_json(type="oper", password="guess")  # the 6th failure: the refused tries were none
+    expect(eve, **error_of("bad_password", "wrong operator password"))
+    eve.send_json(type="oper", password="guess")
+    expect(eve, **error_of("rate_limited", "too many failed attempts: try again in 2 s"))
+    time.sleep(2.1)
+    ally.send_json(type="oper", password="pw")  # the right password: the address starts afresh
+    expect(ally, **notice("You are now an operator. /help lists the operator commands."))
+    eve.send_json(type="oper", password="guess")  # but eve's connection keeps its count
+    expect(eve, **error_of("bad_password", "wrong operator password"))
+    eve.send_json(type="oper", password="guess")
+    expect(eve, **error_of("rate_limited", "too many failed attempts: try again in 4 s"))
 
     # help: one notice per command.
     eve.send_json(type="help")
@@ -1010,7 +1031,8 @@ def test_failed_oper_is_rate_limited_and_help(server_factory) -> None:
     assert texts[-1] == "//TEXT — send a line that starts with a slash"
     assert "/oper PASSWORD — become an operator" in texts
     assert not any(t.startswith("/kick") for t in texts)  # operator commands: operators only
-    eve.close()
+    for client in (eve, ally):
+        client.close()
 
 
 def test_server_password(server_factory) -> None:
@@ -1052,6 +1074,37 @@ def test_server_password(server_factory) -> None:
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL.md"
 PAGE_BYTES = 256 * 1024  # section 4.8: a page stops growing at 256 KiB
+
+
+def doc_code_block(containing: str) -> list[str]:
+    """The non-empty lines, stripped, of the one code block of the document that contains
+    ``containing``."""
+    blocks = DOC.read_text(encoding="utf-8").split("```")[1::2]
+    (block,) = [b for b in blocks if containing in b]
+    return [line.strip() for line in block.splitlines()[1:] if line.strip()]
+
+
+def doc_exchange(containing: str) -> list[tuple[str, str, str]]:
+    """(who, "C" or "S", payload) for each ``[WHO] C> PAYLOAD`` / ``[WHO] S> PAYLOAD`` line of
+    the document's code block that contains ``containing``. A ``"ts"`` number becomes ``TS``
+    (times vary, expect_frame checks them); other lines (comments) are left out."""
+    out = []
+    for line in doc_code_block(containing):
+        match = re.fullmatch(r"(?:(\w+) +)?([CS])> (.+)", line)
+        if match:
+            payload = re.sub(r'"ts":[0-9.]+', '"ts":TS', match.group(3))
+            out.append((match.group(1) or "", match.group(2), payload))
+    return out
+
+
+def play(clients: dict[str, DocClient], exchange: list[tuple[str, str, str]]) -> None:
+    """Send the ``C>`` payloads and expect the ``S>`` frames of a document example, each on
+    its client, in the order given (a payload with ``...`` is abridged: it is not checked)."""
+    for who, direction, payload in exchange:
+        if direction == "C":
+            clients[who].send(payload)
+        elif "..." not in payload:
+            expect_frame(clients[who], payload)
 
 
 def compact(value: object) -> str:
@@ -1592,3 +1645,443 @@ def test_store_ids_and_retry_keys_survive_a_restart(server_factory, tmp_path) ->
         stores.append(hello(client, "x", ["x"])["store"])
         client.close()
     assert stores[0] != stores[1] and first["store"] not in stores
+
+
+# --- flood limits, quiet clients, room caps, JSON limits, Unicode (sections 3-8) ------------
+
+
+def test_json_limits_of_section_4_1(burst_server) -> None:
+    """Section 4.1: nesting, finite numbers, 64-bit integers and null, over the whole payload;
+    then the messages of its table. (Many refused frames: no flood limit in the way.)"""
+    alice = DocClient(burst_server.address)
+    hello(alice, "alice", ["alice"])
+    play({"": alice}, doc_exchange('"x":NaN}'))
+    ok_depth = b'{"type":"ping","token":2,"x":' + b"[" * 15 + b"]" * 15 + b"}"  # 16 levels
+    alice.send(ok_depth)
+    expect(alice, type="pong", token=2)
+    for bad in (b'{"type":"ping","x":Infinity}', b'{"type":"ping","x":-Infinity}',
+                b'{"type":"ping","x":1e400}'):  # fmt: skip
+        alice.send(bad)
+        expect(alice, **error_of("bad_json", "numbers must be finite (no NaN or Infinity)"))
+    out_of_range = "integers must be within -(2**63-1) and 2**63-1"
+    for bad in (b'{"type":"ping","x":{"y":[-9223372036854775808]}}', b'{"type":"ping","x":1' +
+                b"0" * 400 + b"}"):  # fmt: skip
+        alice.send(bad)
+        expect(alice, **error_of("bad_message", out_of_range))
+    # The largest integers are fine, in unknown keys too.
+    alice.send(b'{"type":"ping","token":9223372036854775807,"x":-9223372036854775807}')
+    expect(alice, type="pong", token=2**63 - 1)
+    # The table, row by row (the messages of its examples).
+    for payload, code, message in [
+        (b"\xff", "bad_utf8", "frame payload is not valid UTF-8 (byte 0)"),
+        (b"{nope", "bad_json", "payload is not valid JSON"),
+        (b"[1]", "bad_json", "payload must be a JSON object"),
+        (b'{"type":"dance"}', "bad_message", "unknown message type 'dance'"),
+        (b'{"type":"join"}', "bad_message", "'join' message lacks the field 'room'"),
+        (b'{"type":"chat","text":"x","id":"' + b"i" * 65 + b'"}', "bad_message",
+         "field 'id' of 'chat' is longer than 64 characters"),
+        (b'{"type":"chat","text":"a\\ud800"}', "bad_message",
+         "field 'text' of 'chat' is not valid Unicode"),
+        # null only where the table of 4.2 says "or null"
+        (b'{"type":"chat","text":null}', "bad_message", "field 'text' of 'chat' must be a string"),
+        (b'{"type":"part","room":"#lobby","reason":null}', "bad_message",
+         "field 'reason' of 'part' must be a string"),
+        (b'{"type":"history","room":"#lobby","limit":null}', "bad_message",
+         "field 'limit' of 'history' must be an integer"),
+    ]:  # fmt: skip
+        alice.send(payload)
+        expect(alice, **error_of(code, message))
+    alice.send(b'{"type":"who","room":null}')  # "or null": fine
+    expect(alice, type="who", room=None, members=[member("alice")])
+
+    # Section 4.8: before/after below 0 count as 0; "after" is echoed as sent.
+    (line,) = say_lines(alice, "alice", ["one"])
+    alice.send_json(type="history", room=LOBBY, after=-5)
+    expect(alice, type="history", room=LOBBY, messages=[replayed(line)], more=False, after=-5)
+    alice.send_json(type="history", room=LOBBY, before=-5)
+    expect(alice, type="history", room=LOBBY, messages=[], more=False)
+    alice.close()
+
+
+def test_the_first_frame_and_the_json_limits(server) -> None:
+    """Section 3: a hello too deep or with NaN is no hello (a plain first line); a hello with
+    an integer out of range is a hello, refused with bad_message."""
+    alice = DocClient(server.address)
+    hello(alice, "alice", ["alice"])
+    deep = '{"type":"hello","nick":"x","version":1,"x":' + "[" * 16 + "]" * 16 + "}"
+    nan = '{"type":"hello","nick":"y","version":NaN}'
+    said = []
+    for n, payload in enumerate((deep, nan), 1):
+        tut = DocClient(server.address)
+        tut.send(payload)
+        assert tut.recv_line() == "Message was Sent!"
+        expect(alice, type="join", nick=f"guest-{n}", room=LOBBY)
+        said.append(expect(alice, type="chat", id=n, nick=f"guest-{n}", text=payload, room=LOBBY))
+        tut.send("!DISCONNECT")
+        tut.expect_eof()
+        expect(alice, type="leave", nick=f"guest-{n}", reason="quit")
+        tut.close()
+    rich = DocClient(server.address)
+    rich.send('{"type":"hello","nick":"bob","version":1,"x":9223372036854775808}')
+    expect(rich, **error_of("bad_message", "integers must be within -(2**63-1) and 2**63-1"))
+    hello(rich, "bob", ["alice", "bob"], history=said)
+    expect(alice, type="join", nick="bob", room=LOBBY)
+    for client in (alice, rich):
+        client.close()
+
+
+def test_nicks_that_look_alike_are_refused(burst_server) -> None:
+    """Section 6.2: the TR39 skeleton of a nick in use holds its look-alikes back."""
+    server = burst_server  # many nick changes (4 lines each, 6.5): no flood limit in the way
+    alice = DocClient(server.address)
+    hello(alice, "alice", ["alice"])
+    bob = DocClient(server.address)
+    hello(bob, "bob", ["alice", "bob"])
+    expect(alice, type="join", nick="bob", room=LOBBY)
+    play({"": bob}, doc_exchange('"nick":"a1ice"'))
+    for nick in ("аlice", "alıce", "Αlice", "aIice"):
+        bob.send_json(type="nick", nick=nick)
+        expect(bob, **error_of("nick_taken", f"the nickname {nick} looks too much like alice"))
+    other = DocClient(server.address)  # a hello too
+    other.send_json(type="hello", nick="b0b", version=1)
+    expect(other, **error_of("nick_taken", "the nickname b0b looks too much like bob"))
+    other.send_json(type="hello", nick="rnallory", version=1)
+    expect_welcome(other, "rnallory", ["alice", "bob", "rnallory"])
+    expect(other, type="joined", room=LOBBY, topic="",
+           members=[member("alice"), member("bob"), member("rnallory")])  # fmt: skip
+    expect(alice, type="join", nick="rnallory", room=LOBBY)
+    expect(bob, type="join", nick="rnallory", room=LOBBY)
+    bob.send_json(type="nick", nick="mallory")
+    expect(bob, **error_of("nick_taken", "the nickname mallory looks too much like rnallory"))
+    # One's own nick may change to a look-alike of itself.
+    alice.send_json(type="nick", nick="a1ice")
+    for client in (alice, bob, other):
+        expect(client, type="nick_changed", old="alice", new="a1ice")
+    # Guest numbers skip names that look like one in use: guest-l holds guest-1 back.
+    bob.send_json(type="nick", nick="guest-l")
+    for client in (alice, bob, other):
+        expect(client, type="nick_changed", old="bob", new="guest-l")
+    tut = DocClient(server.address)
+    tut.send("/who")
+    assert tut.recv_line() == "* Users in #lobby: a1ice, guest-l, rnallory, guest-2"
+    assert tut.recv_line() == "* You are guest-2"
+    tut.send("/nick guest-1")
+    assert tut.recv_line() == "ERROR nick_taken: the nickname guest-1 looks too much like guest-l"
+    for client in (alice, bob, other, tut):
+        client.close()
+
+
+def test_unicode_rules_of_sections_6_1_to_6_3(burst_server) -> None:
+    alice, tut, _ = alice_and_guest(burst_server.address)
+    # Kept: joiners that join (emoji sequences, Sinhala, Persian), a subdivision flag.
+    flag = "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"
+    emoji = ["👨\u200d👩\u200d👧", "🏳\ufe0f\u200d🌈", "👩🏽\u200d💻"]
+    kept = [*emoji, "ශ්\u200dරී", "می\u200cخواهم", flag]
+    for text in kept:
+        tut.send(text)
+        assert tut.recv_line() == "Message was Sent!"
+        assert alice.recv_json()["text"] == text
+    # Removed: format characters, stray joiners, fillers; marks beyond 6; line breaks.
+    for sent, delivered in [
+        ("a\u200bb\u2060c\u00add\ufeffe\u200ef", "abcdef"),
+        ("\u200da\u200db\u200c", "ab"),
+        ("x\u3164y\u115f", "xy"),
+        ("e" + "\u0301" * 999, "e" + "\u0301" * 6),
+        ("one\u2028two\x85three\x0bfour", "one two three four"),
+    ]:
+        tut.send(sent)
+        assert tut.recv_line() == "Message was Sent!"
+        assert alice.recv_json()["text"] == delivered
+    for empty in ("\u3164", "\u200b\u200b"):
+        alice.send_json(type="chat", text=empty, id="e")
+        expect(alice, **error_of("empty_text", "empty messages are not sent", id="e"))
+    # Nicks: refused rather than cleaned.
+    for nick, message in [
+        ("a\u200db", "a nickname may hold letters, digits, '_' and '-' only, not '\\u200d'"),
+        ("a\u3164", "a nickname may hold letters, digits, '_' and '-' only, not '\u3164'"),
+        ("a\ufe0f", "a nickname may hold letters, digits, '_' and '-' only, not '\ufe0f'"),
+        ("_\u0301", "a combining mark goes on a letter or a digit"),
+        ("x" + "\u0301" * 5, "a nickname has at most 4 marks on one letter"),
+    ]:
+        alice.send_json(type="nick", nick=nick)
+        expect(alice, **error_of("nick_invalid", message))
+    alice.send_json(type="nick", nick="ကျော်")  # Burmese "Kyaw": 4 marks on one letter
+    expect(alice, type="nick_changed", old="alice", new="ကျော်")
+    assert tut.recv_line() == "* alice is now known as ကျော်"
+    # Room names: the same character rules; look-alikes are other rooms.
+    alice.send_json(type="join", room="#x" + "\u0301" * 5)
+    expect(alice, **error_of("bad_room", "a room name has at most 4 marks on one letter"))
+    alice.send_json(type="join", room="#team")
+    expect(alice, type="joined", room="#team", topic="", members=[member("ကျော်")])
+    alice.send_json(type="join", room="#tеam")  # Cyrillic е
+    expect(alice, type="joined", room="#tеam", topic="", members=[member("ကျော်")])
+    for client in (alice, tut):
+        client.close()
+
+
+def test_room_caps_of_section_4_6(server_factory) -> None:
+    """20 rooms per member (the default, exactly as the document shows it), and with caps of
+    2 per member and 3 in all: joins, a resume and a takeover over the caps."""
+    srv = server_factory(limits=NO_FLOOD_LIMITS)  # 20 joins at once
+    alice = DocClient(srv.address)
+    hello(alice, "alice", ["alice"])
+    for n in range(19):
+        alice.send_json(type="join", room=f"#r{n}")
+        expect(alice, type="joined", room=f"#r{n}", topic="", members=[member("alice")])
+    member_cap, server_cap = doc_exchange("too_many_rooms")
+    alice.send_json(type="join", room="#one-more")
+    expect_frame(alice, member_cap[2])
+    alice.send_json(type="join", room="#r3")  # a room she is in: fine
+    expect(alice, type="joined", room="#r3", topic="", members=[member("alice")])
+    alice.close()
+
+    srv = server_factory(max_rooms_per_member=2, max_rooms=3)
+    alice = DocClient(srv.address)
+    first = hello(alice, "alice", ["alice"])
+    alice.send_json(type="join", room="#a")
+    expect(alice, type="joined", room="#a", topic="", members=[member("alice")])
+    alice.send_json(type="join", room="#b")
+    expect(alice, **error_of("too_many_rooms", "you are in 2 rooms, the most one may be in: "
+                             "part one first"))  # fmt: skip
+    bob = DocClient(srv.address)
+    hello(bob, "bob", ["alice", "bob"])
+    expect(alice, type="join", nick="bob", room=LOBBY)
+    bob.send_json(type="part", room=LOBBY)
+    expect(bob, type="part", room=LOBBY, nick="bob", reason="")
+    expect(alice, type="part", room=LOBBY, nick="bob", reason="")
+    bob.send_json(type="join", room="#b")  # the third room of the server
+    expect(bob, type="joined", room="#b", topic="", members=[member("bob")])
+    bob.send_json(type="join", room="#c")
+    expect_frame(bob, server_cap[2].replace("1000 rooms", "3 rooms"))
+    bob.send_json(type="join", room="#a")  # a room that exists: fine
+    expect(bob, type="joined", room="#a", topic="", members=[member("alice"), member("bob")])
+    expect(alice, type="join", nick="bob", room="#a")
+    # A resume that would make a room over the cap; a takeover that would add one.
+    carol = DocClient(srv.address)
+    carol.send_json(type="hello", nick="carol", version=1, resume={"#new": None})
+    expect(carol, **error_of("too_many_rooms", "the server has 3 rooms, the most it keeps: "
+                             "join one of them"))  # fmt: skip
+    carol.send_json(type="hello", nick="alice", version=1, session=first["session"],
+                    resume={"#b": None})  # fmt: skip
+    expect(carol, **error_of("too_many_rooms", "you are in 2 rooms, the most one may be in: "
+                             "part one first"))  # fmt: skip
+    carol.send_json(type="hello", nick="carol", version=1, resume={"#b": None})
+    expect_welcome(carol, "carol", ["alice", "bob", "carol"])
+    expect(carol, type="joined", room="#b", topic="", members=[member("bob"), member("carol")])
+    expect(bob, type="join", nick="carol", room="#b")
+    # Plain: the same error as a line.
+    tut = DocClient(srv.address)
+    tut.send("/join #d")
+    assert tut.recv_line() == (
+        "ERROR too_many_rooms: the server has 3 rooms, the most it keeps: join one of them"
+    )
+    for client in (alice, bob, carol, tut):
+        client.close()
+
+
+REFUSED = r"slow down: too many messages; try again in \d+ s"
+
+
+def test_a_flood_is_refused_then_cut_off(server) -> None:
+    """Section 6.5 with the default limits, its examples frame by frame: the hello and 19
+    lines take the burst, the next lines are refused (each with its id), and a client that
+    goes on is disconnected about 40 lines later; the others see it leave."""
+    alice = DocClient(server.address)
+    hello(alice, "alice", ["alice"])
+    spam = DocClient(server.address)
+    hello(spam, "spam", ["alice", "spam"])
+    expect(alice, type="join", nick="spam", room=LOBBY)
+    (_, _, first_line), (_, _, first_refusal) = doc_exchange('"text":"spam 19"')
+    (fatal,) = doc_code_block("excess flood: too many messages, too fast")
+    for n in range(19):
+        spam.send_json(type="chat", text=f"spam {n}", id=n)
+        expect(spam, type="ack", id=n, msg_id=n + 1)
+    spam.send(first_line)
+    expect_frame(spam, first_refusal)
+    n, answer = 19, {"fatal": False}
+    while not answer["fatal"]:  # each refused line costs too: the debt grows
+        n += 1
+        spam.send_json(type="chat", text=f"spam {n}", id=n)
+        data = spam.recv_frame()
+        assert data is not None
+        answer = json.loads(data[HEADER_SIZE:])
+        if not answer["fatal"]:
+            assert answer == error_of("rate_limited", answer["message"], id=n), answer
+            assert re.fullmatch(REFUSED, answer["message"]), answer
+    # 40 lines of debt: the 41st refusal is the flood (or one more, if the server's clock
+    # gave back a line meanwhile: half a second at 2 a second).
+    assert n in (59, 60)
+    assert data == frame_of(fatal.removeprefix("S> ").replace('"id":59', f'"id":{n}'))
+    spam.expect_eof()
+    said = [
+        expect(alice, type="chat", id=k + 1, nick="spam", text=f"spam {k}", room=LOBBY)
+        for k in range(19)
+    ]
+    expect(alice, type="leave", nick="spam", reason="excess flood: too many messages, too fast")
+    # Its nick is banned for a minute; its address is loopback, so it may connect still.
+    again = DocClient(server.address)
+    again.send_json(type="hello", nick="SPAM", version=1)
+    (_, _, banned) = doc_exchange('excess flood","fatal":false')[0]
+    expect_frame(again, banned)
+    hello(again, "spam2", ["alice", "spam2"], history=[replayed(c) for c in said[-19:]])
+    for client in (alice, spam, again):
+        client.close()
+
+
+def test_budgets_refill_data_has_its_own_and_plain_floods_end(server_factory) -> None:
+    """Section 6.5 with small limits: 3 lines at once, 1 a second, 2 s of debt; member data
+    2 at once, 1 a second."""
+    limits = Limits(chat_burst=3, chat_per_minute=60, flood_seconds=2, data_burst=2,
+                    data_per_second=1)  # fmt: skip
+    srv = server_factory(limits=limits, oper_password="pw")
+    bob = DocClient(srv.address)
+    welcome = hello(bob, "bob", ["bob"])  # 1
+    assert {k: v for k, v in welcome["limits"].items() if k.startswith(("chat", "data"))} == {
+        "chat_burst": 3, "chat_per_minute": 60, "data_burst": 2, "data_per_second": 1
+    }  # fmt: skip
+    said = say_lines(bob, "bob", ["a", "b"])  # 2 and 3: the burst is spent
+    bob.send_json(type="chat", text="c", id="c")
+    expect(bob, **error_of("rate_limited", "slow down: too many messages; try again in 2 s",
+                           id="c"))  # fmt: skip
+    # Member data has a budget of its own.
+    for x in (1, 2):
+        bob.send_json(type="set_data", room=LOBBY, data={"x": x})
+        expect(bob, type="data", room=LOBBY, nick="bob", data={"x": x})
+    bob.send_json(type="set_data", room=LOBBY, data={"x": 3})
+    expect(bob, **error_of("rate_limited", "slow down: too many data updates; try again in 2 s"))
+    # Waiting as told gets the line through.
+    time.sleep(2.1)
+    said += say_lines(bob, "bob", ["c"])
+    # Operators are not limited.
+    op = DocClient(srv.address)
+    bob_with_data = {**member("bob"), "data": {"x": 2}}
+    hello(op, "op", ["bob", "op"], members=[bob_with_data, "op"], history=said)  # 1
+    expect(bob, type="join", nick="op", room=LOBBY)
+    op.send_json(type="oper", password="pw")  # 2
+    expect(op, **notice("You are now an operator. /help lists the operator commands."))
+    for line in say_lines(op, "op", [f"news {n}" for n in range(8)]):
+        expect(bob, **line)
+    # A plain client: refused as lines, then cut off; the others see why.
+    tut = DocClient(srv.address)
+    for text in ("1", "2", "3"):
+        tut.send(text)
+        assert tut.recv_line() == "Message was Sent!"
+    for wait in (2, 3):
+        tut.send("more")
+        assert tut.recv_line() == (
+            f"ERROR rate_limited: slow down: too many messages; try again in {wait} s"
+        )
+    tut.send("more")
+    assert tut.recv_line() == "ERROR rate_limited: excess flood: too many messages, too fast"
+    tut.expect_eof()
+    expect(bob, type="join", nick="guest-1", room=LOBBY)
+    for n, text in enumerate(("1", "2", "3")):
+        expect(bob, type="chat", id=12 + n, nick="guest-1", text=text, room=LOBBY)
+    expect(bob, type="leave", nick="guest-1", reason="excess flood: too many messages, too fast")
+    for client in (bob, op, tut):
+        client.close()
+
+
+def test_member_data_is_not_shown_to_plain_clients(server) -> None:
+    """Sections 4.11 and 5.4."""
+    alice, tut, _ = alice_and_guest(server.address)
+    alice.send('{"type":"set_data","room":"#lobby","data":{"ready":true,"team":"red"}}')
+    expect_frame(
+        alice, '{"type":"data","room":"#lobby","nick":"alice","data":{"ready":true,"team":"red"},'
+        '"ts":TS}'
+    )  # fmt: skip
+    alice.send_json(type="who", room=LOBBY)
+    expect(alice, type="who", room=LOBBY, members=[
+        {**member("alice"), "data": {"ready": True, "team": "red"}}, member("guest-1")
+    ])  # fmt: skip
+    tut.send("/who")  # its first line since: no line about the data came before it
+    assert tut.recv_line() == "* Users in #lobby: alice, guest-1"
+    assert tut.recv_line() == "* You are guest-1"
+    for client in (alice, tut):
+        client.close()
+
+
+def test_a_silent_connection_becomes_a_plain_guest(server_factory) -> None:
+    """Section 5.3 with --plain-grace 0.2, its two examples frame by frame."""
+    srv = server_factory(plain_grace=0.2)
+    alice = DocClient(srv.address)
+    hello(alice, "alice", ["alice"])
+    tut = DocClient(srv.address)  # connects, then only listens
+    keeping = DocClient(srv.address)
+    keeping.keepalive()  # a byte sent: never a guest by silence
+    play({"alice": alice, "tut": tut}, doc_exchange('"text":"anyone there?"'))
+    # Never dropped for being quiet, and no line of its own. Over a second: the lines above
+    # are older than the catch-up margin when `late` connects, so it gets none of them.
+    assert quiet_for(tut, 1.2)
+
+    late = DocClient(srv.address)
+    expect(alice, type="join", nick="guest-2", room=LOBBY)  # silent: a guest
+    play({"alice": alice, "late": late}, doc_exchange('"nick":"bob","version":1}'))
+    expect_welcome(late, "bob", ["alice", "guest-1", "bob"])
+    expect(late, type="joined", room=LOBBY, topic="",
+           members=[member("alice"), member("guest-1"), member("bob")])  # fmt: skip
+    history = [late.recv_json() for _ in range(2)]  # the lobby's history, as for any hello
+    assert [(m["nick"], m["text"], m["history"]) for m in history] == [
+        ("alice", "anyone there?", True), ("guest-1", "Hello!", True)
+    ]  # fmt: skip
+    assert tut.recv_line() == "* guest-2 joined #lobby"
+    assert tut.recv_line() == "* guest-2 left (quit)"
+    assert tut.recv_line() == "* bob joined #lobby"
+
+    # The connection that sent a keepalive never became a guest: its hello is a first hello.
+    keeping.send_json(type="hello", nick="carol", version=1)
+    expect_welcome(keeping, "carol", ["alice", "guest-1", "bob", "carol"])
+    expect(alice, type="join", nick="carol", room=LOBBY)  # no leave before it
+    assert tut.recv_line() == "* carol joined #lobby"
+
+    # At shutdown a guest gets the plain goodbye.
+    srv.shutdown()
+    assert tut.recv_line() == "* Disconnected: server shutting down"
+    tut.expect_eof()
+    for client in (alice, tut, keeping, late):
+        client.close()
+
+
+def test_silence_with_and_without_a_password(server_factory) -> None:
+    """Sections 5.3 and 8.1: a guest made by its silence is never cut for being quiet, past
+    the registration deadline and the ping timeouts; with a password there are no such guests,
+    silence ends with hello_timeout. Section 8.2: this machine's own connections are not
+    counted per address."""
+    srv = server_factory(plain_grace=0.2, hello_timeout=0.5, ping_interval=0.2, ping_timeout=0.3)
+    tut = DocClient(srv.address)
+    assert quiet_for(tut, 1.2)
+    tut.send("still here")
+    assert tut.recv_line() == "Message was Sent!"
+    tut.close()
+
+    srv = server_factory(password="pw", plain_grace=0.2, hello_timeout=0.6, max_per_address=2)
+    silent = [DocClient(srv.address) for _ in range(4)]
+    for client in silent:
+        expect_frame(
+            client, '{"type":"error","code":"hello_timeout","message":"not registered within '
+            '0.6 s","fatal":true,"id":null}'
+        )  # fmt: skip
+        client.expect_eof()
+        client.close()
+
+
+def test_an_address_banned_after_connecting_is_refused_at_registration(server_factory) -> None:
+    """Sections 4.4 and 7: the address is checked again when the connection registers."""
+    srv = server_factory(oper_password="pw")
+    op = DocClient(srv.address)
+    hello(op, "op", ["op"])
+    op.send_json(type="oper", password="pw")
+    expect(op, **notice("You are now an operator. /help lists the operator commands."))
+    rich, plain = DocClient(srv.address), DocClient(srv.address)
+    for client in (rich, plain):
+        client.keepalive()  # connected, not registered (and not silent)
+    op.send_json(type="ban", target="127.0.0.1")
+    expect(op, **notice("127.0.0.1 is banned by op for good"))
+    rich.send_json(type="hello", nick="bob", version=1)
+    expect(rich, **error_of("banned", "you are banned from this server", fatal=True))
+    rich.expect_eof()
+    plain.send("hi")
+    assert plain.recv_line() == "ERROR banned: you are banned from this server"
+    plain.expect_eof()
+    for client in (op, rich, plain):
+        client.close()

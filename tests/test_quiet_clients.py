@@ -90,3 +90,16 @@ def test_quiet_guests_hear_the_goodbye_at_shutdown(server_factory) -> None:
     guests_joined(watcher, 1)
     server.shutdown()
     assert listener.expect_closed() == [b"* Disconnected: server shutting down"]
+
+
+def test_lines_said_while_it_waited_to_become_a_guest_are_not_lost(server_factory) -> None:
+    server = server_factory(plain_grace=0.5)
+    watcher, _ = rich_client(server.address, "watcher")
+    listener = WireClient(server.address)  # connected: from now on it must hear every line
+    for n in range(3):  # said before the grace made it a guest
+        watcher.send_json(type="chat", text=f"early {n}", id=n)
+        watcher.recv_until(lambda m: m["type"] == "ack")
+    guests_joined(watcher, 1)
+    watcher.send_json(type="chat", text="late", id=9)
+    heard = [listener.recv_text() for _ in range(4)]
+    assert heard == ["watcher: early 0", "watcher: early 1", "watcher: early 2", "watcher: late"]

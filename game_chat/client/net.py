@@ -483,6 +483,9 @@ class _Connection:
     def _handle(self, payload: bytes) -> _Outcome | None:
         if not payload:
             return None
+        if not self.welcomed and not payload.lstrip().startswith(b"{"):
+            # Plain lines a slow hello can be sent as a quiet guest (PROTOCOL.md 5.3).
+            return None
         message = parse_server_message(payload)
         client = self.client
         if isinstance(message, Welcome):

@@ -455,7 +455,8 @@ class ChatServer:
             now = time.monotonic()
             grace = self.config.plain_grace
             quiet_at = None if grace is None or self.config.password else now + grace
-            self._waiting[sock] = _Waiting(address, now + self.config.hello_timeout, quiet_at)
+            deadline = now + self.config.hello_timeout
+            self._waiting[sock] = _Waiting(address, deadline, quiet_at, time.time())
             selector.register(sock, selectors.EVENT_READ)
             log.debug("%s: connected", format_address(address))
 
@@ -530,7 +531,7 @@ class ChatServer:
         conn = Connection(sock, waiting.address, self)
         with self._conn_lock:
             self._connections.add(conn)
-        if not conn.session.join_quietly():  # refused (shutting down, banned meanwhile)
+        if not conn.session.join_quietly(waiting.connected):  # refused: shutting down, banned
             selector.unregister(sock)
             conn.start()  # its reader sends nothing more and closes it
             return
@@ -632,6 +633,7 @@ class _Waiting:
     address: object
     deadline: float  # monotonic time by which it must be registered
     quiet_at: float | None  # when it becomes a plain guest if still silent (None: never)
+    connected: float  # Unix time of the accept
 
     @property
     def due(self) -> float:

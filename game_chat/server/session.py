@@ -338,13 +338,14 @@ class Session:
         self._accepted(self.state.say(self._me, text))
         return True
 
-    def join_quietly(self) -> bool:
+    def join_quietly(self, since: float | None = None) -> bool:
         """The peer has said nothing for the plain grace: it becomes a plain guest, as the
-        classic tutorial clients expect (they listen first). False if it cannot (the server is
+        classic tutorial clients expect (they listen first), and gets the lobby's lines said
+        since it connected (``since``, Unix time). False if it cannot (the server is
         shutting down, its address was banned): it should be closed then."""
         self.dialect, self._quiet = Dialect.PLAIN, True
         try:
-            self._plain_guest()
+            self._plain_guest(since)
         except RemoteProtocolError as exc:
             self.reject(exc)
             return False
@@ -358,8 +359,9 @@ class Session:
             self.state.leave(self.member, QUIT_REASON)
             self.member, self.dialect = None, None
 
-    def _plain_guest(self) -> None:
-        self._registered(self.state.join_guest(Dialect.PLAIN, self.mailbox, self.address))
+    def _plain_guest(self, since: float | None = None) -> None:
+        member = self.state.join_guest(Dialect.PLAIN, self.mailbox, self.address, since)
+        self._registered(member)
         log.info("%s: plain client joined as %s", self.address, self._me.nick)
 
     def _plain_password(self, text: str) -> None:

@@ -104,6 +104,8 @@ log = logging.getLogger("game_chat.server")
 #: Rooms one member may be in at once (IRC daemons allow 10 to 20), and rooms in all.
 MAX_ROOMS_PER_MEMBER = 20
 MAX_ROOMS = 1000
+#: A quiet guest hears the lobby's lines said from this many seconds before it connected.
+CATCH_UP_MARGIN = 1.0
 #: How long a nick (and a remote address) kicked for excess flood stays banned.
 FLOOD_BAN_MINUTES = 1.0
 #: Said to an operator whose ban or unban the database could not keep.
@@ -278,16 +280,37 @@ class ChatState:
             self._check_room_capacity(points or ())
             return self._add(Member(nick, dialect, mailbox, address), points)
 
-    def join_guest(self, dialect: str, mailbox: Mailbox, address: str = "") -> Member:
+    def join_guest(
+        self, dialect: str, mailbox: Mailbox, address: str = "", since: float | None = None
+    ) -> Member:
         """Register a user under the next free ``guest-N`` nick (RemoteProtocolError: banned,
-        shutting_down)."""
+        shutting_down). ``since`` (Unix time): when it connected; the lobby's lines said from
+        a second before are sent at once (a listening tutorial client hears everything said
+        after it connected, also while the server waited to make it a guest; the second
+        covers the moment between its connection and the server's accept)."""
         self.check_address(address)  # a ban may have come since it connected
         with self._lock:
             self._require_open()
             while True:
                 nick = f"guest-{next(self._guest_numbers)}"
                 if self._nick_in_use(nick) is None:  # guest-1 is skipped while guest-l is here
-                    return self._add(Member(nick, dialect, mailbox, address))
+                    member = self._add(Member(nick, dialect, mailbox, address))
+                    if since is not None:
+                        self._catch_up(member, self._rooms[nick_key(LOBBY)], since)
+                    return member
+
+    def _catch_up(self, member: Member, room: Room, since: float) -> None:
+        """Lock held: the delivered lines of ``room`` said from ``CATCH_UP_MARGIN`` seconds
+        before ``since`` (Unix time) on, as if live."""
+        top = self._delivered_id + 1
+        try:
+            lines = self._group.history(nick_key(room.name), self.replay, before=top)
+        except HistoryError as exc:
+            self._report(exc)
+            return
+        for s in lines:
+            if s.ts >= since - CATCH_UP_MARGIN:
+                member.send(ChatMessage(s.id, s.nick, s.text, s.ts, room.name, s.action))
 
     def _nick_in_use(self, nick: str, me: Member | None = None) -> Member | None:
         """Lock held: the member other than ``me`` whose nick is ``nick`` or looks like it."""
