@@ -1,4 +1,5 @@
-"""Smoke test of the fan-out benchmark (bench/fanout.py) on a tiny load, plus its checker.
+"""Smoke tests of the benchmarks on tiny loads: bench/fanout.py (plus its checker) and
+bench/listen_first.py.
 
 The end-to-end test runs scenarios a and d with 10 clients, 2 senders and 1 s of sending
 against a real game_chat server started by the bench itself.
@@ -54,6 +55,21 @@ def test_tiny_scenarios_a_and_d_deliver_exactly_once_and_cut_the_stalled_client(
     assert d["stalled_cut"] is True, d
     assert d["left_notices"] and "send queue exceeded" in d["left_notices"][0]
     assert summary["summary"] is True
+
+
+@pytest.mark.timeout(60)
+def test_the_listen_first_tutorial_client_hears_every_line() -> None:
+    """bench/listen_first.py for 6 s: connect, then only recv; the lines said before the
+    server made it a guest (2 s) and after, all of them, and nothing else."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "listen_first.py"), "--minutes", "0.1",
+         "--interval", "0.25"],
+        cwd=ROOT, capture_output=True, text=True, timeout=50, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["said"] == summary["heard"] >= 10, summary
+    assert summary["other_frames"] == []
 
 
 # --- the checker, on made-up frames ------------------------------------------------------
