@@ -1,4 +1,5 @@
-"""The frame codec, fed bytes one at a time, at every split point and by hypothesis."""
+"""The frame codec, fed bytes one at a time, at every split point and by hypothesis; and how
+a server's decoder tells 64-byte headers from the select tutorial's 10-byte ones."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from game_chat.protocol.framing import (
     CLOSED,
     HEADER_SIZE,
     NEED_DATA,
+    SELECT_HEADER_SIZE,
     FrameDecoder,
     encode_frame,
     parse_header,
+    sniff_header_size,
 )
 
 LIMIT = 8192
@@ -178,3 +181,95 @@ def test_long_stream_keeps_buffer_small() -> None:
         decoder.receive_data(frame)
         assert list(decoder.frames()) == [b"y" * 100]
     assert decoder.buffered == 0
+
+
+# --- 64 or 10 bytes: the first bytes decide ----------------------------------------------
+
+
+def ten(payload: bytes) -> bytes:
+    return encode_frame(payload, SELECT_HEADER_SIZE)
+
+
+def test_a_ten_byte_header_is_left_aligned_and_space_padded() -> None:
+    assert ten(b"alice") == b"5         alice"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "size"),
+    [
+        (b"5         alice", SELECT_HEADER_SIZE),  # the tutorial's username frame
+        (b"        15hello there", SELECT_HEADER_SIZE),  # right-aligned, some copies do so
+        (b"2         42", SELECT_HEADER_SIZE),  # digits after the padding: a second run
+        (b"6            bob", SELECT_HEADER_SIZE),  # a payload starting with spaces
+        (b"0         5         alice", SELECT_HEADER_SIZE),  # a keepalive first
+        (b"5" + b" " * 63 + b"Hello", HEADER_SIZE),  # the 64-byte tutorial
+        (b"5" + b" " * 63, HEADER_SIZE),
+        (b" " * 62 + b"12", HEADER_SIZE),  # right-aligned 64-byte header
+        (b"5\x00\x00", HEADER_SIZE),  # NUL padding: only in 64-byte headers
+        (b"{", HEADER_SIZE),
+        (b"GET / HTTP/1.1", HEADER_SIZE),  # not a header at all: bad_header there
+        (b"1234567890abc", HEADER_SIZE),  # ten digits: over any limit, said by the 64 reading
+        (b"5  x", HEADER_SIZE),
+        (b"5", None),
+        (b"5        ", None),  # nine bytes
+        (b"5         ", None),  # a 10-byte header with nothing after it yet
+        (b"5" + b" " * 62, None),  # 63 bytes of a 64-byte header
+        (b"", None),
+        (b"   ", None),
+        (b" " * 10, HEADER_SIZE),  # no length in ten bytes
+    ],
+)
+def test_sniffing_the_header_size(prefix: bytes, size: int | None) -> None:
+    assert sniff_header_size(prefix) == size
+
+
+def stream(payloads: list[bytes], header_size: int) -> bytes:
+    return b"".join(encode_frame(p, header_size) for p in payloads)
+
+
+@pytest.mark.parametrize("header_size", [HEADER_SIZE, SELECT_HEADER_SIZE])
+def test_a_deciding_decoder_reads_either_at_every_split_point(header_size: int) -> None:
+    data = stream([b"alice", b"", b"hello everyone", b"x" * 100], header_size)
+    for cut in range(len(data) + 1):
+        decoder = FrameDecoder(LIMIT, header_size=None)
+        frames = feed(decoder, data[:cut], len(data)) + feed(decoder, data[cut:], len(data))
+        assert frames == [b"alice", b"", b"hello everyone", b"x" * 100], cut
+        assert decoder.header_size == header_size
+
+
+@pytest.mark.parametrize("header_size", [HEADER_SIZE, SELECT_HEADER_SIZE])
+def test_a_deciding_decoder_one_byte_at_a_time(header_size: int) -> None:
+    decoder = FrameDecoder(LIMIT, header_size=None)
+    data = stream([b"bob", b"hi"], header_size)
+    assert feed(decoder, data, 1) == [b"bob", b"hi"]
+
+
+@given(
+    st.lists(st.text(min_size=1, max_size=40).map(str.encode), min_size=1, max_size=8),
+    st.sampled_from([HEADER_SIZE, SELECT_HEADER_SIZE]),
+    st.integers(1, 300),
+)
+def test_deciding_round_trip_property(payloads: list[bytes], header_size: int, chunk: int) -> None:
+    """Any stream of non-blank frames is read as it was written, whatever the chunks (a first
+    frame of 54 spaces or more would read as a 64-byte header: no nick is one)."""
+    if header_size == SELECT_HEADER_SIZE and not payloads[0].strip(b" \x00"):
+        payloads[0] = b"x" + payloads[0]
+    decoder = FrameDecoder(LIMIT, header_size=None)
+    assert feed(decoder, stream(payloads, header_size), chunk) == payloads
+    assert decoder.header_size == header_size
+
+
+def test_an_oversize_ten_byte_header_is_refused_before_its_payload() -> None:
+    decoder = FrameDecoder(LIMIT, header_size=None)
+    decoder.receive_data(b"9999999   xyz")
+    with pytest.raises(RemoteProtocolError) as info:
+        list(decoder.frames())
+    assert info.value.code == ErrorCode.FRAME_TOO_LARGE and info.value.fatal
+
+
+def test_eof_before_the_header_size_is_known_is_connection_lost() -> None:
+    decoder = FrameDecoder(LIMIT, header_size=None)
+    decoder.receive_data(b"5         ")
+    decoder.receive_data(b"")
+    with pytest.raises(ConnectionLost):
+        list(decoder.frames())

@@ -2085,3 +2085,74 @@ def test_an_address_banned_after_connecting_is_refused_at_registration(server_fa
     plain.expect_eof()
     for client in (op, rich, plain):
         client.close()
+
+
+# --- section 5.5: the select dialect, 10-byte headers -------------------------------------
+
+
+class SelectDocClient:
+    """A client of the select chatroom tutorial, from sections 2.6 and 5.5: 10-byte headers
+    (digits then spaces), the username first, every line as a username and a message."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.sock = socket.create_connection(address, timeout=TIMEOUT)
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv_exactly(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            assert chunk, f"server closed after {data!r}"
+            data += chunk
+        return data
+
+    def expect_eof(self) -> None:
+        assert self.sock.recv(1) == b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def select_bytes(shown: str) -> bytes:
+    """Bytes written as in section 5.5: "header" (· for a padding space) + 'payload' + ..."""
+    pieces = re.findall(r'"([^"]*)"|\'([^\']*)\'', shown)
+    return b"".join(
+        (header.replace("·", " ") + payload).encode("utf-8") for header, payload in pieces
+    )
+
+
+def test_the_select_dialect_of_section_5_5(server_factory) -> None:
+    """Section 5.5's example frame by frame, and its refusal example."""
+    srv = server_factory(plain_grace=None)  # tut speaks first anyway: no timing involved
+    alice, tut = DocClient(srv.address), DocClient(srv.address)
+    hello(alice, "alice", ["alice"])
+    bob = SelectDocClient(srv.address)
+    clients: dict[str, object] = {"alice": alice, "tut": tut, "bob": bob}
+    lines = doc_code_block("\"3·········\" + 'bob'")
+    for line in lines:
+        match = re.fullmatch(r"(\w+) +([CS])> (.+)", line)
+        assert match, line
+        who, direction, payload = match.groups()
+        payload = re.sub(r'"ts":[0-9.]+', '"ts":TS', payload)
+        if who == "bob":
+            data = select_bytes(payload)
+            if direction == "C":
+                bob.send_raw(data)
+            else:
+                assert bob.recv_exactly(len(data)) == data, line
+        elif direction == "C":
+            clients[who].send(payload)  # type: ignore[attr-defined]
+        else:
+            expect_frame(clients[who], payload)  # type: ignore[arg-type]
+    bob.expect_eof()
+
+    (sent, refused, _) = doc_code_block("the nickname alice is taken")
+    late = SelectDocClient(srv.address)
+    late.send_raw(select_bytes(sent.partition("C> ")[2]))
+    expected = select_bytes(refused.partition("S> ")[2])
+    assert late.recv_exactly(len(expected)) == expected
+    late.expect_eof()
+    for client in (alice, tut, bob, late):
+        client.close()

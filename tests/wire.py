@@ -6,7 +6,13 @@ import json
 import socket
 from typing import Any
 
-from game_chat.protocol.framing import CLOSED, FrameDecoder, encode_frame
+from game_chat.protocol.framing import (
+    CLOSED,
+    HEADER_SIZE,
+    SELECT_HEADER_SIZE,
+    FrameDecoder,
+    encode_frame,
+)
 
 TIMEOUT = 5.0
 
@@ -14,9 +20,11 @@ TIMEOUT = 5.0
 class WireClient:
     """Speaks raw frames to a server. ``recv()`` waits at most ``TIMEOUT`` seconds."""
 
+    header_size = HEADER_SIZE
+
     def __init__(self, address: tuple[str, int], max_payload: int = 1 << 22) -> None:
         self.sock = socket.create_connection(address, timeout=TIMEOUT)
-        self.decoder = FrameDecoder(max_payload)
+        self.decoder = FrameDecoder(max_payload, self.header_size)
         self._frames: list[bytes] = []
 
     def send_raw(self, data: bytes) -> None:
@@ -25,7 +33,7 @@ class WireClient:
     def send(self, payload: bytes | str) -> None:
         if isinstance(payload, str):
             payload = payload.encode("utf-8")
-        self.sock.sendall(encode_frame(payload))
+        self.sock.sendall(encode_frame(payload, self.header_size))
 
     def send_json(self, **fields: Any) -> None:
         self.send(json.dumps(fields))
@@ -81,3 +89,26 @@ def rich_client(address: tuple[str, int], nick: str) -> tuple[WireClient, dict[s
     assert joined["type"] == "joined", joined
     client.joined = joined  # type: ignore[attr-defined]
     return client, welcome
+
+
+class SelectClient(WireClient):
+    """A client of the select-chatroom tutorial: 10-byte headers, its username as its first
+    frame, and every line it gets as two frames, a username and a message."""
+
+    header_size = SELECT_HEADER_SIZE
+
+    def __init__(self, address: tuple[str, int], username: str | None = None) -> None:
+        super().__init__(address)
+        if username is not None:
+            self.send(username)
+
+    def recv_pair(self, timeout: float = TIMEOUT) -> tuple[str, str]:
+        """The next line: (username, message)."""
+        name, text = self.recv_text(timeout), self.recv_text(timeout)
+        assert name is not None and text is not None, "server closed the connection"
+        return name, text
+
+    def expect_pairs_then_closed(self, timeout: float = TIMEOUT) -> list[tuple[str, str]]:
+        frames = [frame.decode("utf-8") for frame in self.expect_closed(timeout)]
+        assert len(frames) % 2 == 0, frames
+        return list(zip(frames[::2], frames[1::2], strict=True))

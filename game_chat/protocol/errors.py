@@ -70,6 +70,10 @@ class RemoteProtocolError(ChatError):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code!r}, {self.message!r}, fatal={self.fatal})"
 
+    def as_fatal(self) -> RemoteProtocolError:
+        """The same refusal, ending the connection (for a dialect that cannot retry)."""
+        return RemoteProtocolError(self.code, self.message, fatal=True)
+
 
 class LocalProtocolError(ChatError):
     """Our own code used the protocol objects wrongly (a bug on this side, not the peer's)."""

@@ -7,6 +7,12 @@ Writing: the header is the payload length in ASCII decimal digits, left-aligned 
 with spaces to 64 bytes. Reading: the digits may be surrounded by spaces and NUL bytes;
 anything else in the header is a :class:`RemoteProtocolError`. A zero-length frame is a
 keepalive and is returned like any other (as ``b""``).
+
+The clients of the other classic tutorial (the select-based chatroom) use the same framing
+with a **10-byte** header. A server's decoder tells the two apart by the first bytes of a
+connection (:func:`sniff_header_size`): a 64-byte header is one run of digits in padding up
+to byte 64, a 10-byte one is digits and spaces in its 10 bytes, and the payload right after
+it soon breaks the 64-byte pattern (docs/PROTOCOL.md 2.6).
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ from typing import Final
 from .errors import ConnectionLost, ErrorCode, LocalProtocolError, RemoteProtocolError
 
 HEADER_SIZE: Final = 64
+#: The header of the select-chatroom tutorial's frames.
+SELECT_HEADER_SIZE: Final = 10
 _HEADER_PADDING: Final = b" \x00"
+_PADDING: Final = frozenset(_HEADER_PADDING)
 
 
 class _Sentinel:
@@ -34,13 +43,37 @@ NEED_DATA: Final = _Sentinel("NEED_DATA")
 CLOSED: Final = _Sentinel("CLOSED")
 
 
-def encode_frame(payload: bytes) -> bytes:
-    """Return ``payload`` with its 64-byte length header in front."""
-    return b"%-64d" % len(payload) + payload
+def encode_frame(payload: bytes, header_size: int = HEADER_SIZE) -> bytes:
+    """Return ``payload`` with its length header in front (64 bytes, or ``header_size``)."""
+    if header_size == HEADER_SIZE:
+        return b"%-64d" % len(payload) + payload
+    return b"%-*d" % (header_size, len(payload)) + payload
+
+
+def sniff_header_size(prefix: bytes) -> int | None:
+    """The header size of a connection whose first bytes are ``prefix``: 64, 10
+    (:data:`SELECT_HEADER_SIZE`), or None while the bytes so far fit both.
+
+    10 only when the first 10 bytes are a 10-byte header (one run of 1 to 9 digits, spaces
+    around it) and a byte other than padding follows before byte 64, which no 64-byte header
+    has (its digits are one run, padding around it). Anything else is 64, where a malformed
+    header gets the usual ``bad_header``."""
+    head = prefix[:SELECT_HEADER_SIZE]
+    core = head.strip(b" ")
+    if core and not core.isdigit():  # bytes.isdigit: ASCII digits only
+        return HEADER_SIZE
+    if len(head) < SELECT_HEADER_SIZE:
+        return None
+    if not core or len(core) == SELECT_HEADER_SIZE:  # no length, or one over any limit
+        return HEADER_SIZE
+    if any(byte not in _PADDING for byte in prefix[SELECT_HEADER_SIZE:HEADER_SIZE]):
+        return SELECT_HEADER_SIZE
+    return HEADER_SIZE if len(prefix) >= HEADER_SIZE else None
 
 
 def parse_header(header: bytes, max_payload: int) -> int:
-    """Return the payload length a 64-byte header announces, or raise RemoteProtocolError."""
+    """Return the payload length a header (64 or 10 bytes) announces, or raise
+    RemoteProtocolError."""
     digits = header.strip(_HEADER_PADDING)
     # bytes.isdigit() is ASCII-only, so signs, letters, inner spaces and non-ASCII all fail.
     if not digits.isdigit():
@@ -67,13 +100,18 @@ class FrameDecoder:
     It never holds more than ``HEADER_SIZE + max_payload`` bytes: :attr:`room` says how many
     more it accepts right now, and feeding more is a :class:`LocalProtocolError`. An oversize
     length is rejected as soon as its header is complete, before any payload is buffered.
+
+    ``header_size`` is 64, 10, or None for a server's decoder that decides from the first
+    bytes (:func:`sniff_header_size`); :attr:`header_size` says once it has.
     """
 
-    def __init__(self, max_payload: int) -> None:
+    def __init__(self, max_payload: int, header_size: int | None = HEADER_SIZE) -> None:
         if max_payload < 0:
             raise LocalProtocolError("max_payload must not be negative")
         self.max_payload = max_payload
         self.max_buffered = HEADER_SIZE + max_payload
+        #: The size of every header of this stream; None until the first bytes decide.
+        self.header_size = header_size
         self._buf = bytearray()
         self._pos = 0  # start of the unconsumed bytes in _buf
         self._payload_len: int | None = None  # set once the current header is parsed
@@ -107,6 +145,8 @@ class FrameDecoder:
             del self._buf[: self._pos]
             self._pos = 0
         self._buf += data
+        if self.header_size is None:
+            self.header_size = sniff_header_size(bytes(self._buf[:HEADER_SIZE]))
 
     def next_frame(self) -> bytes | _Sentinel:
         """Return the next complete payload, :data:`NEED_DATA` or :data:`CLOSED`.
@@ -116,10 +156,11 @@ class FrameDecoder:
         """
         buf, pos = self._buf, self._pos
         if self._payload_len is None:
-            if len(buf) - pos < HEADER_SIZE:
+            size = self.header_size
+            if size is None or len(buf) - pos < size:
                 return self._short()
-            self._payload_len = parse_header(bytes(buf[pos : pos + HEADER_SIZE]), self.max_payload)
-            pos += HEADER_SIZE
+            self._payload_len = parse_header(bytes(buf[pos : pos + size]), self.max_payload)
+            pos += size
             self._pos = pos
         end = pos + self._payload_len
         if len(buf) < end:

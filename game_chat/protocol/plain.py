@@ -1,10 +1,16 @@
-"""The plain-text dialect: the classic tutorial chat protocol.
+"""The plain-text dialects: the classic tutorial chat protocols.
 
 Plain clients send text frames and receive text frames. :func:`render_plain` turns a server
 event into the line a plain client shows, or None for the events plain clients are not shown
 (member data, pings). It is pure; the only thing that depends on the
 recipient is its current room (lines from its other rooms are prefixed ``[#room]``), so the
-server encodes each broadcast at most three times: rich, plain-current, plain-other.
+server encodes each broadcast at most once per dialect and variant (rich; plain and select,
+each current or other room).
+
+:func:`render_select` does the same for the select-chatroom tutorial's clients (10-byte
+headers), whose every line is a pair of frames, a username and a message: lines others say
+come from their nick, events from ``*``, refusals from ``server``; their own lines are not
+acknowledged (that tutorial has no acks).
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ from .messages import (
 SENT_REPLY: Final = "Message was Sent!"
 #: Frames with which a plain client ends its session.
 DISCONNECT_COMMANDS: Final = frozenset({"Client Disconnected", "!DISCONNECT"})
+#: The username of server events (joins, leaves, answers) in the select dialect.
+SYSTEM_NAME: Final = "*"
+#: The username of refusals (error lines) in the select dialect; no member may take it.
+SERVER_NAME: Final = "server"
 
 
 def _with_reason(text: str, reason: str) -> str:
@@ -142,12 +152,39 @@ def render_plain(message: ServerMessage, current_room: str | None = None) -> str
 
     Events of another room than the current one start with ``[#room] ``.
     """
+    line = _render(message)
+    return None if line is None else _room_tag(message, current_room) + line
+
+
+def render_select(message: ServerMessage, current_room: str | None = None) -> list[tuple[str, str]]:
+    """The (username, message) pairs a select-dialect client gets for an event: ``[]`` for
+    an ack (that tutorial has none) and for what plain clients are not shown. A line somebody
+    said comes from its nick (an action from ``*``); events and answers from ``*``, refusals
+    from ``server``; ``[#room]``, ``[private]`` and ``[history]`` start the message. Never
+    raises for a server message."""
+    if isinstance(message, Ack):
+        return []
+    tag = _room_tag(message, current_room)
+    if isinstance(message, ChatMessage | PrivateMessage) and not message.action:
+        marks = "[private] " if isinstance(message, PrivateMessage) else ""
+        marks += "[history] " if message.history else ""
+        return [(message.nick, tag + marks + message.text)]
+    line = _render(message)
+    if line is None:
+        return []
+    name = SERVER_NAME if isinstance(message, ErrorReply) else SYSTEM_NAME
+    return [(name, tag + part.removeprefix("* ")) for part in line.split("\n")]
+
+
+def _render(message: ServerMessage) -> str | None:
     render = _RENDERERS.get(type(message))
     if render is None:
         raise LocalProtocolError(f"not a server message: {message!r}")
-    line = render(message)
-    if line is None:
-        return None
+    return render(message)
+
+
+def _room_tag(message: ServerMessage, current_room: str | None) -> str:
+    """``[#room] `` for an event of another room than the recipient's current one."""
     room = getattr(message, "room", None)
     if (
         room is not None
@@ -155,5 +192,5 @@ def render_plain(message: ServerMessage, current_room: str | None = None) -> str
         and room != current_room
         and not isinstance(message, RoomJoined | RoomList | WhoReply | HistoryPage)
     ):
-        return f"[{room}] {line}"
-    return line
+        return f"[{room}] "
+    return ""

@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..protocol.errors import ConnectionLost, ErrorCode, RemoteProtocolError
-from ..protocol.framing import FrameDecoder
+from ..protocol.framing import SELECT_HEADER_SIZE, FrameDecoder
 from .members import Dialect
 from .outbox import Outbox
 from .session import Session
@@ -100,7 +100,8 @@ class Connection:
             on_overflow=functools.partial(sender.cut, self),
         )
         self.session = Session(server.state, self.outbox, self.address, self.kick)
-        self._decoder = FrameDecoder(config.limits.max_frame_bytes)
+        # 64-byte headers, or the select tutorial's 10: the first bytes tell (framing.py).
+        self._decoder = FrameDecoder(config.limits.max_frame_bytes, header_size=None)
         self._hello_timeout = config.hello_timeout
         self._ping_interval = config.ping_interval
         self._ping_timeout = config.ping_timeout
@@ -184,6 +185,8 @@ class Connection:
                 return "connection lost"
             liveness.heard()
             decoder.receive_data(data)
+            if session.dialect != Dialect.SELECT and decoder.header_size == SELECT_HEADER_SIZE:
+                session.use_select_framing()
             try:
                 for frame in decoder.frames():
                     if not session.handle_frame(frame):

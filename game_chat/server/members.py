@@ -9,10 +9,10 @@ from typing import Any, Protocol
 
 from ..protocol.commands import LOBBY
 from ..protocol.errors import ErrorCode, RemoteProtocolError
-from ..protocol.framing import encode_frame
+from ..protocol.framing import SELECT_HEADER_SIZE, encode_frame
 from ..protocol.messages import ServerMessage, encode_message
 from ..protocol.names import nick_key, validate_nick
-from ..protocol.plain import render_plain
+from ..protocol.plain import render_plain, render_select
 
 MAX_ROOM_CHARS = 32
 MAX_TOPIC_CHARS = 300
@@ -27,13 +27,22 @@ class Mailbox(Protocol):
 class Dialect:
     RICH = "rich"
     PLAIN = "plain"
+    #: The select-chatroom tutorial's clients: 10-byte headers, username + message frames.
+    SELECT = "select"
 
 
 def encode_for(message: ServerMessage, dialect: str, current_room: str | None = None) -> bytes:
-    """The complete frame (header included) that carries ``message`` in ``dialect``; b"" for
-    an event the dialect does not show (member data, pings to plain clients)."""
+    """The bytes (headers included) that carry ``message`` in ``dialect``; b"" for an event
+    the dialect does not show (member data, pings to plain clients, acks in the select
+    dialect)."""
     if dialect == Dialect.RICH:
         return encode_frame(encode_message(message))
+    if dialect == Dialect.SELECT:
+        return b"".join(
+            encode_frame(name.encode(), SELECT_HEADER_SIZE)
+            + encode_frame(text.encode("utf-8"), SELECT_HEADER_SIZE)
+            for name, text in render_select(message, current_room)
+        )
     line = render_plain(message, current_room)
     return b"" if line is None else encode_frame(line.encode("utf-8"))
 

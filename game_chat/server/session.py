@@ -5,7 +5,9 @@ from the first one, and turns each frame into calls on :class:`ChatState`. Rich 
 typed messages; plain clients send text lines, and their /commands are parsed into the same
 typed messages (protocol/commands.py), so both go through one dispatch table. A peer's mistake
 becomes an error frame in its own dialect; only header errors, a goodbye, a kick or a timeout
-end the session.
+end the session. Clients of the select-chatroom tutorial (10-byte headers, told apart by the
+connection's framing: :meth:`Session.use_select_framing`) send their username first, then
+lines as plain clients do.
 
 Chat lines are delivered and acknowledged when they are stored (group commit), a little after
 they were handled. To keep every answer in the order of the requests, the session waits for
@@ -29,7 +31,6 @@ from typing import Any
 
 from ..protocol.commands import is_command, parse_command
 from ..protocol.errors import ErrorCode, RemoteProtocolError
-from ..protocol.framing import encode_frame
 from ..protocol.messages import (
     PROTOCOL_VERSION,
     Ban,
@@ -45,6 +46,7 @@ from ..protocol.messages import (
     ListRooms,
     ListUsers,
     Mute,
+    Notice,
     Oper,
     PartRoom,
     Ping,
@@ -103,6 +105,8 @@ class Session:
         self._charged = False  # the frame being handled was paid for
         self._oper_tries = FailureLimiter(cap=state.limits.oper_wait_max, clock=clock)
         self._quiet = False  # a plain guest for its silence; its first frame may be a hello
+        self._username: str | None = None  # select dialect: the name its first frame gave
+        self._removed = False  # kicked, banned or taken over: later frames are not heard
 
     @property
     def registered(self) -> bool:
@@ -122,6 +126,8 @@ class Session:
         """Handle one frame's payload; False means: close the connection now."""
         if not payload:  # zero-length frame: keepalive
             return True
+        if self._removed:  # frames read before the kick closed the reading side
+            return False
         self._client_id = None
         self._charged = False
         try:
@@ -131,6 +137,8 @@ class Session:
                 self.dialect = Dialect.RICH if is_hello(payload) else Dialect.PLAIN
             if self.dialect == Dialect.RICH:
                 return self._rich(payload)
+            if self.dialect == Dialect.SELECT and self._username is None:
+                return self._select_username(payload)
             return self._plain(payload)
         except RemoteProtocolError as exc:
             if not self._charged and not exc.fatal:  # no request at all: it costs too
@@ -223,6 +231,7 @@ class Session:
     def _kicked(self, reason: str) -> None:
         self.leave_reason = reason
         self.member = None  # the state already removed it and told the others
+        self._removed = True
         self._disconnect(reason)
 
     def _hello(self, hello: Hello) -> None:
@@ -316,6 +325,37 @@ class Session:
 
     # --- plain dialect ---------------------------------------------------------------------
 
+    def use_select_framing(self) -> None:
+        """The connection's first bytes are a 10-byte header: a select-chatroom client. A
+        guest made by its silence leaves first (as before a late rich hello)."""
+        if self._quiet and self.member is not None:
+            self.state.leave(self.member, QUIT_REASON)
+            self.member = None
+        self._quiet = False
+        self.dialect = Dialect.SELECT
+
+    def _select_username(self, payload: bytes) -> bool:
+        """A select client's first frame is its username. It has no other way to hear a
+        refusal than a line from ``server``, after which the connection closes."""
+        self._admit("hello")
+        name = decode_utf8(payload).strip()
+        try:
+            if self.state.access.password is None:
+                self._register_select(name)
+                return True
+            self.state.validate_new_nick(name)
+        except RemoteProtocolError as exc:
+            raise exc.as_fatal() from None
+        self._username = name  # registered by the /pass line that must follow
+        self._reply(Notice("this server needs a password: send /pass PASSWORD"))
+        return True
+
+    def _register_select(self, name: str) -> None:
+        self._username = name
+        member = self.state.join(name, Dialect.SELECT, self.mailbox, self.address)
+        self._registered(member)
+        log.info("%s: select client joined as %s", self.address, member.nick)
+
     def _plain(self, payload: bytes) -> bool:
         if self.member is None and self.state.access.password is None:
             # Any first frame registers, even one that is not valid UTF-8 (answered below).
@@ -374,11 +414,14 @@ class Session:
                 fatal=True,
             )
         self.state.check_password(password.strip())
-        self._plain_guest()
-        self._reply_text(f"* Welcome, you are {self._me.nick}")
-
-    def _reply_text(self, line: str) -> None:
-        self.mailbox.put(encode_frame(line.encode("utf-8")))
+        if self._username is None:
+            self._plain_guest()
+        else:
+            try:
+                self._register_select(self._username)
+            except RemoteProtocolError as exc:  # the name was taken meanwhile
+                raise exc.as_fatal() from None
+        self._reply(Notice(f"Welcome, you are {self._me.nick}"))
 
 
 #: What each rich message (and plain /command) does: one table, checked by a test to cover

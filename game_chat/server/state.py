@@ -30,7 +30,6 @@ from typing import Any
 
 from ..protocol.commands import LOBBY, help_lines
 from ..protocol.errors import ChatError, ErrorCode, RemoteProtocolError
-from ..protocol.framing import encode_frame
 from ..protocol.limits import Limits
 from ..protocol.member_data import merge_member_data
 from ..protocol.messages import (
@@ -60,6 +59,7 @@ from ..protocol.messages import (
     message_dict,
 )
 from ..protocol.names import nick_key, nick_skeleton, validate_nick
+from ..protocol.plain import SERVER_NAME
 from ..protocol.text import clean_reason, validate_text
 from .group_commit import GroupCommit, IdsExhausted, PendingLine
 from .history import MAX_ID, HistoryError, HistoryStore, SentKey, StoredMessage
@@ -104,6 +104,9 @@ log = logging.getLogger("game_chat.server")
 #: Rooms one member may be in at once (IRC daemons allow 10 to 20), and rooms in all.
 MAX_ROOMS_PER_MEMBER = 20
 MAX_ROOMS = 1000
+#: Nicks no member may take (nor one that looks like them): the select dialect's refusals
+#: come from ``server`` (protocol/plain.py).
+_RESERVED = frozenset({nick_skeleton(SERVER_NAME)})
 #: A quiet guest hears the lobby's lines said from this many seconds before it connected.
 CATCH_UP_MARGIN = 1.0
 #: How long a nick (and a remote address) kicked for excess flood stays banned.
@@ -280,6 +283,16 @@ class ChatState:
             self._check_room_capacity(points or ())
             return self._add(Member(nick, dialect, mailbox, address), points)
 
+    def validate_new_nick(self, nick: str) -> str:
+        """``nick`` in NFC if a new member could take it now; RemoteProtocolError
+        (nick_invalid, banned, nick_taken) if not. Nothing is reserved: a later ``join``
+        checks again."""
+        nick = validate_nick(nick, self.limits.max_nick_chars)
+        self._check_nick_ban(nick)
+        with self._lock:
+            self._claim(nick)
+        return nick
+
     def join_guest(
         self, dialect: str, mailbox: Mailbox, address: str = "", since: float | None = None
     ) -> Member:
@@ -321,7 +334,9 @@ class ChatState:
 
     def _claim(self, nick: str, me: Member | None = None) -> None:
         """Lock held: RemoteProtocolError nick_taken if ``nick`` is in use or looks like one
-        that is (``me`` may take a nick that looks like its own)."""
+        that is (``me`` may take a nick that looks like its own), or is reserved."""
+        if nick_skeleton(nick) in _RESERVED:
+            raise RemoteProtocolError(ErrorCode.NICK_TAKEN, f"the nickname {nick} is reserved")
         other = self._nick_in_use(nick, me)
         if other is None:
             return
@@ -341,7 +356,7 @@ class ChatState:
                 self._welcome(member)
             if points is None:
                 lobby = self._rooms[nick_key(LOBBY)]
-                self._enter(member, lobby, member.dialect == Dialect.PLAIN)
+                self._enter(member, lobby, member.dialect != Dialect.RICH)
             else:
                 member.current_room = ""  # in the rooms of the resume only (maybe none)
             for name, point in (points or {}).items():
@@ -560,8 +575,8 @@ class ChatState:
                 members, room_name = room.members.values(), room.name
             where = room if name is not None else None
             member.send(WhoReply(room_name, tuple(m.info(now, where) for m in members)))
-            if member.dialect == Dialect.PLAIN:  # plain clients have no welcome to tell them
-                member.mailbox.put(encode_frame(f"* You are {member.nick}".encode()))
+            if member.dialect != Dialect.RICH:  # plain clients have no welcome to tell them
+                member.send(Notice(f"You are {member.nick}"))
 
     def history_page(
         self,
@@ -1067,7 +1082,8 @@ class ChatState:
     ) -> None:
         # Encoded at most once per variant, the same bytes object for every recipient.
         room = getattr(message, "room", None)
-        rich = current = other = None
+        rich = None
+        plain: dict[tuple[str, bool], bytes] = {}  # (dialect, in its current room) -> bytes
         rich_dialect = Dialect.RICH  # this loop runs once per recipient: no lookups in it
         for m in members:
             if m is exclude:
@@ -1076,16 +1092,14 @@ class ChatState:
                 if rich is None:
                     rich = encode_for(message, Dialect.RICH)
                 m.mailbox.put(rich)
-            elif room is None or m.current_room == room:
-                if current is None:
-                    current = encode_for(message, Dialect.PLAIN, room)
-                if current:  # b"": plain clients are not shown this event
-                    m.mailbox.put(current)
-            else:
-                if other is None:
-                    other = encode_for(message, Dialect.PLAIN, None if room is None else "")
-                if other:
-                    m.mailbox.put(other)
+                continue
+            variant = (m.dialect, room is None or m.current_room == room)
+            frame = plain.get(variant)
+            if frame is None:
+                here = room if variant[1] else (None if room is None else "")
+                frame = plain[variant] = encode_for(message, m.dialect, here)
+            if frame:  # b"": this dialect is not shown this event
+                m.mailbox.put(frame)
 
 
 def _rekey(members: dict[str, Member], old: str, new: str) -> dict[str, Member]:
