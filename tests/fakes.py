@@ -17,6 +17,8 @@ class RecordingMailbox:
     def put(self, frame: bytes) -> None:
         self.frames.append(frame)
 
+    offer = put
+
     def payloads(self) -> list[bytes]:
         decoder = FrameDecoder(1 << 22)
         out = []

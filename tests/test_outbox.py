@@ -101,3 +101,67 @@ def test_closed_outbox_ignores_puts_but_sends_what_it_has() -> None:
     a, b = pair()
     assert box.send_to(a) == DRAINED
     assert b.recv(100) == b"bye"
+
+
+# --- offer: write-through from the delivering thread ---------------------------------------
+
+
+def test_offer_sends_at_once_when_nothing_waits() -> None:
+    calls = Calls()
+    a, b = pair()
+    box = Outbox(1000, lambda: setattr(calls, "ready", calls.ready + 1), lambda: None, sock=a)
+    box.offer(b"hello")
+    assert b.recv(10) == b"hello"
+    assert box.size == 0 and calls.ready == 0  # no sender thread involved
+
+
+def test_offer_queues_behind_what_waits() -> None:
+    calls = Calls()
+    a, b = pair()
+    box = Outbox(1000, lambda: setattr(calls, "ready", calls.ready + 1), lambda: None, sock=a)
+    box.put(b"first ")  # waiting for the sender thread
+    box.offer(b"second")
+    assert calls.ready == 1 and box.size == 12  # not sent past "first"
+    assert box.send_to(a) == DRAINED
+    assert b.recv(20) == b"first second"
+
+
+def test_offer_queues_what_the_socket_does_not_take() -> None:
+    ready: list[int] = []
+    a, b = pair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    box = Outbox(1 << 22, lambda: ready.append(1), lambda: None, sock=a)
+    big = bytes(range(256)) * 4096  # 1 MiB: more than the socket buffer
+    box.offer(big)
+    assert ready == [1] and 0 < box.size < len(big)  # the rest waits for the sender
+    got = bytearray()
+    while len(got) < len(big):
+        box.send_to(a)
+        got += b.recv(1 << 20)
+    assert bytes(got) == big
+
+
+def test_offer_over_the_limit_after_a_partial_send_overflows() -> None:
+    overflow: list[int] = []
+    a, _peer = pair()  # kept open: the send must not fail
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    box = Outbox(10_000, lambda: None, lambda: overflow.append(1), sock=a)
+    box.offer(b"x" * 1_000_000)
+    assert overflow == [1] and box.overflowed and box.size == 0
+    box.offer(b"more")  # closed: dropped
+    assert box.size == 0
+
+
+def test_offer_on_a_broken_socket_leaves_the_error_to_the_sender() -> None:
+    ready: list[int] = []
+    a, b = pair()
+    b.close()
+    box = Outbox(1000, lambda: ready.append(1), lambda: None, sock=a)
+    box.offer(b"lost?")
+    assert ready == [1] and box.size == 5  # queued: the sender thread's send fails
+    try:
+        box.send_to(a)
+    except OSError:
+        pass
+    else:  # pragma: no cover - a platform that buffers after the peer closed
+        raise AssertionError("send on a closed pair should fail")

@@ -167,6 +167,9 @@ def test_a_client_that_gives_its_name_then_only_listens(server_factory) -> None:
     and the others' comings and goings from *."""
     srv = server_factory(plain_grace=0.2, ping_interval=0.2, ping_timeout=0.3)
     bob = SelectClient(srv.address, "bob")
+    bob.send("/who")  # answered once it is a member: then alice comes
+    assert bob.recv_pair() == ("*", "Users in #lobby: bob")
+    assert bob.recv_pair() == ("*", "You are bob")
     alice, _ = rich_client(srv.address, "alice")
     assert bob.recv_pair() == ("*", "alice joined #lobby")
     deadline = time.monotonic() + 1.5  # many ping intervals

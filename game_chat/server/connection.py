@@ -98,6 +98,7 @@ class Connection:
             config.send_queue_bytes,
             on_ready=functools.partial(sender.ready, self),
             on_overflow=functools.partial(sender.cut, self),
+            sock=sock,
         )
         self.session = Session(server.state, self.outbox, self.address, self.kick)
         # 64-byte headers, or the select tutorial's 10: the first bytes tell (framing.py).

@@ -1,11 +1,21 @@
 """Group commit: a chat line is delivered and acknowledged only once it is in the store.
 
-:meth:`GroupCommit.submit` queues a line (O(1), under the chat state's lock). One thread takes
+:meth:`GroupCommit.submit` queues a line (O(1), under the chat state's lock). A committer takes
 everything queued, writes it to the :class:`~game_chat.server.history.HistoryStore` in one
 transaction, and only then hands the batch to ``deliver`` (the chat state's fan-out and acks),
 in submission order. Lines that arrive while a transaction runs go into the next one, so the
 more lines arrive, the more each commit carries: throughput holds while every ack waits for
-the disk. A reader thread that submitted a line can :meth:`~GroupCommit.wait` for it.
+the disk.
+
+Who commits: the reader thread that submitted a line and then waits for it
+(:meth:`~GroupCommit.wait`), when nobody else is committing (a leader, as in the group
+commit of databases). At low load a line is thus stored and fanned out by the thread that
+read it, with no hand-off to another thread (each costs a wake-up, tens of microseconds of
+CPU on a virtual machine). Readers that wait while a commit runs are followers: the leader
+takes their lines in its next batch and lets them go. A leader commits at most a few
+batches past its own line, then hands what is left to the pipeline thread, which also runs
+retention passes and retries while the store fails. One committer at a time
+(``_committing``), so batches never overlap.
 
 Why deliver after the commit and not before: a line seen live by anyone must be in the
 history after a crash, or it is a lost line to whoever reloads. Committing first makes
@@ -46,6 +56,10 @@ log = logging.getLogger("game_chat.server")
 
 #: Ids reserved ahead; the reservation grows again when less than half of it is left.
 RUNWAY = 1_000_000
+#: Batches a leading reader commits past its own line before it hands over.
+LEADER_BATCHES = 4
+#: How often the pipeline thread looks for lines that nobody commits (seconds).
+ORPHAN_CHECK = 0.25
 
 
 class IdsExhausted(ChatError):
@@ -106,8 +120,12 @@ class GroupCommit:
         self._cond = threading.Condition(lock)  # retention passes (prune_now)
         self._work = threading.Condition(lock)  # the pipeline thread: lines to take
         # Readers waiting for their own line: (seq, tiebreak, gate), each gate a held lock
-        # that the pipeline thread releases once that line is delivered.
+        # that the committer releases once that line is delivered.
         self._waiters: list[tuple[int, int, threading.Lock]] = []
+        # A thread (a leading reader, or the pipeline thread) is writing and delivering;
+        # nobody else may until it lets go. Guarded by the lock, like everything below.
+        self._committing = False
+        self._role_wanted = False  # the pipeline thread waits for the committer to let go
         # Everything below is guarded by the lock.
         self._pending: deque[PendingLine] = deque()
         self._by_key: dict[str, PendingLine] = {}  # pending and backlog lines with a key
@@ -118,8 +136,9 @@ class GroupCommit:
         self._stopped = False
         self._prune_requested = False
         self._prunes = 0
-        # Pipeline thread only:
+        # The committer's (whoever holds _committing):
         self._healthy = True
+        self._retry_at = 0.0  # monotonic time of the next retry while the store fails
         self._backlog: deque[PendingLine] = deque()  # delivered unsaved, oldest first
         self._dropped = 0  # backlog lines given up on since the store last worked
         self._dirty_rooms: set[str] | None = None  # rooms to cap at the next prune; None: all
@@ -161,7 +180,8 @@ class GroupCommit:
             self._pending.append(line)
             if line.key is not None:
                 self._by_key[line.key.key] = line
-            self._work.notify()
+            # Nobody is woken: the submitter commits it in wait() (or, if a commit runs, the
+            # committer takes it next); the pipeline thread looks every ORPHAN_CHECK seconds.
             return line.seq
 
     def find(self, key: str) -> PendingLine | SentKey | None:
@@ -214,7 +234,17 @@ class GroupCommit:
 
     def wait(self, seq: int, timeout: float | None = None) -> bool:
         """Wait until the line with sequence number ``seq`` (and all before it) is delivered;
-        False on timeout."""
+        False on timeout. If nobody is committing, the caller commits (leads) itself. Never
+        call it holding a lock that ``deliver`` takes."""
+        with self._cond:
+            if self._done >= seq or self._stopped:
+                return True
+            lead = not self._committing and not self._stopping
+            if lead:
+                self._committing = True
+        if lead:
+            self._lead(seq)
+            return True
         with self._cond:
             if self._done >= seq or self._stopped:
                 return True
@@ -264,43 +294,89 @@ class GroupCommit:
             self._work.notify()
             return self._cond.wait_for(lambda: self._prunes >= target, timeout)
 
+    # --- committing ----------------------------------------------------------------------
+
+    def _lead(self, seq: int) -> None:
+        """A reader commits: batch after batch until nothing is pending, or, once its own
+        line ``seq`` is delivered, after LEADER_BATCHES (the rest goes to the pipeline
+        thread, so that no reader commits for everybody for long)."""
+        batches = 0
+        try:
+            while True:
+                with self._cond:
+                    if not self._pending or (batches >= LEADER_BATCHES and self._done >= seq):
+                        break
+                    batch = self._batch()
+                self._process(batch)
+                batches += 1
+        finally:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        with self._work:
+            self._committing = False
+            if self._pending or self._role_wanted:  # lines of followers, or the pipeline's turn
+                self._work.notify()
+
+    def _batch(self) -> list[PendingLine]:
+        """Lock held: the next batch, oldest first."""
+        count = min(len(self._pending), self.batch_size)
+        return [self._pending.popleft() for _ in range(count)]
+
     # --- the pipeline thread ------------------------------------------------------------------
 
     def _run(self) -> None:
         prune: Iterator[None] | None = None
         next_prune = 0.0  # the first pass at once
-        next_retry = 0.0
+
+        def due() -> float:  # when the pipeline thread has work of its own (monotonic)
+            if prune is not None or self._prune_requested:
+                return 0.0
+            return next_prune if self._healthy else min(next_prune, self._retry_at)
+
         while True:
-            now = time.monotonic()
-            if prune is None and (self._prune_requested or now >= next_prune):
-                prune = self._prune_pass()
-                next_prune = now + self.prune_interval
-            timeout = 0.0 if prune is not None else next_prune - now
-            if not self._healthy:
-                timeout = min(timeout, max(0.0, next_retry - now))
-            batch = self._take(max(0.0, timeout))
+            batch = self._take(due)
             if batch is None:
                 return
-            if batch:
-                healthy = self._healthy
-                self._process(batch)
-                if healthy and not self._healthy:  # it just failed: retry an interval later
-                    next_retry = time.monotonic() + self.retry_interval
-            if not self._healthy and time.monotonic() >= next_retry:
-                self._retry_backlog(self.retry_wait)
-                next_retry = time.monotonic() + self.retry_interval
-            elif prune is not None and self._healthy:
-                prune = self._step(prune)
+            try:
+                if batch:
+                    self._process(batch)
+                now = time.monotonic()
+                if prune is None and (self._prune_requested or now >= next_prune):
+                    prune = self._prune_pass()
+                    next_prune = now + self.prune_interval
+                if not self._healthy and now >= self._retry_at:
+                    self._retry_backlog(self.retry_wait)
+                    self._retry_at = time.monotonic() + self.retry_interval
+                elif prune is not None and self._healthy:
+                    prune = self._step(prune)
+            finally:
+                self._let_go()
 
-    def _take(self, timeout: float) -> list[PendingLine] | None:
-        """The next batch ([] when the timeout passed first); None once stopped and empty."""
+    def _take(self, due: Callable[[], float]) -> list[PendingLine] | None:
+        """Become the committer, with the next batch ([] if nothing is pending), once there
+        are lines nobody commits or ``due()`` (monotonic) has come; None once stopped and
+        every line is delivered."""
         with self._work:
-            if not self._pending and not self._stopping and timeout > 0:
-                self._work.wait(timeout)
-            if not self._pending:
-                return None if self._stopping else []
-            count = min(len(self._pending), self.batch_size)
-            return [self._pending.popleft() for _ in range(count)]
+            while True:
+                now, due_at = time.monotonic(), due()
+                if not self._committing:
+                    if self._pending:
+                        self._committing = True
+                        return self._batch()
+                    if self._stopping:
+                        return None
+                    if now >= due_at:
+                        self._committing = True
+                        return []
+                    # Readers commit their own lines: look only now and then for lines
+                    # whose submitter never waits (none of the server's), or a failure.
+                    wait = min(ORPHAN_CHECK, due_at - now)
+                else:  # wait for the committer to let go if there is work for us
+                    self._role_wanted = now >= due_at or self._stopping
+                    wait = ORPHAN_CHECK
+                self._work.wait(wait)
+                self._role_wanted = False
 
     def _process(self, batch: list[PendingLine]) -> None:
         kept = self._healthy and self._write(batch, fresh=len(batch))
@@ -386,6 +462,8 @@ class GroupCommit:
 
     def _failed(self, exc: HistoryError, fresh: int = 0) -> None:
         was_healthy, self._healthy = self._healthy, False
+        if was_healthy:  # the first retry an interval from now
+            self._retry_at = time.monotonic() + self.retry_interval
         quiet = self._failure_log.due()
         if quiet is None:
             return

@@ -19,9 +19,12 @@ MAX_TOPIC_CHARS = 300
 
 
 class Mailbox(Protocol):
-    """Where a member's outgoing frames go. ``put`` must never block."""
+    """Where a member's outgoing frames go. ``put`` must never block; ``offer`` may send at
+    once, but never waits on the peer (server/outbox.py)."""
 
     def put(self, frame: bytes) -> None: ...
+
+    def offer(self, frame: bytes) -> None: ...
 
 
 class Dialect:
@@ -95,6 +98,10 @@ class Member:
         while member.successor is not None:
             member = member.successor
         return member
+
+    def encode(self, message: ServerMessage) -> bytes:
+        """The bytes of ``message`` for this member (b"": its dialect does not show it)."""
+        return encode_for(message, self.dialect, self.current_room)
 
     def send(self, message: ServerMessage) -> None:
         frame = encode_for(message, self.dialect, self.current_room)

@@ -24,7 +24,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,7 @@ from ..protocol.messages import (
 from ..protocol.names import nick_key, nick_skeleton, validate_nick
 from ..protocol.plain import SERVER_NAME
 from ..protocol.text import clean_reason, validate_text
+from .fanout import Fanout
 from .group_commit import GroupCommit, IdsExhausted, PendingLine
 from .history import MAX_ID, HistoryError, HistoryStore, SentKey, StoredMessage
 from .members import (
@@ -842,25 +843,87 @@ class ChatState:
 
     def _deliver(self, batch: Sequence[PendingLine], kept: bool) -> None:
         """GroupCommit's callback: the lines are stored (or, ``kept`` False, cannot be); fan
-        them out, then acknowledge them, in order."""
+        them out, then acknowledge them, in order. Everything a member gets from the batch
+        is offered at once, and sent by this thread if its socket takes it (server/fanout.py).
+        """
+        out = Fanout()
         with self._lock:
+            i, n = 0, len(batch)
+            while i < n:
+                line = batch[i]
+                if line.delivery.recipient is not None or line.extra_acks:
+                    self._deliver_one(line, kept, out)
+                    i += 1
+                    continue
+                room, j = line.delivery.message.room, i + 1
+                while j < n and _joins_run(batch[j], room):  # a run of lines in one room
+                    j += 1
+                self._deliver_run(batch[i:j], kept, out)
+                i = j
             for line in batch:
-                delivery: _Delivery = line.delivery
-                message, sender = delivery.message, delivery.sender.current
-                recipient = delivery.recipient.current if delivery.recipient else None
-                if recipient is None:
-                    room = self._rooms.get(nick_key(message.room))  # type: ignore[union-attr]
-                    if room is not None:
-                        self._send_all(room.members.values(), message, exclude=sender)
-                elif self._members.get(nick_key(recipient.nick)) is recipient:
-                    recipient.send(message)
-                sender.send(Ack(delivery.client_id, line.id, message.ts, unsaved=not kept))
-                for other, client_id in line.extra_acks:
-                    other.current.send(Ack(client_id, line.id, message.ts, unsaved=not kept))
-                if recipient is not None and recipient.away:
-                    sender.send(Notice(f"{recipient.nick} is away: {recipient.away}"))
                 line.kept, line.delivered = kept, True
-                self._delivered_id = line.id
+            self._delivered_id = max(self._delivered_id, batch[-1].id)
+            out.send()
+
+    def _deliver_run(self, run: Sequence[PendingLine], kept: bool, out: Fanout) -> None:
+        """Lock held: lines said in one room, one after the other. Each member that said none
+        of them gets one blob, shared by every member of its dialect and view of the room;
+        each sender gets the others' lines with its acks in the places of its own."""
+        senders: dict[Member, None] = {}
+        for line in run:
+            senders.setdefault(line.delivery.sender.current)
+        room = self._rooms.get(nick_key(run[0].delivery.message.room))  # type: ignore[union-attr]
+        frames: dict[tuple[str, bool], list[bytes]] = {}  # variant -> each line's frame
+        blobs: dict[tuple[str, bool], bytes] = {}
+        if room is not None:
+            name, add, rich, rich_blob = room.name, out.add, Dialect.RICH, b""
+            for m in room.members.values():  # once per recipient: as little as can be
+                if m in senders:
+                    continue
+                if m.dialect == rich:  # the same for every rich member: no variant lookup
+                    if not rich_blob:
+                        rich_blob = b"".join(_run_frames(frames, (rich, True), run, room))
+                    add(m, rich_blob)
+                    continue
+                variant = (m.dialect, m.current_room == name)
+                blob = blobs.get(variant)
+                if blob is None:
+                    blob = blobs[variant] = b"".join(_run_frames(frames, variant, run, room))
+                add(m, blob)
+        for sender in senders:
+            in_room = room is not None and room.members.get(nick_key(sender.nick)) is sender
+            theirs = None
+            if in_room:
+                theirs = _run_frames(frames, _variant(sender, room.name), run, room)  # type: ignore[union-attr]
+            mine = []
+            for k, line in enumerate(run):
+                if line.delivery.sender.current is sender:
+                    ts = line.delivery.message.ts
+                    ack = Ack(line.delivery.client_id, line.id, ts, unsaved=not kept)
+                    mine.append(sender.encode(ack))
+                elif theirs is not None:
+                    mine.append(theirs[k])
+            out.add(sender, b"".join(mine))
+
+    def _deliver_one(self, line: PendingLine, kept: bool, out: Fanout) -> None:
+        """Lock held: a private line, or a line with acks for retries too."""
+        delivery: _Delivery = line.delivery
+        message, sender = delivery.message, delivery.sender.current
+        recipient = delivery.recipient.current if delivery.recipient else None
+        if recipient is None:
+            room = self._rooms.get(nick_key(message.room))  # type: ignore[union-attr]
+            if room is not None:
+                for m, data in _encoded(room.members.values(), message, exclude=sender):
+                    out.add(m, data)
+        elif self._members.get(nick_key(recipient.nick)) is recipient:
+            out.add(recipient, recipient.encode(message))
+        ack = Ack(delivery.client_id, line.id, message.ts, unsaved=not kept)
+        out.add(sender, sender.encode(ack))
+        for other, client_id in line.extra_acks:
+            other = other.current
+            out.add(other, other.encode(Ack(client_id, line.id, message.ts, unsaved=not kept)))
+        if recipient is not None and recipient.away:
+            out.add(sender, sender.encode(Notice(f"{recipient.nick} is away: {recipient.away}")))
 
     def help(self, member: Member) -> None:
         with self._lock:
@@ -1080,26 +1143,63 @@ class ChatState:
     def _send_all(
         members: Iterable[Member], message: ServerMessage, exclude: Member | None = None
     ) -> None:
-        # Encoded at most once per variant, the same bytes object for every recipient.
-        room = getattr(message, "room", None)
-        rich = None
-        plain: dict[tuple[str, bool], bytes] = {}  # (dialect, in its current room) -> bytes
-        rich_dialect = Dialect.RICH  # this loop runs once per recipient: no lookups in it
-        for m in members:
-            if m is exclude:
-                continue
-            if m.dialect == rich_dialect:
-                if rich is None:
-                    rich = encode_for(message, Dialect.RICH)
-                m.mailbox.put(rich)
-                continue
-            variant = (m.dialect, room is None or m.current_room == room)
-            frame = plain.get(variant)
-            if frame is None:
-                here = room if variant[1] else (None if room is None else "")
-                frame = plain[variant] = encode_for(message, m.dialect, here)
-            if frame:  # b"": this dialect is not shown this event
-                m.mailbox.put(frame)
+        for m, data in _encoded(members, message, exclude):
+            m.mailbox.put(data)
+
+
+def _encoded(
+    members: Iterable[Member], message: ServerMessage, exclude: Member | None = None
+) -> Iterator[tuple[Member, bytes]]:
+    """Each member but ``exclude`` with the bytes of ``message`` for it (none for an event
+    its dialect does not show), encoded at most once per variant: the same bytes object for
+    every recipient of a variant."""
+    room = getattr(message, "room", None)
+    rich = None
+    plain: dict[tuple[str, bool], bytes] = {}  # (dialect, in its current room) -> bytes
+    rich_dialect = Dialect.RICH  # this loop runs once per recipient: no lookups in it
+    for m in members:
+        if m is exclude:
+            continue
+        if m.dialect == rich_dialect:
+            if rich is None:
+                rich = encode_for(message, Dialect.RICH)
+            yield m, rich
+            continue
+        variant = (m.dialect, room is None or m.current_room == room)
+        data = plain.get(variant)
+        if data is None:
+            here = room if variant[1] else (None if room is None else "")
+            data = plain[variant] = encode_for(message, m.dialect, here)
+        if data:  # b"": this dialect is not shown this event
+            yield m, data
+
+
+def _variant(member: Member, room: str) -> tuple[str, bool]:
+    """How ``member`` sees a line of ``room``: its dialect, and (plain dialects) whether
+    the room is its current one (if not, the line says which room it is from)."""
+    return (member.dialect, member.dialect == Dialect.RICH or member.current_room == room)
+
+
+def _joins_run(line: PendingLine, room: str | None) -> bool:
+    """Whether ``line`` goes on a run of plain room lines said in ``room``."""
+    delivery = line.delivery
+    return delivery.recipient is None and not line.extra_acks and delivery.message.room == room
+
+
+def _run_frames(
+    cache: dict[tuple[str, bool], list[bytes]],
+    variant: tuple[str, bool],
+    run: Sequence[PendingLine],
+    room: Room | None,
+) -> list[bytes]:
+    """Each line of ``run`` encoded for ``variant`` (dialect, in its current room), once."""
+    frames = cache.get(variant)
+    if frames is None:
+        dialect, here = variant
+        where = room.name if here and room is not None else ""
+        messages = [line.delivery.message for line in run]
+        frames = cache[variant] = [encode_for(m, dialect, where) for m in messages]
+    return frames
 
 
 def _rekey(members: dict[str, Member], old: str, new: str) -> dict[str, Member]:
