@@ -17,7 +17,9 @@ class RecordingMailbox:
     def put(self, frame: bytes) -> None:
         self.frames.append(frame)
 
-    offer = put
+    def put_held(self, frame: bytes) -> bool:
+        self.frames.append(frame)
+        return False  # recorded: nothing to write through
 
     def payloads(self) -> list[bytes]:
         decoder = FrameDecoder(1 << 22)

@@ -103,36 +103,42 @@ def test_closed_outbox_ignores_puts_but_sends_what_it_has() -> None:
     assert b.recv(100) == b"bye"
 
 
-# --- offer: write-through from the delivering thread ---------------------------------------
+# --- put_held / write_through: sends from the delivering thread --------------------------
 
 
-def test_offer_sends_at_once_when_nothing_waits() -> None:
-    calls = Calls()
+def held(box: Outbox, frame: bytes) -> None:
+    """As the fan-out does: queue without waking, then write through if it was empty."""
+    if box.put_held(frame):
+        box.write_through()
+
+
+def test_write_through_sends_at_once_when_nothing_waits() -> None:
+    ready: list[int] = []
     a, b = pair()
-    box = Outbox(1000, lambda: setattr(calls, "ready", calls.ready + 1), lambda: None, sock=a)
-    box.offer(b"hello")
+    box = Outbox(1000, lambda: ready.append(1), lambda: None, sock=a)
+    held(box, b"hello")
     assert b.recv(10) == b"hello"
-    assert box.size == 0 and calls.ready == 0  # no sender thread involved
+    assert box.size == 0 and ready == []  # no sender thread involved
 
 
-def test_offer_queues_behind_what_waits() -> None:
-    calls = Calls()
+def test_a_held_frame_queues_behind_what_waits() -> None:
+    ready: list[int] = []
     a, b = pair()
-    box = Outbox(1000, lambda: setattr(calls, "ready", calls.ready + 1), lambda: None, sock=a)
+    box = Outbox(1000, lambda: ready.append(1), lambda: None, sock=a)
     box.put(b"first ")  # waiting for the sender thread
-    box.offer(b"second")
-    assert calls.ready == 1 and box.size == 12  # not sent past "first"
+    assert box.put_held(b"second") is False  # not empty: nothing to write through
+    assert ready == [1] and box.size == 12
     assert box.send_to(a) == DRAINED
     assert b.recv(20) == b"first second"
 
 
-def test_offer_queues_what_the_socket_does_not_take() -> None:
+def test_what_the_socket_does_not_take_goes_to_the_sender() -> None:
     ready: list[int] = []
     a, b = pair()
     a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     box = Outbox(1 << 22, lambda: ready.append(1), lambda: None, sock=a)
     big = bytes(range(256)) * 4096  # 1 MiB: more than the socket buffer
-    box.offer(big)
+    held(box, big)
     assert ready == [1] and 0 < box.size < len(big)  # the rest waits for the sender
     got = bytearray()
     while len(got) < len(big):
@@ -141,24 +147,34 @@ def test_offer_queues_what_the_socket_does_not_take() -> None:
     assert bytes(got) == big
 
 
-def test_offer_over_the_limit_after_a_partial_send_overflows() -> None:
+def test_only_one_thread_sends_at_a_time() -> None:
+    a, b = pair()
+    box = Outbox(1000, lambda: None, lambda: None, sock=a)
+    box.put(b"x")
+    box._sending = True  # as while another thread is in send_to
+    assert box.send_to(a) == DRAINED  # left to that thread, which sees what is left
+    assert box.size == 1
+    box._sending = False
+    assert box.send_to(a) == DRAINED and b.recv(5) == b"x"
+
+
+def test_a_held_frame_over_the_limit_overflows() -> None:
     overflow: list[int] = []
     a, _peer = pair()  # kept open: the send must not fail
-    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     box = Outbox(10_000, lambda: None, lambda: overflow.append(1), sock=a)
-    box.offer(b"x" * 1_000_000)
+    assert box.put_held(b"x" * 1_000_000) is False
     assert overflow == [1] and box.overflowed and box.size == 0
-    box.offer(b"more")  # closed: dropped
+    assert box.put_held(b"more") is False  # closed: dropped
     assert box.size == 0
 
 
-def test_offer_on_a_broken_socket_leaves_the_error_to_the_sender() -> None:
+def test_a_broken_socket_is_left_to_the_sender() -> None:
     ready: list[int] = []
     a, b = pair()
     b.close()
     box = Outbox(1000, lambda: ready.append(1), lambda: None, sock=a)
-    box.offer(b"lost?")
-    assert ready == [1] and box.size == 5  # queued: the sender thread's send fails
+    held(box, b"lost?")
+    assert ready == [1] and box.size == 5  # put back: the sender thread's send fails
     try:
         box.send_to(a)
     except OSError:

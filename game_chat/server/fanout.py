@@ -4,10 +4,12 @@ The group-commit thread delivers lines in batches (server/group_commit.py). Send
 line to each member separately would cost a queue operation, and often a ``send``, per line
 and recipient. Instead, under the state's lock, :class:`Fanout` gathers each member's bytes
 of the whole batch in order (a run of lines in one room is encoded once per dialect and
-joined into one blob that every ordinary member shares), and offers them with one call per
-member: one ``send`` per member per batch, by the thread that delivers, with no hand-off to a
-sender thread unless a socket is full. Under a flood batches grow, so the cost per line falls;
-at low load a line is one ``send`` per recipient.
+joined into one blob that every ordinary member shares), and queues them with one call per
+member, waking no thread. Once the commit is let go (so that the next batch can be
+committed by another thread meanwhile), the delivering thread writes them through: one
+``send`` per member per batch, with no hand-off to a sender thread unless a socket is full.
+Under a flood batches grow, so the cost per line falls; at low load a line is one ``send``
+per recipient.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 
 class Fanout:
-    """Bytes for members, in the order they were added; each member's offered at once."""
+    """Bytes for members, in the order they were added; each member's put at once."""
 
     __slots__ = ("_chunks",)
 
@@ -35,15 +37,22 @@ class Fanout:
             else:
                 self._chunks[member] = [chunks, data]  # type: ignore[list-item]
 
-    def send(self) -> None:
-        """State lock held: one offer per member (server/outbox.py: sent at once when its
-        socket can take it), in the order of the events. The offers run in a tight loop:
-        the sooner a member's bytes follow the last one's, the more of them a receiving
-        process takes per wake-up, and a wake-up costs the sender more than a send."""
-        offers = [
-            (m.mailbox.offer, data if type(data) is bytes else b"".join(data))
-            for m, data in self._chunks.items()
-        ]
+    def put(self) -> list[Any]:
+        """State lock held: one put per member, in the order of the events, waking no
+        thread. Returns the mailboxes that were empty, for :func:`write_through` once the
+        caller holds no lock (and has let the next commit go)."""
+        held = []
+        for member, data in self._chunks.items():
+            mailbox = member.mailbox
+            if mailbox.put_held(data if type(data) is bytes else b"".join(data)):
+                held.append(mailbox)
         self._chunks.clear()
-        for offer, data in offers:
-            offer(data)
+        return held
+
+
+def write_through(mailboxes: list[Any]) -> None:
+    """Send what :meth:`Fanout.put` queued into empty mailboxes, from this thread, in a
+    tight loop: the sooner one member's bytes follow the last one's, the more of them a
+    receiving process takes per wake-up (and a wake-up costs the sender more than a send)."""
+    for mailbox in mailboxes:
+        mailbox.write_through()

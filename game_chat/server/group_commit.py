@@ -86,7 +86,9 @@ class PendingLine:
 
 
 #: deliver(batch, kept): fan the lines out and acknowledge them, in order.
-Deliver = Callable[[Sequence[PendingLine], bool], None]
+#: It may return a callable (the sends of what it queued), which the committing thread calls
+#: once it has let the next commit go.
+Deliver = Callable[[Sequence[PendingLine], bool], Callable[[], None] | None]
 
 
 class GroupCommit:
@@ -300,17 +302,18 @@ class GroupCommit:
         """A reader commits: batch after batch until nothing is pending, or, once its own
         line ``seq`` is delivered, after LEADER_BATCHES (the rest goes to the pipeline
         thread, so that no reader commits for everybody for long)."""
-        batches = 0
+        batches, sends = 0, []
         try:
             while True:
                 with self._cond:
                     if not self._pending or (batches >= LEADER_BATCHES and self._done >= seq):
                         break
                     batch = self._batch()
-                self._process(batch)
+                sends.append(self._process(batch))
                 batches += 1
         finally:
             self._let_go()
+            _run_all(sends)
 
     def _let_go(self) -> None:
         with self._work:
@@ -338,9 +341,10 @@ class GroupCommit:
             batch = self._take(due)
             if batch is None:
                 return
+            send = None
             try:
                 if batch:
-                    self._process(batch)
+                    send = self._process(batch)
                 now = time.monotonic()
                 if prune is None and (self._prune_requested or now >= next_prune):
                     prune = self._prune_pass()
@@ -352,6 +356,7 @@ class GroupCommit:
                     prune = self._step(prune)
             finally:
                 self._let_go()
+                _run_all([send])
 
     def _take(self, due: Callable[[], float]) -> list[PendingLine] | None:
         """Become the committer, with the next batch ([] if nothing is pending), once there
@@ -378,14 +383,16 @@ class GroupCommit:
                 self._work.wait(wait)
                 self._role_wanted = False
 
-    def _process(self, batch: list[PendingLine]) -> None:
+    def _process(self, batch: list[PendingLine]) -> Callable[[], None] | None:
+        """Commit and deliver one batch; returns what ``deliver`` left to send."""
         kept = self._healthy and self._write(batch, fresh=len(batch))
         if not kept:
             self._keep_for_later(batch)
         try:
-            self._deliver(batch, kept)
+            return self._deliver(batch, kept)
         except Exception:  # a bug of ours: logged once here; the pipeline must go on
             log.exception("internal error while delivering %d lines", len(batch))
+            return None
         finally:
             with self._cond:
                 if kept:
@@ -548,3 +555,14 @@ class GroupCommit:
             self.store.release_reservation(next_id)
         except HistoryError as exc:
             log.warning("history: could not record the last id (%s); ids will skip ahead", exc)
+
+
+def _run_all(sends: list[Callable[[], None] | None]) -> None:
+    """Out of the committer's role: the sends that deliveries left, in order. A bug in one
+    is logged; the others still go."""
+    for send in sends:
+        if send is not None:
+            try:
+                send()
+            except Exception:
+                log.exception("internal error while sending delivered lines")

@@ -19,12 +19,15 @@ MAX_TOPIC_CHARS = 300
 
 
 class Mailbox(Protocol):
-    """Where a member's outgoing frames go. ``put`` must never block; ``offer`` may send at
-    once, but never waits on the peer (server/outbox.py)."""
+    """Where a member's outgoing frames go; nothing here blocks (server/outbox.py)."""
 
     def put(self, frame: bytes) -> None: ...
 
-    def offer(self, frame: bytes) -> None: ...
+    def put_held(self, frame: bytes) -> bool:
+        """put, waking nobody; True: the caller must call write_through."""
+        ...
+
+    def write_through(self) -> None: ...
 
 
 class Dialect:

@@ -6,12 +6,13 @@ everything queued as one buffer with :meth:`Outbox.send_to`, so many frames leav
 system call. Going over the byte limit
 marks the outbox overflowed, drops what it held and calls ``on_overflow`` once.
 
-Write-through: the thread that fans lines out (server/fanout.py) calls :meth:`Outbox.offer`
-instead of :meth:`Outbox.put`. When nothing is queued or on its way (the common case: the
-client keeps up), ``offer`` sends at once, from that thread, under the outbox's lock, so at
-low load a line costs one ``send`` per recipient and no thread hop; only what the socket
-does not take is queued for the sender thread. Frames never overtake each other: a thread
-sends only from an outbox with nothing queued and nothing in flight.
+Write-through: the thread that fans a batch of lines out (server/fanout.py) queues with
+:meth:`Outbox.put_held`, which does not wake the sender thread, and then, out of the chat
+state's lock and of the commit, sends itself with :meth:`Outbox.write_through`: at low load
+a line costs one ``send`` per recipient and no thread hop, and while it sends, the next batch
+can be committed by another thread. Only what the socket does not take goes to the sender
+thread. One thread at a time sends from an outbox (``_sending``), so frames never overtake
+each other whoever sends them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Outbox:
         "_lock",
         "_on_overflow",
         "_on_ready",
+        "_sending",
         "_size",
         "closed",
         "limit_bytes",
@@ -58,7 +60,8 @@ class Outbox:
         self.sock = sock  # non-blocking; for offer (None: the sender thread does all sends)
         self._lock = threading.Lock()
         self._frames: deque[Buffer] = deque()
-        self._size = 0  # bytes queued plus bytes taken by the sender and not yet sent
+        self._size = 0  # bytes queued plus bytes taken by a sending thread, not yet sent
+        self._sending = False  # a thread is in send_to: the others leave the outbox to it
         self.closed = False  # no more puts are accepted
         self.overflowed = False
 
@@ -74,26 +77,31 @@ class Outbox:
             was_empty = self._queue(frame)
         self._after_queue(was_empty)
 
-    def offer(self, frame: bytes) -> None:
-        """:meth:`put`, but if nothing is queued or being sent, one non-blocking ``send``
-        of ``frame`` now, from the calling thread; only the part the socket does not take
-        (all of it on an error, which the sender thread then meets) is queued. Never
-        blocks for longer than that ``send``."""
-        sock = self.sock
+    def put_held(self, frame: bytes) -> bool:
+        """:meth:`put` without waking the sender thread: True if the outbox was empty, and
+        the caller must then call :meth:`write_through` (or the frame would wait there)."""
         with self._lock:
             if self.closed:
-                return
-            if self._size or sock is None:  # queued or in flight: behind those
-                was_empty = self._queue(frame)
-            else:
-                try:
-                    sent = sock.send(frame)
-                except OSError:  # full (BlockingIOError) or broken: the sender thread's
-                    sent = 0
-                if sent == len(frame):
+                return False
+            was_empty = self._queue(frame)
+        if self.overflowed:
+            self._on_overflow()
+            return False
+        return was_empty
+
+    def write_through(self) -> None:
+        """After :meth:`put_held` returned True, out of any lock: one non-blocking ``send``
+        now, from the calling thread; whatever is left (the socket took only part, or more
+        came meanwhile) and any error go to the sender thread, which alone parks sockets
+        and breaks connections."""
+        sock = self.sock
+        if sock is not None:
+            try:
+                if self.send_to(sock) == DRAINED:
                     return
-                was_empty = self._queue(memoryview(frame)[sent:] if sent else frame)
-        self._after_queue(was_empty)
+            except OSError:
+                pass  # put back by send_to: the sender thread meets the error again
+        self._on_ready()
 
     def _queue(self, data: Buffer) -> bool:
         """Lock held: append ``data`` (or overflow); True if the outbox was empty."""
@@ -137,15 +145,23 @@ class Outbox:
         """
         with self._lock:
             frames = self._frames
-            if not frames:
+            if not frames or self._sending:  # another thread sends: it sees what is left
                 return DRAINED
             data = frames[0] if len(frames) == 1 else b"".join(frames)
             frames.clear()
+            self._sending = True
         try:
             sent = sock.send(data)
         except BlockingIOError:
             sent = 0
+        except OSError:
+            with self._lock:
+                self._sending = False
+                if not self.overflowed:
+                    frames.appendleft(data)
+            raise
         with self._lock:
+            self._sending = False
             if self.overflowed:  # everything was dropped while we were sending
                 return DRAINED
             self._size -= sent

@@ -17,6 +17,7 @@ once live).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import logging
@@ -61,7 +62,7 @@ from ..protocol.messages import (
 from ..protocol.names import nick_key, nick_skeleton, validate_nick
 from ..protocol.plain import SERVER_NAME
 from ..protocol.text import clean_reason, validate_text
-from .fanout import Fanout
+from .fanout import Fanout, write_through
 from .group_commit import GroupCommit, IdsExhausted, PendingLine
 from .history import MAX_ID, HistoryError, HistoryStore, SentKey, StoredMessage
 from .members import (
@@ -841,11 +842,11 @@ class ChatState:
             return Accepted(found.id, found.ts, 0, Ack(client_id, found.id, found.ts))
         return None
 
-    def _deliver(self, batch: Sequence[PendingLine], kept: bool) -> None:
+    def _deliver(self, batch: Sequence[PendingLine], kept: bool) -> Callable[[], None]:
         """GroupCommit's callback: the lines are stored (or, ``kept`` False, cannot be); fan
         them out, then acknowledge them, in order. Everything a member gets from the batch
-        is offered at once, and sent by this thread if its socket takes it (server/fanout.py).
-        """
+        is queued at once; the returned callable sends it (server/fanout.py), to be called
+        once the commit is let go."""
         out = Fanout()
         with self._lock:
             i, n = 0, len(batch)
@@ -863,7 +864,8 @@ class ChatState:
             for line in batch:
                 line.kept, line.delivered = kept, True
             self._delivered_id = max(self._delivered_id, batch[-1].id)
-            out.send()
+            held = out.put()
+        return functools.partial(write_through, held)
 
     def _deliver_run(self, run: Sequence[PendingLine], kept: bool, out: Fanout) -> None:
         """Lock held: lines said in one room, one after the other. Each member that said none
