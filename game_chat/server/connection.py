@@ -1,8 +1,10 @@
 """A client connection: its socket, its reader thread, its outbox.
 
-The reader thread only moves bytes: socket -> :class:`FrameDecoder` -> :class:`Session`.
-It never writes to the socket (the sender thread does) and it never closes it (the sender
-does that after flushing), so a slow or dead peer only ever blocks its own reader.
+The reader thread moves bytes: socket -> :class:`FrameDecoder` -> :class:`Session`. It
+writes to other connections' sockets only when it commits a batch of lines (group_commit.py)
+and then only with non-blocking sends of idle outboxes (outbox.py: what a socket refuses goes
+to the sender thread); it never closes a socket (the sender does that after flushing), so a
+slow or dead peer only ever blocks its own reader.
 """
 
 from __future__ import annotations

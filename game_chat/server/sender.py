@@ -1,4 +1,4 @@
-"""Sender threads: the only code that writes to client sockets.
+"""Sender threads: they write whatever the fan-out could not send at once (outbox.py).
 
 Each :class:`SendLoop` is one thread serving many connections (the server runs a few and deals
 connections out between them, so the kernel half of ``send`` runs on more than one core while
