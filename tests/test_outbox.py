@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from game_chat.server.outbox import BLOCKED, DRAINED, MORE, Outbox
+from game_chat.server.outbox import BLOCKED, BUSY, DRAINED, MORE, Outbox
 
 
 class Calls:
@@ -152,7 +152,7 @@ def test_only_one_thread_sends_at_a_time() -> None:
     box = Outbox(1000, lambda: None, lambda: None, sock=a)
     box.put(b"x")
     box._sending = True  # as while another thread is in send_to
-    assert box.send_to(a) == DRAINED  # left to that thread, which sees what is left
+    assert box.send_to(a) == BUSY  # left to that thread, which sees what is left
     assert box.size == 1
     box._sending = False
     assert box.send_to(a) == DRAINED and b.recv(5) == b"x"

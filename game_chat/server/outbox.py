@@ -30,7 +30,8 @@ def _nothing() -> None:
 
 
 #: Results of :meth:`Outbox.send_to`.
-DRAINED, MORE, BLOCKED = 0, 1, 2
+#: BUSY: another thread is sending from this outbox right now (it sees what is left).
+DRAINED, MORE, BLOCKED, BUSY = 0, 1, 2, 3
 
 
 class Outbox:
@@ -69,6 +70,11 @@ class Outbox:
     def size(self) -> int:
         return self._size
 
+    @property
+    def sending(self) -> bool:
+        """A thread is in the middle of a send from this outbox (its socket must stay open)."""
+        return self._sending
+
     def put(self, frame: bytes) -> None:
         """Queue a frame; never blocks. Dropped silently once closed."""
         with self._lock:
@@ -97,7 +103,7 @@ class Outbox:
         sock = self.sock
         if sock is not None:
             try:
-                if self.send_to(sock) == DRAINED:
+                if self.send_to(sock) in (DRAINED, BUSY):  # BUSY: the other one sends it
                     return
             except OSError:
                 pass  # put back by send_to: the sender thread meets the error again
@@ -138,14 +144,17 @@ class Outbox:
     def send_to(self, sock: socket.socket) -> int:
         """Sender only: one non-blocking ``send`` of everything queued.
 
-        Returns :data:`DRAINED` (nothing left), :data:`MORE` (more arrived meanwhile) or
-        :data:`BLOCKED` (the socket took only part; the rest waits at the head of the queue).
-        Raises OSError if the connection is broken. This is :meth:`take` and :meth:`sent` in
-        one, because it runs once per recipient per burst: the hottest path of a broadcast.
+        Returns :data:`DRAINED` (nothing left), :data:`MORE` (more arrived meanwhile),
+        :data:`BLOCKED` (the socket took only part; the rest waits at the head of the queue)
+        or :data:`BUSY` (another thread is sending from it: nothing was done). Raises OSError
+        if the connection is broken. Taking and sending in one, because it runs once per
+        recipient per burst: the hottest path of a broadcast.
         """
         with self._lock:
             frames = self._frames
-            if not frames or self._sending:  # another thread sends: it sees what is left
+            if self._sending:  # another thread sends: it sees what is left
+                return BUSY
+            if not frames:
                 return DRAINED
             data = frames[0] if len(frames) == 1 else b"".join(frames)
             frames.clear()

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from typing import Protocol
 
-from .outbox import BLOCKED, MORE, Outbox
+from .outbox import BLOCKED, BUSY, MORE, Outbox
 
 log = logging.getLogger("game_chat.server")
 
@@ -162,8 +162,8 @@ class SendLoop:
         except OSError as exc:
             self._break(conn, f"send failed: {exc.strerror or exc}")
             return False
-        if result == MORE:
-            return True
+        if result in (MORE, BUSY):  # BUSY: a write-through is under way; look
+            return True  # again next round (never close a socket another thread sends on)
         if result == BLOCKED:
             self._selector.register(sock, selectors.EVENT_WRITE, conn)
             self._blocked.add(conn)
@@ -194,6 +194,8 @@ class SendLoop:
             return
         now = time.monotonic()
         for conn in [c for c, deadline in self._closing.items() if deadline <= now]:
+            if conn.outbox.sending:  # a write-through is in its send: close after it
+                continue
             self._close(conn)
 
     def _close(self, conn: Sendable) -> None:
