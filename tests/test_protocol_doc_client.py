@@ -2075,6 +2075,12 @@ def test_an_address_banned_after_connecting_is_refused_at_registration(server_fa
     rich, plain = DocClient(srv.address), DocClient(srv.address)
     for client in (rich, plain):
         client.keepalive()  # connected, not registered (and not silent)
+    # The server's own count (not a client's knowledge): both accepted before the ban, or
+    # they would be refused at the accept instead (section 8.2).
+    deadline = time.monotonic() + 5
+    while srv.client_count < 3:
+        assert time.monotonic() < deadline, "the server never took both connections"
+        time.sleep(0.01)
     op.send_json(type="ban", target="127.0.0.1")
     expect(op, **notice("127.0.0.1 is banned by op for good"))
     rich.send_json(type="hello", nick="bob", version=1)
