@@ -77,11 +77,8 @@ class Outbox:
 
     def put(self, frame: bytes) -> None:
         """Queue a frame; never blocks. Dropped silently once closed."""
-        with self._lock:
-            if self.closed:
-                return
-            was_empty = self._queue(frame)
-        self._after_queue(was_empty)
+        if self.put_held(frame):
+            self._on_ready()
 
     def put_held(self, frame: bytes) -> bool:
         """:meth:`put` without waking the sender thread: True if the outbox was empty, and
@@ -89,7 +86,14 @@ class Outbox:
         with self._lock:
             if self.closed:
                 return False
-            was_empty = self._queue(frame)
+            was_empty = self._size == 0
+            self._size += len(frame)
+            if self._size > self.limit_bytes:
+                self.closed = self.overflowed = True
+                self._frames.clear()
+                self._size = 0
+            else:
+                self._frames.append(frame)
         if self.overflowed:
             self._on_overflow()
             return False
@@ -108,25 +112,6 @@ class Outbox:
             except OSError:
                 pass  # put back by send_to: the sender thread meets the error again
         self._on_ready()
-
-    def _queue(self, data: Buffer) -> bool:
-        """Lock held: append ``data`` (or overflow); True if the outbox was empty."""
-        was_empty = self._size == 0
-        self._size += len(data)
-        if self._size > self.limit_bytes:
-            self.closed = self.overflowed = True
-            self._frames.clear()
-            self._size = 0
-        else:
-            self._frames.append(data)
-        return was_empty
-
-    def _after_queue(self, was_empty: bool) -> None:
-        """Out of the lock: tell the sender thread (or, once, that the client is cut)."""
-        if self.overflowed:
-            self._on_overflow()
-        elif was_empty:
-            self._on_ready()
 
     def close(self) -> None:
         """Accept no more frames; what is queued still goes out."""

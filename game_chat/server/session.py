@@ -328,9 +328,8 @@ class Session:
     def use_select_framing(self) -> None:
         """The connection's first bytes are a 10-byte header: a select-chatroom client. A
         guest made by its silence leaves first (as before a late rich hello)."""
-        if self._quiet and self.member is not None:
-            self.state.leave(self.member, QUIT_REASON)
-            self.member = None
+        if self._quiet:
+            self._guest_gives_way()
         self._quiet = False
         self.dialect = Dialect.SELECT
 
@@ -395,9 +394,15 @@ class Session:
         """A quiet guest's first frame: a rich hello makes it the member it asks to be (the
         guest leaves), anything else is its first plain line."""
         self._quiet = False
-        if is_hello(payload) and self.member is not None:
+        if is_hello(payload):
+            self._guest_gives_way()
+            self.dialect = None
+
+    def _guest_gives_way(self) -> None:
+        """The guest made by its silence leaves: the connection turned out to be someone."""
+        if self.member is not None:
             self.state.leave(self.member, QUIT_REASON)
-            self.member, self.dialect = None, None
+            self.member = None
 
     def _plain_guest(self, since: float | None = None) -> None:
         member = self.state.join_guest(Dialect.PLAIN, self.mailbox, self.address, since)

@@ -851,13 +851,13 @@ class ChatState:
         with self._lock:
             i, n = 0, len(batch)
             while i < n:
-                line = batch[i]
-                if line.delivery.recipient is not None or line.extra_acks:
-                    self._deliver_one(line, kept, out)
+                room = _run_room(batch[i])
+                if room is None:
+                    self._deliver_one(batch[i], kept, out)
                     i += 1
                     continue
-                room, j = line.delivery.message.room, i + 1
-                while j < n and _joins_run(batch[j], room):  # a run of lines in one room
+                j = i + 1
+                while j < n and _run_room(batch[j]) == room:  # a run of lines in one room
                     j += 1
                 self._deliver_run(batch[i:j], kept, out)
                 i = j
@@ -878,20 +878,14 @@ class ChatState:
         frames: dict[tuple[str, bool], list[bytes]] = {}  # variant -> each line's frame
         blobs: dict[tuple[str, bool], bytes] = {}
         if room is not None:
-            name, add, rich, rich_blob = room.name, out.add, Dialect.RICH, b""
-            for m in room.members.values():  # once per recipient: as little as can be
+            for m in room.members.values():  # once per recipient: no more than dict lookups
                 if m in senders:
                     continue
-                if m.dialect == rich:  # the same for every rich member: no variant lookup
-                    if not rich_blob:
-                        rich_blob = b"".join(_run_frames(frames, (rich, True), run, room))
-                    add(m, rich_blob)
-                    continue
-                variant = (m.dialect, m.current_room == name)
+                variant = _variant(m, room.name)
                 blob = blobs.get(variant)
                 if blob is None:
                     blob = blobs[variant] = b"".join(_run_frames(frames, variant, run, room))
-                add(m, blob)
+                out.add(m, blob)
         for sender in senders:
             in_room = room is not None and room.members.get(nick_key(sender.nick)) is sender
             theirs = None
@@ -1182,10 +1176,13 @@ def _variant(member: Member, room: str) -> tuple[str, bool]:
     return (member.dialect, member.dialect == Dialect.RICH or member.current_room == room)
 
 
-def _joins_run(line: PendingLine, room: str | None) -> bool:
-    """Whether ``line`` goes on a run of plain room lines said in ``room``."""
+def _run_room(line: PendingLine) -> str | None:
+    """The room of a line that can go in a run (said in a room, with no retries to ack
+    besides its sender's); None for a private line or one with retries."""
     delivery = line.delivery
-    return delivery.recipient is None and not line.extra_acks and delivery.message.room == room
+    if delivery.recipient is not None or line.extra_acks:
+        return None
+    return delivery.message.room  # type: ignore[no-any-return]
 
 
 def _run_frames(
