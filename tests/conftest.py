@@ -10,7 +10,9 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 from collections.abc import Iterator
 
 import pytest
+import redis
 from hypothesis import HealthCheck, settings
+from redis_process import RedisProcess
 
 from game_chat.protocol.limits import Limits
 from game_chat.server import ChatServer, ServerConfig
@@ -94,3 +96,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.name in UI_MODULES:
             item.add_marker(pytest.mark.ui)
+
+
+@pytest.fixture(scope="module")
+def redis_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """A real Redis/Valkey server on a free loopback port (tests/redis_process.py), one per
+    test module; tests that use it start from an empty database (``redis_db``)."""
+    process = RedisProcess(tmp_path_factory.mktemp("redis"))
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def redis_db(redis_process: RedisProcess) -> Iterator[redis.Redis]:
+    """A client of ``redis_process``, its database emptied first."""
+    client = redis_process.client()
+    client.flushall()
+    try:
+        yield client
+    finally:
+        client.close()

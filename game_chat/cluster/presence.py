@@ -1,0 +1,206 @@
+"""Who is on which node: heartbeats, cluster-wide nicks and member lists in Redis/Valkey.
+
+Keys (``ns`` is the cluster's namespace):
+
+* ``{ns}:alive:{node}``: set with an expiry (``ttl``) and refreshed by each heartbeat. A node
+  whose key has expired is dead, whatever it still holds.
+* ``{ns}:nodes``: the ids of the nodes that have not been reaped yet.
+* ``{ns}:members:{node}``: hash, nick key -> the member's public info (JSON): what ``who``,
+  ``users`` and room member lists show for members on that node.
+* ``{ns}:nick:{skeleton}``: which node and member hold a nick (by its look-alike skeleton, so
+  two nodes cannot hand out confusable nicks either). A claim is taken by one atomic script:
+  free, or held by a dead node -> taken; held by a live node -> refused. Two nodes asking for
+  one nick at the same instant: exactly one wins.
+
+A node killed with ``kill -9`` stops refreshing its alive key; within ``ttl`` seconds its nicks
+are free again and :meth:`Presence.reap` (run by every node's heartbeat; the first to see the
+death wins, atomically) hands back the dead node's member list so that their departures can
+be announced once.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+
+from .room_log import ClusterDataError, ClusterError
+
+#: KEYS nick claim; ARGV node, member token, alive-key prefix. 1: claimed, 0: a live node holds it.
+_CLAIM = """
+local held = redis.call('GET', KEYS[1])
+if held then
+  local owner, token = string.match(held, '^(%S+) (%S+)$')
+  if owner and owner ~= ARGV[1] and redis.call('EXISTS', ARGV[3] .. owner) == 1 then
+    return 0
+  end
+  if owner == ARGV[1] and token ~= ARGV[2] then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2])
+return 1
+"""
+
+#: KEYS nick claim; ARGV "node token": drop the claim only if it is still this one.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+#: KEYS nodes set, dead node's alive key, its members hash; ARGV node. Returns the members
+#: hash (flat) to the one caller that reaps the node, else false (alive, or reaped already).
+_REAP = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return false end
+if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return false end
+local members = redis.call('HGETALL', KEYS[3])
+redis.call('DEL', KEYS[3])
+return members
+"""
+
+
+class Presence:
+    """One node's view of the cluster's members (no thread: the node calls :meth:`beat`)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        namespace: str = "gc",
+        node_id: str | None = None,
+        ttl: float = 10.0,
+    ) -> None:
+        self._redis = client
+        self._ns = namespace
+        self.node_id = node_id or secrets.token_hex(6)
+        self.ttl = ttl
+        self._claim = client.register_script(_CLAIM)
+        self._release = client.register_script(_RELEASE)
+        self._reap = client.register_script(_REAP)
+
+    # --- keys -----------------------------------------------------------------------------
+
+    def _alive(self, node: str) -> str:
+        return f"{self._ns}:alive:{node}"
+
+    def _members(self, node: str) -> str:
+        return f"{self._ns}:members:{node}"
+
+    def _nick(self, skeleton: str) -> str:
+        return f"{self._ns}:nick:{skeleton}"
+
+    @property
+    def _nodes(self) -> str:
+        return f"{self._ns}:nodes"
+
+    # --- this node --------------------------------------------------------------------------
+
+    def beat(self) -> None:
+        """Say this node is alive for another ``ttl`` seconds (call every second or so)."""
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.set(self._alive(self.node_id), "1", px=int(self.ttl * 1000))
+            pipe.sadd(self._nodes, self.node_id)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise ClusterError(f"cannot send the heartbeat: {exc}") from exc
+
+    def leave(self) -> None:
+        """A clean stop: this node and everything it holds are gone at once."""
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.delete(self._alive(self.node_id), self._members(self.node_id))
+            pipe.srem(self._nodes, self.node_id)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise ClusterError(f"cannot leave the cluster: {exc}") from exc
+
+    def claim_nick(self, skeleton: str, token: str) -> bool:
+        """Take the nick whose skeleton is ``skeleton`` for the member ``token`` on this
+        node: True if it is ours now, False if a live member holds it (on any node)."""
+        try:
+            args = [self.node_id, token, self._alive("")]
+            return int(self._claim(keys=[self._nick(skeleton)], args=args)) == 1
+        except redis.RedisError as exc:
+            raise ClusterError(f"cannot claim a nick: {exc}") from exc
+
+    def release_nick(self, skeleton: str, token: str) -> None:
+        try:
+            self._release(keys=[self._nick(skeleton)], args=[f"{self.node_id} {token}"])
+        except redis.RedisError as exc:
+            raise ClusterError(f"cannot release a nick: {exc}") from exc
+
+    def publish(self, members: dict[str, dict[str, Any]], gone: Iterable[str] = ()) -> None:
+        """Set (nick key -> info) and remove (``gone``) this node's members in the lists."""
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            if members:
+                encoded = {k: json.dumps(v, separators=(",", ":")) for k, v in members.items()}
+                pipe.hset(self._members(self.node_id), mapping=encoded)  # type: ignore[arg-type]
+            gone = list(gone)
+            if gone:
+                pipe.hdel(self._members(self.node_id), *gone)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise ClusterError(f"cannot publish members: {exc}") from exc
+
+    # --- the whole cluster ------------------------------------------------------------------
+
+    def live_nodes(self) -> list[str]:
+        """Nodes whose heartbeat has not expired."""
+        try:
+            nodes = sorted(n.decode() for n in self._redis.smembers(self._nodes))  # type: ignore[union-attr]
+            if not nodes:
+                return []
+            alive = self._redis.exists(*(self._alive(n) for n in nodes)) if nodes else 0
+            if alive == len(nodes):
+                return nodes
+            pipe = self._redis.pipeline(transaction=False)
+            for n in nodes:
+                pipe.exists(self._alive(n))
+            return [n for n, up in zip(nodes, pipe.execute(), strict=True) if up]
+        except redis.RedisError as exc:
+            raise ClusterError(f"cannot list nodes: {exc}") from exc
+
+    def members(self) -> dict[str, dict[str, Any]]:
+        """Every member of every live node: nick key -> info (with ``node``)."""
+        nodes = self.live_nodes()
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for n in nodes:
+                pipe.hgetall(self._members(n))
+            found: dict[str, dict[str, Any]] = {}
+            for node, entries in zip(nodes, pipe.execute(), strict=True):
+                for key, info in entries.items():
+                    found[key.decode()] = {**_info(info), "node": node}
+            return found
+        except redis.RedisError as exc:
+            raise ClusterError(f"cannot list members: {exc}") from exc
+
+    def reap(self) -> dict[str, list[dict[str, Any]]]:
+        """Dead nodes this call took over: node -> its members' info (each dead node is
+        handed to exactly one caller in the whole cluster, which announces their leaving)."""
+        try:
+            nodes = [n.decode() for n in self._redis.smembers(self._nodes)]  # type: ignore[union-attr]
+            reaped: dict[str, list[dict[str, Any]]] = {}
+            for node in nodes:
+                if node == self.node_id:
+                    continue
+                keys = [self._nodes, self._alive(node), self._members(node)]
+                flat = self._reap(keys=keys, args=[node])
+                if flat:
+                    reaped[node] = [_info(v) for v in flat[1::2]]
+            return reaped
+        except redis.RedisError as exc:
+            raise ClusterError(f"cannot reap dead nodes: {exc}") from exc
+
+
+def _info(raw: bytes) -> dict[str, Any]:
+    try:
+        info = json.loads(raw)
+    except ValueError as exc:
+        raise ClusterDataError("a member entry is damaged") from exc
+    if not isinstance(info, dict):
+        raise ClusterDataError("a member entry is damaged")
+    return info

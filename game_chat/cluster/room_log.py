@@ -1,0 +1,268 @@
+"""Room lines kept in Redis/Valkey streams: the cluster's source of truth for order and history.
+
+One stream per room (``{ns}:room:{room key}``). A line is appended by one Lua script that, in
+one atomic step, checks the line's retry key, takes the next id from the cluster-wide counter
+(``{ns}:ids``, INCR: ids are never reused while Redis keeps its data), adds the entry to the
+room's stream *under that id* (entry id ``<id>-0``) and remembers the retry key. So:
+
+* a line's chat id is its stream entry id: the stream's order is the id order, the same on
+  every node, and "the lines after id N" is one ``XRANGE`` or ``XREAD`` from ``N-0``;
+* a retry of a line already appended (same retry key) returns the first append's id and
+  adds nothing: retries are idempotent across nodes and reconnects;
+* the script is atomic, so two nodes appending to one room at once get distinct ids in the
+  order their entries stand in the stream.
+
+Nothing here holds a lock or a thread; every call is one round trip (a batch of lines is one
+pipeline) and raises :class:`ClusterError` when Redis cannot be reached or answers with an
+error, :class:`ClusterDataError` when an entry is not one this module wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import redis
+
+from ..protocol.errors import ChatError
+from ..server.history import StoredMessage
+
+#: Atomic append: KEYS ids counter, room stream, retry key ("" for none);
+#: ARGV max length, retry key lifetime (ms), room, nick, text, ts, action ("1"/"0"), digest (hex).
+#: Returns {1, id} for a new line, {0, "id ts digest"} for a retry of an appended one.
+_APPEND = """
+if KEYS[3] ~= '' then
+  local seen = redis.call('GET', KEYS[3])
+  if seen then return {0, seen} end
+end
+local id = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id .. '-0',
+  'room', ARGV[3], 'nick', ARGV[4], 'text', ARGV[5], 'ts', ARGV[6], 'action', ARGV[7])
+if KEYS[3] ~= '' then
+  redis.call('SET', KEYS[3], id .. ' ' .. ARGV[6] .. ' ' .. ARGV[8], 'PX', ARGV[2])
+end
+return {1, tostring(id)}
+"""
+
+#: Raise the id counter to at least ARGV[1] (a node saw ids Redis has since lost).
+_RAISE_FLOOR = """
+local now = tonumber(redis.call('GET', KEYS[1]) or '0')
+local floor = tonumber(ARGV[1])
+if now < floor then redis.call('SET', KEYS[1], floor) return floor end
+return now
+"""
+
+
+class ClusterError(ChatError):
+    """Redis/Valkey could not be reached or refused a command (the connection's fault, not a
+    peer's): the caller keeps its lines and tries again later. One line, fit for a log."""
+
+
+class ClusterDataError(ClusterError):
+    """An entry in our keys is not one game_chat wrote (another program, or a damaged store)."""
+
+
+@dataclass(frozen=True)
+class NewLine:
+    """A room line to append; ``retry_key`` (None: the line has none) makes it idempotent."""
+
+    room_key: str  # the room's nick_key: names its stream
+    room: str  # the room's name as shown
+    nick: str
+    text: str
+    ts: float
+    action: bool = False
+    retry_key: str | None = None
+    digest: bytes = b""
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Where a line went: its id and time; ``again`` True when its retry key had been seen
+    (nothing was added; id, ts and digest are the first append's)."""
+
+    id: int
+    ts: float
+    again: bool = False
+    digest: bytes = b""
+
+
+class RoomLog:
+    """The room streams of one cluster (``namespace`` separates clusters sharing a Redis)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        namespace: str = "gc",
+        room_cap: int = 10_000,
+        key_seconds: float = 7 * 86400,
+    ) -> None:
+        if room_cap < 1:
+            raise ValueError("room_cap must be at least 1")
+        self._redis = client
+        self._ns = namespace
+        self.room_cap = room_cap
+        self._key_ms = max(1, int(key_seconds * 1000))
+        self._append = client.register_script(_APPEND)
+        self._raise_floor = client.register_script(_RAISE_FLOOR)
+
+    # --- keys -----------------------------------------------------------------------------
+
+    def stream_key(self, room_key: str) -> str:
+        return f"{self._ns}:room:{room_key}"
+
+    def _retry_key(self, key: str) -> str:
+        return f"{self._ns}:retry:{key}"
+
+    @property
+    def _ids_key(self) -> str:
+        return f"{self._ns}:ids"
+
+    # --- writing --------------------------------------------------------------------------
+
+    def append(self, lines: Sequence[NewLine]) -> list[Appended]:
+        """Append ``lines`` in order, in one round trip; each is atomic on its own (a failure
+        part-way leaves the first ones appended: appending them again with their retry keys
+        is then harmless)."""
+        if not lines:
+            return []
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for line in lines:
+                retry = self._retry_key(line.retry_key) if line.retry_key is not None else ""
+                args = (
+                    self.room_cap,
+                    self._key_ms,
+                    line.room,
+                    line.nick,
+                    line.text,
+                    repr(line.ts),
+                    "1" if line.action else "0",
+                    line.digest.hex(),
+                )
+                keys = [self._ids_key, self.stream_key(line.room_key), retry]
+                self._append(keys=keys, args=args, client=pipe)
+            replies = pipe.execute()
+        except redis.RedisError as exc:
+            raise ClusterError(f"cannot append to the room log: {exc}") from exc
+        return [_appended(line, reply) for line, reply in zip(lines, replies, strict=True)]
+
+    def raise_id_floor(self, at_least: int) -> int:
+        """Make the next id greater than ``at_least`` (ids a node has seen must never come
+        back, even if Redis lost its data); returns the counter's value."""
+        try:
+            return int(self._raise_floor(keys=[self._ids_key], args=[at_least]))
+        except (redis.RedisError, ValueError) as exc:
+            raise ClusterError(f"cannot raise the id counter: {exc}") from exc
+
+    # --- reading --------------------------------------------------------------------------
+
+    def recent(
+        self,
+        room_key: str,
+        limit: int = 100,
+        before_id: int | None = None,
+        after_id: int | None = None,
+    ) -> list[StoredMessage]:
+        """The newest ``limit`` lines with ``after_id`` < id < ``before_id``, oldest first."""
+        if limit <= 0:
+            return []
+        high = "+" if before_id is None else f"({max(0, before_id)}-0"
+        low = "-" if after_id is None else f"({max(0, after_id)}-0"
+        entries = self._call("xrevrange", self.stream_key(room_key), high, low, max(0, limit))
+        return [_message(entry) for entry in reversed(entries)]
+
+    def following(
+        self, room_key: str, after_id: int, limit: int = 100, before_id: int | None = None
+    ) -> list[StoredMessage]:
+        """The oldest ``limit`` lines with ``after_id`` < id < ``before_id``, oldest first."""
+        if limit <= 0:
+            return []
+        high = "+" if before_id is None else f"({max(0, before_id)}-0"
+        entries = self._call(
+            "xrange", self.stream_key(room_key), f"({max(0, after_id)}-0", high, max(0, limit)
+        )
+        return [_message(entry) for entry in entries]
+
+    def read(
+        self, positions: Mapping[str, int], block_ms: int | None = None, count: int = 1000
+    ) -> list[StoredMessage]:
+        """Lines after each room's position (room key -> last id had), waiting up to
+        ``block_ms`` for one when there is none (None: do not wait). Per room, oldest first;
+        a room's lines are never mixed out of order."""
+        if not positions:
+            return []
+        streams = {self.stream_key(key): f"{max(0, last)}-0" for key, last in positions.items()}
+        try:
+            reply = self._redis.xread(streams, count=count, block=block_ms)
+        except redis.RedisError as exc:
+            raise ClusterError(f"cannot read the room log: {exc}") from exc
+        return [_message(entry) for _stream, entries in reply or () for entry in entries]
+
+    def last_id(self, room_key: str) -> int:
+        """The id of the room's newest line (0: none)."""
+        entries = self._call("xrevrange", self.stream_key(room_key), "+", "-", 1)
+        return _entry_id(entries[0][0]) if entries else 0
+
+    def trim_before(self, room_key: str, cutoff_ts: float, step: int = 500) -> int:
+        """Drop the room's lines said before ``cutoff_ts`` (retention by age); returns how
+        many went. Entries are in time order only roughly (nodes' clocks), so this stops at
+        the first line young enough."""
+        key = self.stream_key(room_key)
+        entries = self._call("xrange", key, "-", "+", step)
+        keep_from = None
+        for entry_id, _fields in entries:
+            if _message((entry_id, _fields)).ts >= cutoff_ts:
+                keep_from = entry_id
+                break
+        if keep_from is None:
+            if not entries:
+                return 0
+            last = _entry_id(entries[-1][0])
+            return int(self._call("xtrim", key, minid=f"{last + 1}-0", approximate=False))
+        return int(self._call("xtrim", key, minid=keep_from, approximate=False))
+
+    def _call(self, command: str, *args: object, **kwargs: object) -> list:  # type: ignore[type-arg]
+        try:
+            return getattr(self._redis, command)(*args, **kwargs)  # type: ignore[no-any-return]
+        except redis.RedisError as exc:
+            raise ClusterError(f"cannot read the room log ({command}): {exc}") from exc
+
+
+def _appended(line: NewLine, reply: object) -> Appended:
+    """The script's answer, checked (a script error comes back in its place)."""
+    if isinstance(reply, Exception):
+        raise ClusterError(f"cannot append to the room log: {reply}")
+    try:
+        new, value = reply  # type: ignore[misc]
+        if int(new) == 1:
+            return Appended(int(value), line.ts)
+        id_, ts, digest = bytes(value).decode("ascii").split(" ")
+        return Appended(int(id_), float(ts), True, bytes.fromhex(digest))
+    except (TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise ClusterDataError(f"retry key of a room line is damaged: {reply!r}") from exc
+
+
+def _entry_id(raw: bytes | str) -> int:
+    text = raw.decode("ascii") if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    if seq != "0" or not ms.isdigit():
+        raise ClusterDataError(f"room log entry {text!r} was not written by game_chat")
+    return int(ms)
+
+
+def _message(entry: tuple[bytes, dict[bytes, bytes]]) -> StoredMessage:
+    """A stream entry as a stored line; ClusterDataError if it is not one of ours."""
+    entry_id, fields = entry
+    try:
+        return StoredMessage(
+            _entry_id(entry_id),
+            fields[b"room"].decode("utf-8"),
+            fields[b"nick"].decode("utf-8"),
+            fields[b"text"].decode("utf-8"),
+            float(fields[b"ts"]),
+            fields[b"action"] == b"1",
+        )
+    except (KeyError, ValueError, UnicodeDecodeError) as exc:
+        raise ClusterDataError(f"room log entry {entry_id!r} is damaged") from exc

@@ -1,0 +1,145 @@
+"""The cluster's room streams against a real Redis/Valkey server (never a mock)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+
+from game_chat.cluster.client import connect
+from game_chat.cluster.room_log import ClusterDataError, ClusterError, NewLine, RoomLog
+
+
+def line(text: str, room: str = "#lobby", nick: str = "ann", **kw: object) -> NewLine:
+    return NewLine(room.lower(), room, nick, text, kw.pop("ts", 1000.0), **kw)  # type: ignore[arg-type]
+
+
+def test_lines_get_increasing_ids_and_read_back_in_order(redis_db: redis.Redis) -> None:
+    log = RoomLog(redis_db)
+    done = log.append([line(f"hi {i}") for i in range(5)] + [line("elsewhere", "#Team")])
+    assert [a.id for a in done] == [1, 2, 3, 4, 5, 6]
+    assert not any(a.again for a in done)
+    got = log.recent("#lobby")
+    assert [(m.id, m.text, m.room, m.nick) for m in got] == [
+        (i + 1, f"hi {i}", "#lobby", "ann") for i in range(5)
+    ]
+    assert [m.text for m in log.recent("#team")] == ["elsewhere"]
+    assert log.last_id("#lobby") == 5 and log.last_id("#nowhere") == 0
+
+
+def test_paging_by_id_both_ways(redis_db: redis.Redis) -> None:
+    log = RoomLog(redis_db)
+    log.append([line(str(i)) for i in range(1, 11)])  # ids 1..10
+    assert [m.id for m in log.recent("#lobby", 3)] == [8, 9, 10]
+    assert [m.id for m in log.recent("#lobby", 3, before_id=8)] == [5, 6, 7]
+    assert [m.id for m in log.recent("#lobby", 10, before_id=8, after_id=5)] == [6, 7]
+    assert [m.id for m in log.following("#lobby", 2, 3)] == [3, 4, 5]
+    assert [m.id for m in log.following("#lobby", 8)] == [9, 10]
+    assert [m.id for m in log.following("#lobby", 2, 10, before_id=5)] == [3, 4]
+    assert log.recent("#lobby", 0) == [] and log.recent("#lobby", 5, before_id=1) == []
+
+
+def test_a_retry_key_makes_an_append_idempotent(redis_db: redis.Redis) -> None:
+    log = RoomLog(redis_db)
+    first = log.append([line("once", retry_key="s1:c1", digest=b"\x01\x02")])[0]
+    again = log.append([line("once", retry_key="s1:c1", digest=b"\x01\x02", ts=2000.0)])[0]
+    assert not first.again and again.again
+    assert (again.id, again.ts, again.digest) == (first.id, 1000.0, b"\x01\x02")
+    assert [m.text for m in log.recent("#lobby")] == ["once"]
+
+
+def test_the_room_cap_trims_old_lines(redis_db: redis.Redis) -> None:
+    log = RoomLog(redis_db, room_cap=10)
+    for _ in range(30):
+        log.append([line(str(i)) for i in range(10)])
+    kept = log.recent("#lobby", 1000)
+    # MAXLEN ~ trims whole internal nodes: about the cap, never below it, newest kept
+    assert 10 <= len(kept) < 300 and kept[-1].id == 300
+
+
+def test_retention_by_age(redis_db: redis.Redis) -> None:
+    log = RoomLog(redis_db)
+    log.append([line("old", ts=100.0), line("old too", ts=200.0), line("new", ts=900.0)])
+    assert log.trim_before("#lobby", 500.0) == 2
+    assert [m.text for m in log.recent("#lobby")] == ["new"]
+    assert log.trim_before("#lobby", 1000.0) == 1 and log.recent("#lobby") == []
+    assert log.trim_before("#lobby", 1000.0) == 0
+
+
+def test_read_waits_for_lines_after_a_position(redis_db: redis.Redis) -> None:
+    log = RoomLog(redis_db)
+    log.append([line("before")])
+    assert [m.text for m in log.read({"#lobby": 0})] == ["before"]
+    assert log.read({"#lobby": 1}) == []
+    got: list[str] = []
+    reader = threading.Thread(
+        target=lambda: got.extend(m.text for m in log.read({"#lobby": 1, "#x": 0}, 5000))
+    )
+    reader.start()
+    RoomLog(redis.Redis(connection_pool=redis_db.connection_pool)).append([line("later")])
+    reader.join(10)
+    assert got == ["later"]
+
+
+def test_two_writers_at_once_get_distinct_ids_in_stream_order(redis_db: redis.Redis) -> None:
+    start = threading.Barrier(2)
+
+    def write(nick: str) -> None:
+        log = RoomLog(redis.Redis(connection_pool=redis_db.connection_pool))
+        start.wait()
+        for i in range(200):
+            log.append([line(f"{nick} {i}", nick=nick)])
+
+    writers = [threading.Thread(target=write, args=(n,)) for n in ("ann", "bob")]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(30)
+    got = RoomLog(redis_db).recent("#lobby", 1000)
+    assert [m.id for m in got] == list(range(1, 401))
+    for nick in ("ann", "bob"):  # each writer's lines in its own order
+        assert [m.text for m in got if m.nick == nick] == [f"{nick} {i}" for i in range(200)]
+
+
+def test_the_id_floor_keeps_ids_from_coming_back(redis_db: redis.Redis) -> None:
+    log = RoomLog(redis_db)
+    log.append([line("a")])
+    assert log.raise_id_floor(1000) == 1000
+    assert log.append([line("b")])[0].id == 1001
+    assert log.raise_id_floor(5) == 1001
+
+
+def test_foreign_entries_are_a_data_error_not_a_crash(redis_db: redis.Redis) -> None:
+    log = RoomLog(redis_db)
+    redis_db.xadd(log.stream_key("#lobby"), {"something": "else"}, id="5-1")
+    with pytest.raises(ClusterDataError):
+        log.recent("#lobby")
+
+
+def test_an_unreachable_server_is_a_cluster_error() -> None:
+    log = RoomLog(connect("redis://127.0.0.1:1/0"))
+    with pytest.raises(ClusterError):
+        log.append([line("x")])
+    with pytest.raises(ClusterError):
+        log.recent("#lobby")
+
+
+def test_acked_lines_survive_kill_9_of_redis_with_appendonly(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """appendonly yes, appendfsync everysec: Redis writes the file before it answers, so a
+    killed Redis process loses no acknowledged append (a power cut may lose the last second)."""
+    from redis_process import RedisProcess
+
+    server = RedisProcess(tmp_path / "redis")
+    server.start()
+    try:
+        log = RoomLog(server.client())
+        acked = [a.id for a in log.append([line(f"l{i}", retry_key=f"k{i}") for i in range(200)])]
+        server.kill()
+        server.start()
+        log = RoomLog(server.client())
+        assert [m.id for m in log.recent("#lobby", 1000)] == acked
+        assert log.append([line("l7", retry_key="k7")])[0].again  # retry keys survive too
+        assert log.append([line("next")])[0].id == acked[-1] + 1  # no id comes back
+    finally:
+        server.stop()
