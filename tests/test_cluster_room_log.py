@@ -70,11 +70,11 @@ def test_retention_by_age(redis_db: redis.Redis) -> None:
 def test_read_waits_for_lines_after_a_position(redis_db: redis.Redis) -> None:
     log = RoomLog(redis_db)
     log.append([line("before")])
-    assert [m.text for m in log.read({"#lobby": 0})] == ["before"]
-    assert log.read({"#lobby": 1}) == []
+    assert log.read({"#lobby": 0}) == ([("#lobby", log.recent("#lobby")[0])], None)
+    assert log.read({"#lobby": 1}) == ([], None)
     got: list[str] = []
     reader = threading.Thread(
-        target=lambda: got.extend(m.text for m in log.read({"#lobby": 1, "#x": 0}, 5000))
+        target=lambda: got.extend(m.text for _k, m in log.read({"#lobby": 1, "#x": 0}, 5000)[0])
     )
     reader.start()
     RoomLog(redis.Redis(connection_pool=redis_db.connection_pool)).append([line("later")])

@@ -100,8 +100,8 @@ class RoomLog:
     ) -> None:
         if room_cap < 1:
             raise ValueError("room_cap must be at least 1")
-        self._redis = client
-        self._ns = namespace
+        self.client = client
+        self.namespace = namespace
         self.room_cap = room_cap
         self._key_ms = max(1, int(key_seconds * 1000))
         self._append = client.register_script(_APPEND)
@@ -110,14 +110,14 @@ class RoomLog:
     # --- keys -----------------------------------------------------------------------------
 
     def stream_key(self, room_key: str) -> str:
-        return f"{self._ns}:room:{room_key}"
+        return f"{self.namespace}:room:{room_key}"
 
     def _retry_key(self, key: str) -> str:
-        return f"{self._ns}:retry:{key}"
+        return f"{self.namespace}:retry:{key}"
 
     @property
     def _ids_key(self) -> str:
-        return f"{self._ns}:ids"
+        return f"{self.namespace}:ids"
 
     # --- writing --------------------------------------------------------------------------
 
@@ -128,7 +128,7 @@ class RoomLog:
         if not lines:
             return []
         try:
-            pipe = self._redis.pipeline(transaction=False)
+            pipe = self.client.pipeline(transaction=False)
             for line in lines:
                 retry = self._retry_key(line.retry_key) if line.retry_key is not None else ""
                 args = (
@@ -186,19 +186,37 @@ class RoomLog:
         return [_message(entry) for entry in entries]
 
     def read(
-        self, positions: Mapping[str, int], block_ms: int | None = None, count: int = 1000
-    ) -> list[StoredMessage]:
-        """Lines after each room's position (room key -> last id had), waiting up to
-        ``block_ms`` for one when there is none (None: do not wait). Per room, oldest first;
-        a room's lines are never mixed out of order."""
-        if not positions:
-            return []
+        self,
+        positions: Mapping[str, int],
+        block_ms: int | None = None,
+        count: int = 1000,
+        wake: tuple[str, str] | None = None,
+    ) -> tuple[list[tuple[str, StoredMessage]], str | None]:
+        """Lines after each room's position (room key -> last id had), as (room key, line),
+        each room's oldest first, waiting up to ``block_ms`` for one when there is none (None:
+        do not wait). ``wake`` (stream key, last entry id had) is read too, so that an entry
+        added there ends the wait; returns the wake stream's new position (None without)."""
         streams = {self.stream_key(key): f"{max(0, last)}-0" for key, last in positions.items()}
+        if wake is not None:
+            streams[wake[0]] = wake[1]
+        if not streams:
+            return [], None
         try:
-            reply = self._redis.xread(streams, count=count, block=block_ms)
+            reply = self.client.xread(streams, count=count, block=block_ms)  # type: ignore[arg-type]
         except redis.RedisError as exc:
             raise ClusterError(f"cannot read the room log: {exc}") from exc
-        return [_message(entry) for _stream, entries in reply or () for entry in entries]
+        lines: list[tuple[str, StoredMessage]] = []
+        woken = wake[1] if wake is not None else None
+        prefix = self.stream_key("")
+        for raw_key, entries in reply or ():
+            key = raw_key.decode("utf-8", "replace") if isinstance(raw_key, bytes) else raw_key
+            if wake is not None and key == wake[0]:
+                last = entries[-1][0] if entries else woken
+                woken = last.decode("ascii") if isinstance(last, bytes) else last
+                continue
+            room_key = key[len(prefix) :]
+            lines.extend((room_key, _message(entry)) for entry in entries)
+        return lines, woken
 
     def last_id(self, room_key: str) -> int:
         """The id of the room's newest line (0: none)."""
@@ -225,7 +243,7 @@ class RoomLog:
 
     def _call(self, command: str, *args: object, **kwargs: object) -> list:  # type: ignore[type-arg]
         try:
-            return getattr(self._redis, command)(*args, **kwargs)  # type: ignore[no-any-return]
+            return getattr(self.client, command)(*args, **kwargs)  # type: ignore[no-any-return]
         except redis.RedisError as exc:
             raise ClusterError(f"cannot read the room log ({command}): {exc}") from exc
 
