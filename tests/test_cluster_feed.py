@@ -15,7 +15,7 @@ from redis_process import RedisProcess
 from game_chat.cluster.appender import Appender
 from game_chat.cluster.client import connect
 from game_chat.cluster.feed import RoomFeed
-from game_chat.cluster.room_log import Appended, ClusterError, NewLine, RoomLog
+from game_chat.cluster.room_log import Appended, ClusterError, FeedLine, NewLine, RoomLog
 from game_chat.server.history import StoredMessage
 
 
@@ -23,9 +23,9 @@ class Collector:
     def __init__(self) -> None:
         self.lines: queue.Queue[tuple[str, StoredMessage]] = queue.Queue()
 
-    def __call__(self, lines: Sequence[tuple[str, StoredMessage]]) -> None:
-        for item in lines:
-            self.lines.put(item)
+    def __call__(self, lines: Sequence[FeedLine]) -> None:
+        for f in lines:
+            self.lines.put((f.room_key, f.message))
 
     def take(self, n: int, timeout: float = 20) -> list[tuple[str, StoredMessage]]:
         return [self.lines.get(timeout=timeout) for _ in range(n)]

@@ -8,7 +8,14 @@ import pytest
 import redis
 
 from game_chat.cluster.client import connect
-from game_chat.cluster.room_log import ClusterDataError, ClusterError, NewLine, RoomLog
+from game_chat.cluster.room_log import (
+    ClusterDataError,
+    ClusterError,
+    FeedLine,
+    NewLine,
+    RoomLog,
+    private_stream,
+)
 
 
 def line(text: str, room: str = "#lobby", nick: str = "ann", **kw: object) -> NewLine:
@@ -40,13 +47,34 @@ def test_paging_by_id_both_ways(redis_db: redis.Redis) -> None:
     assert log.recent("#lobby", 0) == [] and log.recent("#lobby", 5, before_id=1) == []
 
 
-def test_a_retry_key_makes_an_append_idempotent(redis_db: redis.Redis) -> None:
+def test_an_origin_makes_an_append_idempotent(redis_db: redis.Redis) -> None:
     log = RoomLog(redis_db)
-    first = log.append([line("once", retry_key="s1:c1", digest=b"\x01\x02")])[0]
-    again = log.append([line("once", retry_key="s1:c1", digest=b"\x01\x02", ts=2000.0)])[0]
+    first = log.append([line("once", origin="n1:1", digest=b"\x01\x02")])[0]
+    again = log.append([line("once", origin="n1:1", digest=b"\x01\x02", ts=2000.0)])[0]
     assert not first.again and again.again
     assert (again.id, again.ts, again.digest) == (first.id, 1000.0, b"\x01\x02")
     assert [m.text for m in log.recent("#lobby")] == ["once"]
+
+
+def test_a_retry_key_finds_the_line_but_does_not_swallow_a_new_one(redis_db: redis.Redis) -> None:
+    """Clients may reuse client ids across sessions: only a retry is matched, by the state."""
+    log = RoomLog(redis_db)
+    first = log.append([line("hi", retry_key="ann\x00i1", digest=b"\x07")])[0]
+    assert log.find_key("ann\x00i1") == (first.id, 1000.0, b"\x07")
+    assert log.find_key("bob\x00i1") is None
+    second = log.append([line("hi again", retry_key="ann\x00i1", digest=b"\x08")])[0]
+    assert not second.again and second.id == first.id + 1
+    assert log.find_key("ann\x00i1") == (second.id, 1000.0, b"\x08")
+
+
+def test_private_lines_carry_their_recipient(redis_db: redis.Redis) -> None:
+    log = RoomLog(redis_db)
+    key = private_stream("n1")
+    log.append([NewLine(key, "", "ann", "psst", 5.0, private_to="Bob", origin="n2:1")])
+    lines, _ = log.read({key: 0})
+    assert [(f.room_key, f.message.private_to, f.message.text, f.origin) for f in lines] == [
+        (key, "Bob", "psst", "n2:1")
+    ]
 
 
 def test_the_room_cap_trims_old_lines(redis_db: redis.Redis) -> None:
@@ -70,11 +98,11 @@ def test_retention_by_age(redis_db: redis.Redis) -> None:
 def test_read_waits_for_lines_after_a_position(redis_db: redis.Redis) -> None:
     log = RoomLog(redis_db)
     log.append([line("before")])
-    assert log.read({"#lobby": 0}) == ([("#lobby", log.recent("#lobby")[0])], None)
+    assert log.read({"#lobby": 0}) == ([FeedLine("#lobby", log.recent("#lobby")[0], "")], None)
     assert log.read({"#lobby": 1}) == ([], None)
     got: list[str] = []
     reader = threading.Thread(
-        target=lambda: got.extend(m.text for _k, m in log.read({"#lobby": 1, "#x": 0}, 5000)[0])
+        target=lambda: got.extend(f.message.text for f in log.read({"#lobby": 1, "#x": 0}, 5000)[0])
     )
     reader.start()
     RoomLog(redis.Redis(connection_pool=redis_db.connection_pool)).append([line("later")])
@@ -134,12 +162,12 @@ def test_acked_lines_survive_kill_9_of_redis_with_appendonly(tmp_path) -> None: 
     server.start()
     try:
         log = RoomLog(server.client())
-        acked = [a.id for a in log.append([line(f"l{i}", retry_key=f"k{i}") for i in range(200)])]
+        acked = [a.id for a in log.append([line(f"l{i}", origin=f"k{i}") for i in range(200)])]
         server.kill()
         server.start()
         log = RoomLog(server.client())
         assert [m.id for m in log.recent("#lobby", 1000)] == acked
-        assert log.append([line("l7", retry_key="k7")])[0].again  # retry keys survive too
+        assert log.append([line("l7", origin="k7")])[0].again  # origins survive too
         assert log.append([line("next")])[0].id == acked[-1] + 1  # no id comes back
     finally:
         server.stop()

@@ -3,7 +3,7 @@
 :meth:`Appender.submit` never blocks on Redis: it queues the line (bounded) and the appender's
 thread sends what is queued as one pipeline. When Redis cannot be reached, or a reply is lost,
 the thread keeps the lines at the head of its queue and sends them again after a backoff.
-Sending again is harmless because every line has a retry key (the client's, or one made here
+Sending again is harmless because every line has an origin (the caller's, or one made here
 from the node's id and a counter): a line Redis had already appended is answered with its
 first id and is not added twice. Lines therefore reach the streams exactly once, each node's
 lines in the order they were submitted, and each line's callback runs once, in that order.
@@ -80,9 +80,9 @@ class Appender:
         with self._cond:
             if len(self._queue) >= self.backlog_limit:
                 raise BacklogFull("the cluster's store has been unreachable for too long")
-            if line.retry_key is None:
+            if not line.origin:
                 self._made_keys += 1
-                line = dataclasses.replace(line, retry_key=f"{self._node_id}:{self._made_keys}")
+                line = dataclasses.replace(line, origin=f"{self._node_id}:{self._made_keys}")
             self._queue.append(_Waiting(line, on_done))
             self._cond.notify()
 

@@ -20,14 +20,13 @@ from collections.abc import Callable, Sequence
 
 import redis
 
-from ..server.history import StoredMessage
 from .backoff import Reconnect
-from .room_log import ClusterDataError, ClusterError, RoomLog
+from .room_log import ClusterDataError, ClusterError, FeedLine, RoomLog
 
 log = logging.getLogger("game_chat.cluster")
 
-#: on_lines([(room key, line), ...]): each room's lines oldest first.
-OnLines = Callable[[Sequence[tuple[str, StoredMessage]]], None]
+#: on_lines(lines): each room's lines oldest first.
+OnLines = Callable[[Sequence[FeedLine]], None]
 
 
 class RoomFeed:
@@ -111,16 +110,17 @@ class RoomFeed:
             if lines:
                 self._hand_on(lines)
 
-    def _hand_on(self, lines: Sequence[tuple[str, StoredMessage]]) -> None:
-        self.highest_id = max(self.highest_id, max(m.id for _key, m in lines))
+    def _hand_on(self, lines: Sequence[FeedLine]) -> None:
+        self.highest_id = max(self.highest_id, max(f.message.id for f in lines))
         with self._lock:
             # A room unfollowed meanwhile is dropped; one followed again restarts from
             # where follow() put it.
-            fresh = [(k, m) for k, m in lines if m.id > self._positions.get(k, m.id)]
+            pos = self._positions
+            fresh = [f for f in lines if f.message.id > pos.get(f.room_key, f.message.id)]
         if not fresh:
             return
         self._on_lines(fresh)
         with self._lock:
-            for key, m in fresh:
-                if m.id > self._positions.get(key, m.id):
-                    self._positions[key] = m.id
+            for f in fresh:
+                if f.message.id > pos.get(f.room_key, f.message.id):
+                    pos[f.room_key] = f.message.id

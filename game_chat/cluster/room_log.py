@@ -1,14 +1,17 @@
 """Room lines kept in Redis/Valkey streams: the cluster's source of truth for order and history.
 
-One stream per room (``{ns}:room:{room key}``). A line is appended by one Lua script that, in
-one atomic step, checks the line's retry key, takes the next id from the cluster-wide counter
-(``{ns}:ids``, INCR: ids are never reused while Redis keeps its data), adds the entry to the
-room's stream *under that id* (entry id ``<id>-0``) and remembers the retry key. So:
+One stream per room (``{ns}:room:{room key}``; private lines go to a stream of the recipient's
+node, ``{ns}:room:~pm:{node}``). A line is appended by one Lua script that, in one atomic
+step, checks the line's origin (the node and its submission number), takes the next id from
+the cluster-wide counter (``{ns}:ids``, INCR: ids are never reused while Redis keeps its data),
+adds the entry to the stream *under that id* (entry id ``<id>-0``) and remembers the origin and
+the client's retry key. So:
 
 * a line's chat id is its stream entry id: the stream's order is the id order, the same on
   every node, and "the lines after id N" is one ``XRANGE`` or ``XREAD`` from ``N-0``;
-* a retry of a line already appended (same retry key) returns the first append's id and
-  adds nothing: retries are idempotent across nodes and reconnects;
+* a line sent again by its node after a lost reply (same origin) returns the first append's
+  id and adds nothing; a client's retry, on any node, finds the first line by its retry key
+  (:meth:`RoomLog.find_key`);
 * the script is atomic, so two nodes appending to one room at once get distinct ids in the
   order their entries stand in the stream.
 
@@ -27,9 +30,10 @@ import redis
 from ..protocol.errors import ChatError
 from ..server.history import StoredMessage
 
-#: Atomic append: KEYS ids counter, room stream, retry key ("" for none);
-#: ARGV max length, retry key lifetime (ms), room, nick, text, ts, action ("1"/"0"), digest (hex).
-#: Returns {1, id} for a new line, {0, "id ts digest"} for a retry of an appended one.
+#: Atomic append: KEYS ids counter, stream, origin key ("" for none), retry key ("" for none);
+#: ARGV max length, key lifetime (ms), room, nick, text, ts, action ("1"/"0"), digest (hex),
+#: origin, private recipient ("" for a room line).
+#: Returns {1, id} for a new line, {0, "id ts digest"} when the origin was appended already.
 _APPEND = """
 if KEYS[3] ~= '' then
   local seen = redis.call('GET', KEYS[3])
@@ -37,10 +41,11 @@ if KEYS[3] ~= '' then
 end
 local id = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id .. '-0',
-  'room', ARGV[3], 'nick', ARGV[4], 'text', ARGV[5], 'ts', ARGV[6], 'action', ARGV[7])
-if KEYS[3] ~= '' then
-  redis.call('SET', KEYS[3], id .. ' ' .. ARGV[6] .. ' ' .. ARGV[8], 'PX', ARGV[2])
-end
+  'room', ARGV[3], 'nick', ARGV[4], 'text', ARGV[5], 'ts', ARGV[6], 'action', ARGV[7],
+  'origin', ARGV[9], 'to', ARGV[10])
+local sent = id .. ' ' .. ARGV[6] .. ' ' .. ARGV[8]
+if KEYS[3] ~= '' then redis.call('SET', KEYS[3], sent, 'PX', ARGV[2]) end
+if KEYS[4] ~= '' then redis.call('SET', KEYS[4], sent, 'PX', ARGV[2]) end
 return {1, tostring(id)}
 """
 
@@ -64,16 +69,34 @@ class ClusterDataError(ClusterError):
 
 @dataclass(frozen=True)
 class NewLine:
-    """A room line to append; ``retry_key`` (None: the line has none) makes it idempotent."""
+    """A line to append. ``origin`` (node and submission number; "" for none) makes sending
+    it again harmless; ``retry_key`` (the sender's nick and client id) lets a client's retry
+    find it from any node."""
 
-    room_key: str  # the room's nick_key: names its stream
-    room: str  # the room's name as shown
+    room_key: str  # the room's nick_key, or private_stream(node): names its stream
+    room: str  # the room's name as shown ("" for a private line)
     nick: str
     text: str
     ts: float
     action: bool = False
     retry_key: str | None = None
     digest: bytes = b""
+    origin: str = ""
+    private_to: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedLine:
+    """A line read from a stream: the stream's room key, the line, and where it came from."""
+
+    room_key: str
+    message: StoredMessage
+    origin: str
+
+
+def private_stream(node_id: str) -> str:
+    """The room key of the stream that carries private lines to members of ``node_id``."""
+    return f"~pm:{node_id}"
 
 
 @dataclass(frozen=True)
@@ -115,6 +138,9 @@ class RoomLog:
     def _retry_key(self, key: str) -> str:
         return f"{self.namespace}:retry:{key}"
 
+    def _origin_key(self, origin: str) -> str:
+        return f"{self.namespace}:origin:{origin}"
+
     @property
     def _ids_key(self) -> str:
         return f"{self.namespace}:ids"
@@ -131,6 +157,7 @@ class RoomLog:
             pipe = self.client.pipeline(transaction=False)
             for line in lines:
                 retry = self._retry_key(line.retry_key) if line.retry_key is not None else ""
+                origin = self._origin_key(line.origin) if line.origin else ""
                 args = (
                     self.room_cap,
                     self._key_ms,
@@ -140,8 +167,10 @@ class RoomLog:
                     repr(line.ts),
                     "1" if line.action else "0",
                     line.digest.hex(),
+                    line.origin,
+                    line.private_to or "",
                 )
-                keys = [self._ids_key, self.stream_key(line.room_key), retry]
+                keys = [self._ids_key, self.stream_key(line.room_key), origin, retry]
                 self._append(keys=keys, args=args, client=pipe)
             replies = pipe.execute()
         except redis.RedisError as exc:
@@ -155,6 +184,17 @@ class RoomLog:
             return int(self._raise_floor(keys=[self._ids_key], args=[at_least]))
         except (redis.RedisError, ValueError) as exc:
             raise ClusterError(f"cannot raise the id counter: {exc}") from exc
+
+    def find_key(self, key: str) -> tuple[int, float, bytes] | None:
+        """What a client's retry key was given to: (id, ts, digest of the text), or None."""
+        try:
+            value = self.client.get(self._retry_key(key))
+        except redis.RedisError as exc:
+            raise ClusterError(f"cannot look up a retry key: {exc}") from exc
+        if value is None:
+            return None
+        found = _appended(None, [0, value])
+        return found.id, found.ts, found.digest
 
     # --- reading --------------------------------------------------------------------------
 
@@ -191,9 +231,9 @@ class RoomLog:
         block_ms: int | None = None,
         count: int = 1000,
         wake: tuple[str, str] | None = None,
-    ) -> tuple[list[tuple[str, StoredMessage]], str | None]:
-        """Lines after each room's position (room key -> last id had), as (room key, line),
-        each room's oldest first, waiting up to ``block_ms`` for one when there is none (None:
+    ) -> tuple[list[FeedLine], str | None]:
+        """Lines after each room's position (room key -> last id had), each room's oldest
+        first, waiting up to ``block_ms`` for one when there is none (None:
         do not wait). ``wake`` (stream key, last entry id had) is read too, so that an entry
         added there ends the wait; returns the wake stream's new position (None without)."""
         streams = {self.stream_key(key): f"{max(0, last)}-0" for key, last in positions.items()}
@@ -205,7 +245,7 @@ class RoomLog:
             reply = self.client.xread(streams, count=count, block=block_ms)  # type: ignore[arg-type]
         except redis.RedisError as exc:
             raise ClusterError(f"cannot read the room log: {exc}") from exc
-        lines: list[tuple[str, StoredMessage]] = []
+        lines: list[FeedLine] = []
         woken = wake[1] if wake is not None else None
         prefix = self.stream_key("")
         for raw_key, entries in reply or ():
@@ -215,7 +255,7 @@ class RoomLog:
                 woken = last.decode("ascii") if isinstance(last, bytes) else last
                 continue
             room_key = key[len(prefix) :]
-            lines.extend((room_key, _message(entry)) for entry in entries)
+            lines.extend(FeedLine(room_key, _message(e), _origin(e)) for e in entries)
         return lines, woken
 
     def last_id(self, room_key: str) -> int:
@@ -248,13 +288,13 @@ class RoomLog:
             raise ClusterError(f"cannot read the room log ({command}): {exc}") from exc
 
 
-def _appended(line: NewLine, reply: object) -> Appended:
+def _appended(line: NewLine | None, reply: object) -> Appended:
     """The script's answer, checked (a script error comes back in its place)."""
     if isinstance(reply, Exception):
         raise ClusterError(f"cannot append to the room log: {reply}")
     try:
         new, value = reply  # type: ignore[misc]
-        if int(new) == 1:
+        if int(new) == 1 and line is not None:
             return Appended(int(value), line.ts)
         id_, ts, digest = bytes(value).decode("ascii").split(" ")
         return Appended(int(id_), float(ts), True, bytes.fromhex(digest))
@@ -274,6 +314,7 @@ def _message(entry: tuple[bytes, dict[bytes, bytes]]) -> StoredMessage:
     """A stream entry as a stored line; ClusterDataError if it is not one of ours."""
     entry_id, fields = entry
     try:
+        to = fields.get(b"to", b"").decode("utf-8")
         return StoredMessage(
             _entry_id(entry_id),
             fields[b"room"].decode("utf-8"),
@@ -281,6 +322,11 @@ def _message(entry: tuple[bytes, dict[bytes, bytes]]) -> StoredMessage:
             fields[b"text"].decode("utf-8"),
             float(fields[b"ts"]),
             fields[b"action"] == b"1",
+            to or None,
         )
     except (KeyError, ValueError, UnicodeDecodeError) as exc:
         raise ClusterDataError(f"room log entry {entry_id!r} is damaged") from exc
+
+
+def _origin(entry: tuple[bytes, dict[bytes, bytes]]) -> str:
+    return entry[1].get(b"origin", b"").decode("ascii", "replace")

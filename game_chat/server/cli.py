@@ -169,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="normal: an acked line survives the server being killed; full: also a power cut "
         "(an fsync per commit) (default normal)",
     )
+    history.add_argument(
+        "--cluster",
+        metavar="URL",
+        help="redis://HOST:PORT/DB (rediss:// for TLS, a password in the URL): be one node of "
+        "the chat every server started with this URL makes; room lines and their history "
+        "live in Redis/Valkey (in progress: docs/SCALING.md says what works)",
+    )
     access = parser.add_argument_group("access")
     access.add_argument("--password", help="password every client must give")
     access.add_argument("--oper-password", help="password of /oper (operators)")
@@ -241,6 +248,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         history_replay=args.history_replay,
         store_private=args.store_private,
         history_sync=args.history_sync,
+        cluster=args.cluster,
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
         max_per_address=args.max_per_address,

@@ -13,7 +13,9 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 try:
     import resource
@@ -96,6 +98,10 @@ class ServerConfig:
     #: (an fsync per commit: slower on most disks).
     history_sync: str = "normal"
     store_private: bool = False
+    #: Redis/Valkey URL: this server is one node of a cluster whose room lines live there
+    #: (docs/SCALING.md, in progress); None: a server of its own.
+    cluster: str | None = None
+    cluster_namespace: str = "gc"
     password: str | None = None  # server password (plain or a hash_password() hash)
     oper_password: str | None = None  # operator password (plain or hash)
     #: LAN discovery (docs/DISCOVERY.md): announce this server by UDP every interval to each
@@ -183,6 +189,7 @@ class ChatServer:
             max_rooms_per_member=config.max_rooms_per_member,
             max_rooms=config.max_rooms,
             flood_ban_minutes=config.flood_ban_minutes,
+            pipeline=self._cluster_pipeline() if config.cluster else None,
         )
         self.senders = [
             SendLoop(f"chat-sender-{n}") for n in range(max(1, self.config.sender_threads))
@@ -221,6 +228,18 @@ class ChatServer:
         self._heap = HeapTrimmer()
 
     # --- lifecycle ---------------------------------------------------------------------
+
+    def _cluster_pipeline(self) -> Callable[..., Any]:
+        """What makes the line pipeline of a cluster node (imported only for one)."""
+        from ..cluster.client import connect
+        from ..cluster.pipeline import ClusterPipeline
+
+        config = self.config
+        client = connect(config.cluster)  # type: ignore[arg-type]
+        room_cap = config.history_room_cap or 10_000
+        return lambda deliver, delivery_for: ClusterPipeline(
+            client, deliver, delivery_for, namespace=config.cluster_namespace, room_cap=room_cap
+        )
 
     def start(self) -> None:
         self._fit_open_files_limit()

@@ -17,6 +17,7 @@ once live).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import itertools
@@ -63,7 +64,7 @@ from ..protocol.names import nick_key, nick_skeleton, validate_nick
 from ..protocol.plain import SERVER_NAME
 from ..protocol.text import clean_reason, validate_text
 from .fanout import Fanout, write_through
-from .group_commit import GroupCommit, IdsExhausted, PendingLine
+from .group_commit import Deliver, GroupCommit, IdsExhausted, PendingLine
 from .history import MAX_ID, HistoryError, HistoryStore, SentKey, StoredMessage
 from .members import (
     MAX_ROOM_CHARS,
@@ -144,7 +145,7 @@ class _Delivery:
     """What delivering one line takes (PendingLine.delivery)."""
 
     message: ChatMessage | PrivateMessage
-    sender: Member
+    sender: Member | None  # None: a line from another node of the cluster
     client_id: ClientId
     recipient: Member | None = None  # private lines
 
@@ -183,7 +184,11 @@ class ChatState:
         max_rooms_per_member: int = MAX_ROOMS_PER_MEMBER,
         max_rooms: int = MAX_ROOMS,
         flood_ban_minutes: float = FLOOD_BAN_MINUTES,
+        pipeline: Callable[[Deliver, Callable[..., Any]], Any] | None = None,
     ) -> None:
+        """``pipeline`` (a cluster node, game_chat/cluster/pipeline.py): makes the line
+        pipeline from the state's deliver and delivery_for callbacks, instead of a
+        GroupCommit on ``history``."""
         self.server_name = server_name
         self.limits = limits or Limits()
         self._clock = clock
@@ -197,7 +202,15 @@ class ChatState:
         #: Every line with an id up to this one has been delivered (and none above it). The
         #: first id of this run is the reservation left by the last one.
         self._delivered_id = self.history.reserved_id - 1
-        self._group = GroupCommit(self.history, self._deliver)  # HistoryError: cannot write
+        # Cluster: room key -> the first id of the room not yet delivered here (each room's
+        # lines come in their stream's order, but rooms interleave); None: one server, where
+        # _delivered_id serves every room.
+        self._room_tops: dict[str, int] | None = None
+        if pipeline is None:
+            self._group = GroupCommit(self.history, self._deliver)  # HistoryError: no write
+        else:
+            self._room_tops = {}
+            self._group = pipeline(self._deliver, self._delivery_for)
         self._sessions: dict[bytes, Member] = {}  # session key -> member
         self._guest_numbers = itertools.count(1)
         self._closed = False  # after close_all: nobody joins any more
@@ -317,7 +330,7 @@ class ChatState:
     def _catch_up(self, member: Member, room: Room, since: float) -> None:
         """Lock held: the delivered lines of ``room`` said from ``CATCH_UP_MARGIN`` seconds
         before ``since`` (Unix time) on, as if live."""
-        top = self._delivered_id + 1
+        top = self._top(nick_key(room.name))
         try:
             lines = self._group.history(nick_key(room.name), self.replay, before=top)
         except HistoryError as exc:
@@ -594,7 +607,7 @@ class ChatState:
         reply to its asker only, so no broadcast order is at stake)."""
         with self._lock:
             room_name = self._member_room(member, name).name
-            top = self._delivered_id + 1
+            top = self._top(nick_key(room_name))
         limit = max(1, min(limit, 500))
         upper = top if before is None else min(before, top)
         try:
@@ -616,6 +629,14 @@ class ChatState:
     ) -> None:
         """Lock held: put ``member`` in ``room``, tell the room, replay its history (with
         ``after``: the lines after that id, as a resume)."""
+        if self._room_tops is not None:  # a cluster node delivers the room's lines from now
+            try:
+                self._top(nick_key(room.name))
+            except HistoryError as exc:
+                self._report(exc)
+                raise RemoteProtocolError(
+                    ErrorCode.UNAVAILABLE, "the chat's store cannot be reached; try again"
+                ) from None
         now = self._clock()
         self._send_all(room.members.values(), UserJoined(member.nick, now, room.name))
         room.members[nick_key(member.nick)] = member
@@ -633,7 +654,8 @@ class ChatState:
         Joins are rare and the read is indexed (WAL: no waiting on the writer). A resume
         replays every line after ``after`` when they are at most ``replay``; otherwise the
         newest ``replay`` of them, and ``joined.gap`` names the ones left out."""
-        key, top = nick_key(room.name), self._delivered_id + 1
+        key = nick_key(room.name)
+        top = self._top(key)
         wanted = self.replay + 1 if resumed and after is not None else self.replay
         try:
             lines = self._group.history(key, wanted, before=top, after=after)
@@ -842,6 +864,39 @@ class ChatState:
             return Accepted(found.id, found.ts, 0, Ack(client_id, found.id, found.ts))
         return None
 
+    def _top(self, room_key: str) -> int:
+        """Lock held: the first id of ``room_key`` not delivered yet (history ends below it,
+        live lines start at it). A cluster node starts following a room here."""
+        if self._room_tops is None:
+            return self._delivered_id + 1
+        top = self._room_tops.get(room_key)
+        if top is None:
+            top = self._room_tops[room_key] = self._group.follow(room_key)  # HistoryError
+        return top
+
+    def _delivery_for(self, stored: StoredMessage, own: PendingLine | None) -> _Delivery | None:
+        """Cluster: the delivery of a line read back from Redis, with the id Redis gave it:
+        this node's own (``own``: its sender gets the ack), or another node's (no sender
+        here). None: a private line for nobody here."""
+        if own is not None:
+            d: _Delivery = own.delivery
+            return _Delivery(
+                dataclasses.replace(d.message, id=stored.id), d.sender, d.client_id, d.recipient
+            )
+        if stored.private_to is None:
+            message = ChatMessage(
+                stored.id, stored.nick, stored.text, stored.ts, stored.room, stored.action
+            )
+            return _Delivery(message, None, None)
+        with self._lock:
+            recipient = self._members.get(nick_key(stored.private_to))
+        if recipient is None:
+            return None
+        private = PrivateMessage(
+            stored.id, stored.nick, stored.private_to, stored.text, stored.ts, stored.action
+        )
+        return _Delivery(private, None, None, recipient)
+
     def _deliver(self, batch: Sequence[PendingLine], kept: bool) -> Callable[[], None]:
         """GroupCommit's callback: the lines are stored (or, ``kept`` False, cannot be); fan
         them out, then acknowledge them, in order. Everything a member gets from the batch
@@ -864,6 +919,12 @@ class ChatState:
             for line in batch:
                 line.kept, line.delivered = kept, True
             self._delivered_id = max(self._delivered_id, batch[-1].id)
+            if self._room_tops is not None:
+                for line in batch:
+                    message = line.delivery.message
+                    if isinstance(message, ChatMessage):
+                        key = nick_key(message.room)
+                        self._room_tops[key] = max(self._room_tops.get(key, 0), line.id + 1)
             held = out.put()
         return functools.partial(write_through, held)
 
@@ -873,7 +934,8 @@ class ChatState:
         each sender gets the others' lines with its acks in the places of its own."""
         senders: dict[Member, None] = {}
         for line in run:
-            senders.setdefault(line.delivery.sender.current)
+            if line.delivery.sender is not None:  # None: said on another node
+                senders.setdefault(line.delivery.sender.current)
         room = self._rooms.get(nick_key(run[0].delivery.message.room))  # type: ignore[union-attr]
         frames: dict[tuple[str, bool], list[bytes]] = {}  # variant -> each line's frame
         blobs: dict[tuple[str, bool], bytes] = {}
@@ -893,7 +955,7 @@ class ChatState:
                 theirs = _run_frames(frames, _variant(sender, room.name), run, room)  # type: ignore[union-attr]
             mine = []
             for k, line in enumerate(run):
-                if line.delivery.sender.current is sender:
+                if line.delivery.sender is not None and line.delivery.sender.current is sender:
                     ts = line.delivery.message.ts
                     ack = Ack(line.delivery.client_id, line.id, ts, unsaved=not kept)
                     mine.append(sender.encode(ack))
@@ -904,7 +966,8 @@ class ChatState:
     def _deliver_one(self, line: PendingLine, kept: bool, out: Fanout) -> None:
         """Lock held: a private line, or a line with acks for retries too."""
         delivery: _Delivery = line.delivery
-        message, sender = delivery.message, delivery.sender.current
+        message = delivery.message
+        sender = delivery.sender.current if delivery.sender is not None else None
         recipient = delivery.recipient.current if delivery.recipient else None
         if recipient is None:
             room = self._rooms.get(nick_key(message.room))  # type: ignore[union-attr]
@@ -913,12 +976,13 @@ class ChatState:
                     out.add(m, data)
         elif self._members.get(nick_key(recipient.nick)) is recipient:
             out.add(recipient, recipient.encode(message))
-        ack = Ack(delivery.client_id, line.id, message.ts, unsaved=not kept)
-        out.add(sender, sender.encode(ack))
+        if sender is not None:
+            ack = Ack(delivery.client_id, line.id, message.ts, unsaved=not kept)
+            out.add(sender, sender.encode(ack))
         for other, client_id in line.extra_acks:
             other = other.current
             out.add(other, other.encode(Ack(client_id, line.id, message.ts, unsaved=not kept)))
-        if recipient is not None and recipient.away:
+        if recipient is not None and recipient.away and sender is not None:
             out.add(sender, sender.encode(Notice(f"{recipient.nick} is away: {recipient.away}")))
 
     def help(self, member: Member) -> None:

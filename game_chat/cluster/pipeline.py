@@ -1,0 +1,237 @@
+"""A cluster node's line pipeline: what GroupCommit is to a single server.
+
+The chat state hands each line to :meth:`ClusterPipeline.submit`. The line goes to its
+stream in Redis (:class:`~game_chat.cluster.appender.Appender`), which gives it its id, and
+comes back through the node's :class:`~game_chat.cluster.feed.RoomFeed` with the lines of
+every other node, in the streams' order. Only then is it delivered (``deliver``, the state's
+fan-out, under the state's lock) and acknowledged to its sender: an ack means the line is in
+Redis, and every member on every node sees a room's lines in the same order.
+
+A line the feed brings back is matched with the pending line it came from by its origin
+(this node's id and the line's sequence number), written into the entry; lines of other
+nodes get a delivery made by ``delivery_for``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+
+from ..protocol.commands import LOBBY
+from ..protocol.errors import ErrorCode, RemoteProtocolError
+from ..protocol.names import nick_key
+from ..server.group_commit import Deliver, PendingLine
+from ..server.history import HistoryError, SentKey, StoredMessage
+from .appender import Appender, BacklogFull
+from .feed import RoomFeed
+from .room_log import Appended, ClusterError, FeedLine, NewLine, RoomLog, private_stream
+
+log = logging.getLogger("game_chat.cluster")
+
+#: delivery_for(stored line, pending line of this node or None) -> PendingLine.delivery
+DeliveryFor = Callable[[StoredMessage, "PendingLine | None"], Any]
+
+
+class ClusterPipeline:
+    """Submit -> Redis stream -> feed -> deliver (see the module doc)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        deliver: Deliver,
+        delivery_for: DeliveryFor,
+        *,
+        node_id: str | None = None,
+        namespace: str = "gc",
+        room_cap: int = 10_000,
+        backlog_limit: int = 10_000,
+    ) -> None:
+        self.node_id = node_id or secrets.token_hex(6)
+        self.log = RoomLog(client, namespace=namespace, room_cap=room_cap)
+        self._deliver = deliver
+        self._delivery_for = delivery_for
+        self._appender = Appender(self.log, node_id=self.node_id, backlog_limit=backlog_limit)
+        self._feed = RoomFeed(self.log, self._on_lines, node_id=self.node_id)
+        self._cond = threading.Condition()
+        self._seq = 0
+        self._done = 0  # every line up to this sequence number is delivered (or failed)
+        self._finished: set[int] = set()  # sequence numbers above _done that are finished
+        self._mine: dict[str, PendingLine] = {}  # origin -> this node's line, until delivered
+        self._by_key: dict[str, PendingLine] = {}  # client retry key -> pending line
+        self._closed = False
+        self.private_key = private_stream(self.node_id)
+        self._appender.start()
+        self._feed.start()
+        self.follow(self.private_key)  # HistoryError: Redis cannot be reached at start
+        self.follow(nick_key(LOBBY))  # everyone's first room: never refused later
+
+    # --- called under the chat state's lock -------------------------------------------------
+
+    def next_id(self) -> int:
+        """Ids come from Redis when the line is appended: 0 until then."""
+        return 0
+
+    def follow(self, room_key: str) -> int:
+        """Deliver the room's lines from now on; returns the first id that will be delivered
+        (lines below it are history). Raises HistoryError when Redis cannot be reached."""
+        position = self._feed.position(room_key)
+        if position is None:
+            try:
+                position = self.log.last_id(room_key)
+            except ClusterError as exc:
+                raise HistoryError(str(exc)) from exc
+            self._feed.follow(room_key, position)
+        return position + 1
+
+    def submit(self, line: PendingLine) -> int:
+        """Send ``line`` to its stream; returns its sequence number (see :meth:`wait`).
+        RemoteProtocolError(unavailable) when Redis has been away for too long."""
+        with self._cond:
+            if self._closed:
+                raise RemoteProtocolError(ErrorCode.SHUTTING_DOWN, "the server is stopping")
+            self._seq += 1
+            seq = line.seq = self._seq
+            origin = f"{self.node_id}:{seq}"
+            self._mine[origin] = line
+            if line.key is not None:
+                self._by_key[line.key.key] = line
+        try:
+            self._appender.submit(self._new_line(line, origin), lambda r: self._appended(seq, r))
+        except BacklogFull as exc:
+            with self._cond:
+                self._forget(origin, line)
+                self._finish(seq)
+            raise RemoteProtocolError(ErrorCode.UNAVAILABLE, f"{exc}; try again later") from None
+        return seq
+
+    def find(self, key: str) -> PendingLine | SentKey | None:
+        """What a client's retry key was given to: a line of this node not yet delivered, or
+        one in Redis (from any node). Raises HistoryError when Redis cannot be reached."""
+        with self._cond:
+            line = self._by_key.get(key)
+        if line is not None:
+            return line
+        try:
+            found = self.log.find_key(key)
+        except ClusterError as exc:
+            raise HistoryError(str(exc)) from exc
+        return None if found is None else SentKey(key, *found)
+
+    def history(
+        self,
+        room: str,
+        limit: int,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        newest: bool = True,
+    ) -> list[StoredMessage]:
+        """Room lines with ``after`` < id < ``before`` from the room's stream. HistoryError
+        when Redis cannot be reached."""
+        try:
+            if newest:
+                return self.log.recent(room, limit, before, after)
+            return self.log.following(room, after or 0, limit, before)
+        except ClusterError as exc:
+            raise HistoryError(str(exc)) from exc
+
+    # --- waiting ----------------------------------------------------------------------------
+
+    def wait(self, seq: int, timeout: float | None = None) -> bool:
+        """Wait until the line with sequence number ``seq`` and all before it are delivered."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._done >= seq, timeout)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        with self._cond:
+            seq = self._seq
+        return self.wait(seq, timeout)
+
+    def close(self, timeout: float | None = 5.0) -> None:
+        """Deliver what is under way (within ``timeout``), then stop."""
+        with self._cond:
+            self._closed = True
+        self.flush(timeout)
+        self._appender.stop(timeout or 0)
+        self._feed.stop(timeout or 0)
+
+    @property
+    def backlog_size(self) -> int:
+        return self._appender.backlog
+
+    # --- the appender's and the feed's threads ---------------------------------------------
+
+    def _appended(self, seq: int, result: Appended | ClusterError) -> None:
+        if isinstance(result, ClusterError):
+            log.error("a line could not be stored and is dropped: %s", result)
+            with self._cond:
+                origin = f"{self.node_id}:{seq}"
+                line = self._mine.get(origin)
+                if line is not None:
+                    self._forget(origin, line)
+                self._finish(seq)
+        # Appended: the feed delivers it (and finishes it) when it reads it back.
+
+    def _on_lines(self, lines: Sequence[FeedLine]) -> None:
+        with self._cond:
+            owns = [self._mine.pop(f.origin, None) if f.origin else None for f in lines]
+            for own in owns:
+                if own is not None and own.key is not None:
+                    self._by_key.pop(own.key.key, None)
+        # Out of our lock: delivery_for and deliver take the state's lock, which is held
+        # around submit (which takes ours).
+        batch = []
+        for f, own in zip(lines, owns, strict=True):
+            delivery = self._delivery_for(f.message, own)
+            if delivery is None:  # a private line for nobody here
+                continue
+            pending = PendingLine(f.message.id, f.message, None, delivery)
+            if own is not None:
+                pending.extra_acks = own.extra_acks
+            batch.append(pending)
+        sends = self._deliver(batch, True) if batch else None
+        if sends is not None:
+            sends()  # at once: on this thread nothing else waits for the state's lock
+        with self._cond:
+            for own in owns:
+                if own is not None:
+                    self._finish(own.seq)
+
+    def _forget(self, origin: str, line: PendingLine) -> None:
+        self._mine.pop(origin, None)
+        if line.key is not None:
+            self._by_key.pop(line.key.key, None)
+
+    def _finish(self, seq: int) -> None:
+        """Lock held: ``seq`` is done; move the done mark over every finished number."""
+        self._finished.add(seq)
+        while self._done + 1 in self._finished:
+            self._done += 1
+            self._finished.discard(self._done)
+        self._cond.notify_all()
+
+    def _new_line(self, line: PendingLine, origin: str) -> NewLine:
+        message = line.delivery.message
+        key = line.key
+        recipient = getattr(message, "to", None)
+        if recipient is not None:  # to a member of this node (the only ones it can name yet)
+            stream, room = self.private_key, ""
+        else:
+            stream, room = line.stored.room, message.room  # type: ignore[union-attr]
+        return NewLine(
+            stream,
+            room,
+            message.nick,
+            message.text,
+            message.ts,
+            message.action,
+            key.key if key is not None else None,
+            key.digest if key is not None else b"",
+            origin,
+            recipient,
+        )

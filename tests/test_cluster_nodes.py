@@ -1,0 +1,186 @@
+"""Several server nodes on one real Redis/Valkey (``--cluster``): room lines cross nodes once,
+in one order, acked once in Redis; history and retries work from any node.
+
+What is not wired yet (presence, cross-node private messages, kill -9 of a node) is listed in
+docs/SCALING.md; these tests cover what is."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from conftest import NO_FLOOD_LIMITS, start_server
+from redis_process import RedisProcess
+from wire import WireClient, rich_client
+
+from game_chat.server import ChatServer
+
+_namespaces = itertools.count()
+
+
+@pytest.fixture
+def nodes(redis_process: RedisProcess, redis_db: redis.Redis) -> Iterator[list[ChatServer]]:
+    """Two nodes of one cluster (in this process; real sockets, real Redis)."""
+    ns = f"t{next(_namespaces)}"
+    started = [
+        start_server(cluster=redis_process.url, cluster_namespace=ns, limits=NO_FLOOD_LIMITS)
+        for _ in range(2)
+    ]
+    try:
+        yield started
+    finally:
+        for node in started:
+            node.shutdown()
+
+
+def say(client: WireClient, texts: list[str], room: str | None = None) -> list[int]:
+    """Send lines and wait for each ack: their ids."""
+    ids = []
+    for n, text in enumerate(texts):
+        extra = {"room": room} if room else {}
+        client.send_json(type="chat", text=text, id=f"c{n}", **extra)
+        ack = client.recv_until(lambda m: m["type"] == "ack")
+        assert ack["id"] == f"c{n}"
+        ids.append(ack["msg_id"])
+    return ids
+
+
+def chats(client: WireClient, n: int) -> list[dict[str, Any]]:
+    return [client.recv_until(lambda m: m["type"] == "chat") for _ in range(n)]
+
+
+def test_a_line_said_on_one_node_reaches_the_other_once_in_order(nodes: list[ChatServer]) -> None:
+    a, b = nodes
+    ann, _ = rich_client(a.address, "ann")
+    bob, _ = rich_client(b.address, "bob")
+    ids = say(ann, [f"hello {i}" for i in range(30)])
+    assert ids == sorted(ids) and len(set(ids)) == 30
+    got = chats(bob, 30)
+    assert [(m["id"], m["nick"], m["text"]) for m in got] == [
+        (i, "ann", f"hello {n}") for n, i in enumerate(ids)
+    ]
+    back = say(bob, ["hi ann"])
+    assert [(m["id"], m["text"]) for m in chats(ann, 1)] == [(back[0], "hi ann")]
+    assert back[0] > ids[-1]
+
+
+def test_every_member_on_every_node_sees_one_order(nodes: list[ChatServer]) -> None:
+    a, b = nodes
+    watchers = [rich_client(a.address, "wa")[0], rich_client(b.address, "wb")[0]]
+    senders = [rich_client(a.address, "sa")[0], rich_client(b.address, "sb")[0]]
+
+    def talk(client: WireClient, name: str) -> None:
+        say(client, [f"{name} {i}" for i in range(100)])
+
+    threads = [
+        threading.Thread(target=talk, args=(c, n)) for c, n in zip(senders, "xy", strict=True)
+    ]
+    for t in threads:
+        t.start()
+    seen = [chats(w, 200) for w in watchers]
+    for t in threads:
+        t.join(20)
+    orders = [[(m["id"], m["text"]) for m in lines] for lines in seen]
+    assert orders[0] == orders[1]  # one order, cluster-wide
+    ids = [i for i, _t in orders[0]]
+    assert ids == sorted(ids) and len(set(ids)) == 200
+    for name in "xy":  # each sender's lines in the order it said them
+        assert [t for _i, t in orders[0] if t.startswith(name)] == [
+            f"{name} {i}" for i in range(100)
+        ]
+
+
+def test_history_said_on_one_node_is_replayed_on_the_other(nodes: list[ChatServer]) -> None:
+    a, b = nodes
+    ann, _ = rich_client(a.address, "ann")
+    ids = say(ann, [f"old {i}" for i in range(5)])
+    ann.send_json(type="join", room="#team")
+    ann.recv_until(lambda m: m["type"] == "joined")
+    team = say(ann, ["in the team room"], room="#team")
+    carol = WireClient(b.address)
+    carol.send_json(type="hello", nick="carol", version=1)
+    carol.recv_until(lambda m: m["type"] == "joined")
+    replayed = chats(carol, 5)
+    assert [(m["id"], m["text"], m.get("history")) for m in replayed] == [
+        (i, f"old {n}", True) for n, i in enumerate(ids)
+    ]
+    carol.send_json(type="join", room="#team")
+    carol.recv_until(lambda m: m["type"] == "joined")
+    assert [(m["id"], m["room"]) for m in chats(carol, 1)] == [(team[0], "#team")]
+    carol.send_json(type="history", room="#lobby", before=ids[3], limit=2)
+    page = carol.recv_until(lambda m: m["type"] == "history")
+    assert [m["id"] for m in page["messages"]] == ids[1:3]
+
+
+def test_a_retry_on_another_node_is_acked_with_the_first_id(nodes: list[ChatServer]) -> None:
+    a, b = nodes
+    ann, _ = rich_client(a.address, "ann")
+    watcher, _ = rich_client(b.address, "watcher")
+    first = say(ann, ["only once"])[0]
+    ann.close()
+    again, _ = rich_client(b.address, "ann")  # reconnected to the other node
+    again.send_json(type="chat", text="only once", id="c0", retry=True)
+    ack = again.recv_until(lambda m: m["type"] == "ack")
+    assert ack["msg_id"] == first
+    say(again, ["next"])
+    assert [m["text"] for m in chats(watcher, 2)] == ["only once", "next"]
+
+
+def test_a_tutorial_client_on_one_node_hears_a_rich_client_on_another(
+    nodes: list[ChatServer],
+) -> None:
+    a, b = nodes
+    plain = WireClient(b.address)
+    plain.send(b"/nick tutor")
+    assert plain.recv_text() is not None  # its welcome line
+    ann, _ = rich_client(a.address, "ann")
+    say(ann, ["hello tutorial"])
+    while (text := plain.recv_text()) is not None and "hello tutorial" not in text:
+        pass
+    assert text == "ann: hello tutorial"
+    plain.send(b"hello rich")
+    while (text := plain.recv_text()) != "Message was Sent!":
+        assert text is not None
+    assert [m["text"] for m in chats(ann, 1)] == ["hello rich"]
+
+
+def test_run_server_processes_make_one_chat(
+    redis_process: RedisProcess, redis_db, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Two real run_server.py processes with --cluster."""
+    root = Path(__file__).resolve().parent.parent
+    processes = []
+    addresses = []
+    for _ in range(2):
+        process = subprocess.Popen(
+            [sys.executable, "run_server.py", "--host", "127.0.0.1", "--port", "0",
+             "--no-history", "--no-announce", "--cluster", redis_process.url],
+            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        processes.append(process)
+        addresses.append(_read_address(process))
+    try:
+        ann, _ = rich_client(addresses[0], "ann")
+        bob, _ = rich_client(addresses[1], "bob")
+        ids = say(ann, ["across processes"])
+        assert [(m["id"], m["text"]) for m in chats(bob, 1)] == [(ids[0], "across processes")]
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(10)
+
+
+def _read_address(process: subprocess.Popen[str]) -> tuple[str, int]:
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "127.0.0.1:" in line:
+            port = int(line.rsplit("127.0.0.1:", 1)[1].split()[0].strip(" ,)"))
+            return ("127.0.0.1", port)
+    raise AssertionError("the server printed no address")
