@@ -10,6 +10,7 @@ import itertools
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,35 @@ def test_a_retry_on_another_node_is_acked_with_the_first_id(nodes: list[ChatServ
     assert ack["msg_id"] == first
     say(again, ["next"])
     assert [m["text"] for m in chats(watcher, 2)] == ["only once", "next"]
+
+
+def test_a_client_resumes_on_another_node_with_nothing_lost_or_doubled(
+    nodes: list[ChatServer],
+) -> None:
+    a, b = nodes
+    alice, welcome = rich_client(a.address, "alice")
+    bob, _ = rich_client(b.address, "bob")
+    seen = [m["id"] for m in chats(alice, 0)] + say(bob, ["one", "two"])
+    assert [m["id"] for m in chats(alice, 2)] == seen
+    alice.close()
+    missed = say(bob, [f"while away {i}" for i in range(5)])
+    again = WireClient(b.address)  # the other node
+    deadline = time.monotonic() + 5
+    while True:  # the nick may still be held by the closed connection for a moment
+        again.send_json(type="hello", nick="alice", version=1, store=welcome["store"],
+                        resume={"#lobby": seen[-1]})  # fmt: skip
+        reply = again.recv_json()
+        if reply.get("code") != "nick_taken" or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert reply["type"] == "welcome" and reply["store"] == welcome["store"]
+    joined = again.recv_until(lambda m: m["type"] == "joined")
+    assert joined.get("gap") is None
+    assert [(m["id"], m["text"]) for m in chats(again, 5)] == [
+        (i, f"while away {n}") for n, i in enumerate(missed)
+    ]
+    live = say(bob, ["live again"])
+    assert [m["id"] for m in chats(again, 1)] == live
 
 
 def test_a_tutorial_client_on_one_node_hears_a_rich_client_on_another(

@@ -65,6 +65,11 @@ class ClusterPipeline:
         self._by_key: dict[str, PendingLine] = {}  # client retry key -> pending line
         self._closed = False
         self.private_key = private_stream(self.node_id)
+        try:
+            #: Welcome ``store``: the same on every node, so a client resumes on any of them.
+            self.store_id = self.log.store_id()
+        except ClusterError as exc:
+            raise HistoryError(str(exc)) from exc
         self._appender.start()
         self._feed.start()
         self.follow(self.private_key)  # HistoryError: Redis cannot be reached at start

@@ -22,6 +22,7 @@ error, :class:`ClusterDataError` when an entry is not one this module wrote.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -176,6 +177,19 @@ class RoomLog:
         except redis.RedisError as exc:
             raise ClusterError(f"cannot append to the room log: {exc}") from exc
         return [_appended(line, reply) for line, reply in zip(lines, replies, strict=True)]
+
+    def store_id(self) -> str:
+        """The cluster's name for its ids (made once, kept in Redis): a client that resumes
+        on any node of the cluster names this one."""
+        try:
+            key = f"{self.namespace}:store_id"
+            self.client.set(key, secrets.token_hex(8), nx=True)
+            value = self.client.get(key)
+        except redis.RedisError as exc:
+            raise ClusterError(f"cannot read the cluster's store id: {exc}") from exc
+        if not isinstance(value, bytes):
+            raise ClusterDataError("the cluster's store id is missing")
+        return "cluster-" + value.decode("ascii", "replace")
 
     def raise_id_floor(self, at_least: int) -> int:
         """Make the next id greater than ``at_least`` (ids a node has seen must never come

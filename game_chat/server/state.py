@@ -226,6 +226,12 @@ class ChatState:
 
     # --- queries ----------------------------------------------------------------------
 
+    @property
+    def store_id(self) -> str:
+        """The name of the store whose ids this server hands out (welcome ``store``): the
+        history database's, or on a cluster node the cluster's, the same on every node."""
+        return getattr(self._group, "store_id", None) or self.history.store_id
+
     def nicks(self) -> list[str]:
         with self._lock:
             return [m.nick for m in self._members.values()]
@@ -395,7 +401,7 @@ class ChatState:
                 limits=self.limits.to_dict(),
                 users=tuple(m.nick for m in self._members.values()),
                 session=token,
-                store=self.history.store_id,
+                store=self.store_id,
             )
         )
 
@@ -460,7 +466,7 @@ class ChatState:
                 ErrorCode.BAD_MESSAGE,
                 f"resume names more than {self.max_rooms_per_member} rooms",
             )
-        ours = store is not None and store == self.history.store_id
+        ours = store is not None and store == self.store_id
         points: dict[str, int | None] = {}
         keys: set[str] = set()
         for name, last in resume.items():
