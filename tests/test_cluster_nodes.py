@@ -163,6 +163,51 @@ def test_a_client_resumes_on_another_node_with_nothing_lost_or_doubled(
     assert [m["id"] for m in chats(again, 1)] == live
 
 
+def test_a_nick_is_one_members_on_the_whole_cluster(nodes: list[ChatServer]) -> None:
+    a, b = nodes
+    ann, _ = rich_client(a.address, "ann")
+    other = WireClient(b.address)
+    other.send_json(type="hello", nick="ANN", version=1)
+    assert other.recv_json()["code"] == "nick_taken"
+    other.send_json(type="hello", nick="bob", version=1)
+    assert other.recv_json()["type"] == "welcome"
+    other.send_json(type="nick", nick="ann")
+    assert other.recv_until(lambda m: m["type"] == "error")["code"] == "nick_taken"
+    ann.send_json(type="nick", nick="anna")  # ann lets go of "ann"...
+    ann.recv_until(lambda m: m["type"] == "nick_changed")
+    other.send_json(type="nick", nick="ann")  # ...and it can be taken on the other node
+    assert other.recv_until(lambda m: m["type"] == "nick_changed")["new"] == "ann"
+    other.close()
+    deadline = time.monotonic() + 5
+    while True:  # ...and once its member is gone, it is free again
+        again = WireClient(a.address)
+        again.send_json(type="hello", nick="ann", version=1)
+        reply = again.recv_json()
+        if reply["type"] == "welcome" or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)  # the closed connection is read by its node in its own time
+    assert reply["type"] == "welcome"
+
+
+def test_two_nodes_same_nick_same_instant_one_wins(nodes: list[ChatServer]) -> None:
+    def hello(node: ChatServer, nick: str, start: threading.Barrier, replies: list[str]) -> None:
+        client = WireClient(node.address)
+        start.wait()
+        client.send_json(type="hello", nick=nick, version=1)
+        replies.append(client.recv_json().get("code") or "welcome")
+
+    for round_ in range(10):
+        start = threading.Barrier(2)
+        replies: list[str] = []
+        args = (f"race{round_}", start, replies)
+        threads = [threading.Thread(target=hello, args=(n, *args)) for n in nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert sorted(replies) == ["nick_taken", "welcome"]
+
+
 def test_a_tutorial_client_on_one_node_hears_a_rich_client_on_another(
     nodes: list[ChatServer],
 ) -> None:

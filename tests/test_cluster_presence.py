@@ -18,14 +18,13 @@ def node(db: redis.Redis, name: str, ttl: float = 10.0) -> Presence:
 
 def test_a_nick_is_held_cluster_wide(redis_db: redis.Redis) -> None:
     a, b = node(redis_db, "a"), node(redis_db, "b")
-    assert a.claim_nick("ann", "t1")
-    assert not b.claim_nick("ann", "t2")
-    assert not a.claim_nick("ann", "t3")  # another member of the same node
-    assert a.claim_nick("ann", "t1")  # the holder asking again
-    a.release_nick("ann", "t1")
-    assert b.claim_nick("ann", "t2")
-    a.release_nick("ann", "t1")  # not a's any more: nothing happens
-    assert not a.claim_nick("ann", "t1")
+    assert a.claim_nick("ann")
+    assert not b.claim_nick("ann")
+    assert a.claim_nick("ann")  # the holder asking again (a takeover on that node)
+    a.release_nick("ann")
+    assert b.claim_nick("ann")
+    a.release_nick("ann")  # not a's any more: nothing happens
+    assert not a.claim_nick("ann")
 
 
 def test_two_nodes_same_nick_same_instant_one_wins(redis_db: redis.Redis) -> None:
@@ -36,7 +35,7 @@ def test_two_nodes_same_nick_same_instant_one_wins(redis_db: redis.Redis) -> Non
 
         def ask(p: Presence, start: threading.Barrier, nick: str, won: list[str]) -> None:
             start.wait()
-            if p.claim_nick(nick, "t"):
+            if p.claim_nick(nick):
                 won.append(p.node_id)
 
         args = (start, f"nick{round_}", won)
@@ -63,10 +62,10 @@ def test_members_of_every_live_node_are_listed(redis_db: redis.Redis) -> None:
 
 def test_a_dead_node_is_reaped_once_and_frees_its_nicks(redis_db: redis.Redis) -> None:
     dead = node(redis_db, "dead", ttl=0.3)
-    dead.claim_nick("ann", "t")
+    dead.claim_nick("ann")
     dead.publish({"ann": {"nick": "Ann", "rooms": ["#lobby"]}})
     survivors = [node(redis_db, "s1"), node(redis_db, "s2")]
-    assert not survivors[0].claim_nick("ann", "x")  # alive yet
+    assert not survivors[0].claim_nick("ann")  # alive yet
     assert survivors[0].reap() == {}
     deadline = time.monotonic() + 5
     while "dead" in survivors[0].live_nodes():  # stops beating: gone within its ttl
@@ -75,4 +74,4 @@ def test_a_dead_node_is_reaped_once_and_frees_its_nicks(redis_db: redis.Redis) -
     assert set(survivors[0].members()) == set()
     reaped = [s.reap() for s in survivors] + [s.reap() for s in survivors]
     assert [r for r in reaped if r] == [{"dead": [{"nick": "Ann", "rooms": ["#lobby"]}]}]
-    assert survivors[1].claim_nick("ann", "x")
+    assert survivors[1].claim_nick("ann")

@@ -28,7 +28,9 @@ from ..protocol.names import nick_key
 from ..server.group_commit import Deliver, PendingLine
 from ..server.history import HistoryError, SentKey, StoredMessage
 from .appender import Appender, BacklogFull
+from .backoff import Reconnect
 from .feed import RoomFeed
+from .presence import Presence
 from .room_log import Appended, ClusterError, FeedLine, NewLine, RoomLog, private_stream
 
 log = logging.getLogger("game_chat.cluster")
@@ -50,6 +52,8 @@ class ClusterPipeline:
         namespace: str = "gc",
         room_cap: int = 10_000,
         backlog_limit: int = 10_000,
+        ttl: float = 10.0,
+        beat_interval: float = 1.0,
     ) -> None:
         self.node_id = node_id or secrets.token_hex(6)
         self.log = RoomLog(client, namespace=namespace, room_cap=room_cap)
@@ -64,7 +68,13 @@ class ClusterPipeline:
         self._mine: dict[str, PendingLine] = {}  # origin -> this node's line, until delivered
         self._by_key: dict[str, PendingLine] = {}  # client retry key -> pending line
         self._closed = False
+        self.beat_interval = beat_interval
         self.private_key = private_stream(self.node_id)
+        self.presence = Presence(client, namespace=namespace, node_id=self.node_id, ttl=ttl)
+        self._stopping = threading.Event()
+        self._heartbeat = threading.Thread(
+            target=self._beat_loop, name="cluster-heartbeat", daemon=True
+        )
         try:
             #: Welcome ``store``: the same on every node, so a client resumes on any of them.
             self.store_id = self.log.store_id()
@@ -72,6 +82,11 @@ class ClusterPipeline:
             raise HistoryError(str(exc)) from exc
         self._appender.start()
         self._feed.start()
+        try:
+            self.presence.beat()
+        except ClusterError as exc:
+            raise HistoryError(str(exc)) from exc
+        self._heartbeat.start()
         self.follow(self.private_key)  # HistoryError: Redis cannot be reached at start
         self.follow(nick_key(LOBBY))  # everyone's first room: never refused later
 
@@ -145,6 +160,37 @@ class ClusterPipeline:
         except ClusterError as exc:
             raise HistoryError(str(exc)) from exc
 
+    # --- nicks ------------------------------------------------------------------------------
+
+    def claim_nick(self, skeleton: str) -> bool:
+        """Take a nick (by its skeleton) for this node: False if another live node holds it.
+        HistoryError when Redis cannot be reached (then nobody can take a nick)."""
+        try:
+            return self.presence.claim_nick(skeleton)
+        except ClusterError as exc:
+            raise HistoryError(str(exc)) from exc
+
+    def release_nick(self, skeleton: str) -> None:
+        """Let another node take a nick (best effort: if Redis cannot be reached the claim
+        stays until this node is stopped or dies)."""
+        try:
+            self.presence.release_nick(skeleton)
+        except ClusterError as exc:
+            log.warning("a nick stays claimed in the cluster: %s", exc)
+
+    def _beat_loop(self) -> None:
+        """Heartbeats; and take over nodes that died (their nicks are free again at once)."""
+        reconnect = Reconnect("heartbeat")
+        while not self._stopping.wait(self.beat_interval):
+            try:
+                self.presence.beat()
+                for node, members in self.presence.reap().items():
+                    log.warning("node %s stopped answering; %d members gone", node, len(members))
+                reconnect.worked()
+            except ClusterError as exc:
+                if not reconnect.failed(exc, self._stopping):
+                    return
+
     # --- waiting ----------------------------------------------------------------------------
 
     def wait(self, seq: int, timeout: float | None = None) -> bool:
@@ -164,6 +210,12 @@ class ClusterPipeline:
         self.flush(timeout)
         self._appender.stop(timeout or 0)
         self._feed.stop(timeout or 0)
+        self._stopping.set()
+        self._heartbeat.join(timeout)
+        try:
+            self.presence.leave()  # its nicks are free at once, not after the ttl
+        except ClusterError as exc:
+            log.warning("leaving the cluster: %s", exc)
 
     @property
     def backlog_size(self) -> int:

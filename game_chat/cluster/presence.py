@@ -7,7 +7,7 @@ Keys (``ns`` is the cluster's namespace):
 * ``{ns}:nodes``: the ids of the nodes that have not been reaped yet.
 * ``{ns}:members:{node}``: hash, nick key -> the member's public info (JSON): what ``who``,
   ``users`` and room member lists show for members on that node.
-* ``{ns}:nick:{skeleton}``: which node and member hold a nick (by its look-alike skeleton, so
+* ``{ns}:nick:{skeleton}``: which node holds a nick (by its look-alike skeleton, so
   two nodes cannot hand out confusable nicks either). A claim is taken by one atomic script:
   free, or held by a dead node -> taken; held by a live node -> refused. Two nodes asking for
   one nick at the same instant: exactly one wins.
@@ -29,21 +29,19 @@ import redis
 
 from .room_log import ClusterDataError, ClusterError
 
-#: KEYS nick claim; ARGV node, member token, alive-key prefix. 1: claimed, 0: a live node holds it.
+#: KEYS nick claim; ARGV node, alive-key prefix. 1: this node holds it now (it was free, held
+#: by a dead node, or ours already: which member of the node has it is the node's business);
+#: 0: a live node holds it.
 _CLAIM = """
 local held = redis.call('GET', KEYS[1])
-if held then
-  local owner, token = string.match(held, '^(%S+) (%S+)$')
-  if owner and owner ~= ARGV[1] and redis.call('EXISTS', ARGV[3] .. owner) == 1 then
-    return 0
-  end
-  if owner == ARGV[1] and token ~= ARGV[2] then return 0 end
+if held and held ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. held) == 1 then
+  return 0
 end
-redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1])
 return 1
 """
 
-#: KEYS nick claim; ARGV "node token": drop the claim only if it is still this one.
+#: KEYS nick claim; ARGV node: drop the claim only if this node still holds it.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -116,18 +114,19 @@ class Presence:
         except redis.RedisError as exc:
             raise ClusterError(f"cannot leave the cluster: {exc}") from exc
 
-    def claim_nick(self, skeleton: str, token: str) -> bool:
-        """Take the nick whose skeleton is ``skeleton`` for the member ``token`` on this
-        node: True if it is ours now, False if a live member holds it (on any node)."""
+    def claim_nick(self, skeleton: str) -> bool:
+        """Take the nick whose skeleton is ``skeleton`` for this node: True if it is this
+        node's now, False if another live node holds it. (Which of its members has it is
+        the node's own business: its chat state keeps nicks unique within it.)"""
         try:
-            args = [self.node_id, token, self._alive("")]
+            args = [self.node_id, self._alive("")]
             return int(self._claim(keys=[self._nick(skeleton)], args=args)) == 1
         except redis.RedisError as exc:
             raise ClusterError(f"cannot claim a nick: {exc}") from exc
 
-    def release_nick(self, skeleton: str, token: str) -> None:
+    def release_nick(self, skeleton: str) -> None:
         try:
-            self._release(keys=[self._nick(skeleton)], args=[f"{self.node_id} {token}"])
+            self._release(keys=[self._nick(skeleton)], args=[self.node_id])
         except redis.RedisError as exc:
             raise ClusterError(f"cannot release a nick: {exc}") from exc
 

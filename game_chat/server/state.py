@@ -328,7 +328,12 @@ class ChatState:
             while True:
                 nick = f"guest-{next(self._guest_numbers)}"
                 if self._nick_in_use(nick) is None:  # guest-1 is skipped while guest-l is here
-                    member = self._add(Member(nick, dialect, mailbox, address))
+                    try:
+                        member = self._add(Member(nick, dialect, mailbox, address))
+                    except RemoteProtocolError as exc:
+                        if exc.code == ErrorCode.NICK_TAKEN:  # on another node: next number
+                            continue
+                        raise
                     if since is not None:
                         self._catch_up(member, self._rooms[nick_key(LOBBY)], since)
                     return member
@@ -368,6 +373,7 @@ class ChatState:
         )
 
     def _add(self, member: Member, points: dict[str, int | None] | None = None) -> Member:
+        self._claim_in_cluster(member.nick)
         self._members[nick_key(member.nick)] = member
         self._skeletons[nick_skeleton(member.nick)] = member
         try:
@@ -386,6 +392,29 @@ class ChatState:
             self._remove(member, UserLeft(member.nick, "internal server error", self._clock()))
             raise
         return member
+
+    def _claim_in_cluster(self, nick: str) -> None:
+        """Lock held, on a cluster node: take ``nick`` cluster-wide (one atomic step in
+        Redis: of two nodes asking at once, one wins), or RemoteProtocolError nick_taken
+        (held on another node) / unavailable (Redis cannot be reached)."""
+        if self._room_tops is None:
+            return
+        try:
+            taken = self._group.claim_nick(nick_skeleton(nick))
+        except HistoryError as exc:
+            self._report(exc)
+            raise RemoteProtocolError(
+                ErrorCode.UNAVAILABLE, "the chat's store cannot be reached; try again"
+            ) from None
+        if not taken:
+            raise RemoteProtocolError(
+                ErrorCode.NICK_TAKEN, f"the nickname {nick} is taken (on another server)"
+            )
+
+    def _release_in_cluster(self, nick: str) -> None:
+        """Lock held: nobody here has ``nick`` (or a look-alike) any more."""
+        if self._room_tops is not None and nick_skeleton(nick) not in self._skeletons:
+            self._group.release_nick(nick_skeleton(nick))
 
     def _welcome(self, member: Member) -> None:
         """Lock held: a welcome with a fresh session token (the previous one stops working)."""
@@ -526,6 +555,7 @@ class ChatState:
     def _remove(self, member: Member, notice: ServerMessage) -> None:
         del self._members[nick_key(member.nick)]
         self._forget_skeleton(member)
+        self._release_in_cluster(member.nick)
         self._sessions.pop(member.session_key, None)
         audience = [m for m in self._sharing(member) if m is not member]
         for room in list(member.rooms.values()):
@@ -720,6 +750,8 @@ class ChatState:
             if new_nick == old:  # nothing changes, but the asker still gets its answer
                 member.send(NickChanged(old, new_nick, self._clock()))
                 return
+            if nick_skeleton(new_nick) != nick_skeleton(old):
+                self._claim_in_cluster(new_nick)
             # Rebuild to keep the member's place in the (join-ordered) lists.
             self._members = _rekey(self._members, old_key, new_key)
             for room in member.rooms.values():
@@ -727,6 +759,7 @@ class ChatState:
             self._forget_skeleton(member)
             member.nick = new_nick
             self._skeletons[nick_skeleton(new_nick)] = member
+            self._release_in_cluster(old)
             self._send_all(self._sharing(member), NickChanged(old, new_nick, self._clock()))
 
     def set_member_data(self, member: Member, name: str, change: dict[str, Any]) -> None:
