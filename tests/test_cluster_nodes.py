@@ -53,6 +53,23 @@ def say(client: WireClient, texts: list[str], room: str | None = None) -> list[i
     return ids
 
 
+def hello_again(address: tuple[str, int], nick: str, **fields: Any) -> WireClient:
+    """Connect as ``nick`` again: the connection the test just closed may still hold the nick
+    on its node for a moment (until that node reads the close), so ask again, as a client does."""
+    deadline = time.monotonic() + 5
+    while True:
+        client = WireClient(address)
+        client.send_json(type="hello", nick=nick, version=1, **fields)
+        reply = client.recv_json()
+        if reply.get("code") != "nick_taken" or time.monotonic() > deadline:
+            break
+        client.close()
+        time.sleep(0.02)  # nothing to wait on: the other node's reader notices in its time
+    assert reply["type"] == "welcome", reply
+    client.welcome = reply  # type: ignore[attr-defined]
+    return client
+
+
 def chats(client: WireClient, n: int) -> list[dict[str, Any]]:
     return [client.recv_until(lambda m: m["type"] == "chat") for _ in range(n)]
 
@@ -126,7 +143,7 @@ def test_a_retry_on_another_node_is_acked_with_the_first_id(nodes: list[ChatServ
     watcher, _ = rich_client(b.address, "watcher")
     first = say(ann, ["only once"])[0]
     ann.close()
-    again, _ = rich_client(b.address, "ann")  # reconnected to the other node
+    again = hello_again(b.address, "ann")  # reconnected to the other node
     again.send_json(type="chat", text="only once", id="c0", retry=True)
     ack = again.recv_until(lambda m: m["type"] == "ack")
     assert ack["msg_id"] == first
@@ -144,16 +161,8 @@ def test_a_client_resumes_on_another_node_with_nothing_lost_or_doubled(
     assert [m["id"] for m in chats(alice, 2)] == seen
     alice.close()
     missed = say(bob, [f"while away {i}" for i in range(5)])
-    again = WireClient(b.address)  # the other node
-    deadline = time.monotonic() + 5
-    while True:  # the nick may still be held by the closed connection for a moment
-        again.send_json(type="hello", nick="alice", version=1, store=welcome["store"],
-                        resume={"#lobby": seen[-1]})  # fmt: skip
-        reply = again.recv_json()
-        if reply.get("code") != "nick_taken" or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
-    assert reply["type"] == "welcome" and reply["store"] == welcome["store"]
+    again = hello_again(b.address, "alice", store=welcome["store"], resume={"#lobby": seen[-1]})
+    assert again.welcome["store"] == welcome["store"]  # type: ignore[attr-defined]
     joined = again.recv_until(lambda m: m["type"] == "joined")
     assert joined.get("gap") is None
     assert [(m["id"], m["text"]) for m in chats(again, 5)] == [
@@ -178,15 +187,7 @@ def test_a_nick_is_one_members_on_the_whole_cluster(nodes: list[ChatServer]) -> 
     other.send_json(type="nick", nick="ann")  # ...and it can be taken on the other node
     assert other.recv_until(lambda m: m["type"] == "nick_changed")["new"] == "ann"
     other.close()
-    deadline = time.monotonic() + 5
-    while True:  # ...and once its member is gone, it is free again
-        again = WireClient(a.address)
-        again.send_json(type="hello", nick="ann", version=1)
-        reply = again.recv_json()
-        if reply["type"] == "welcome" or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)  # the closed connection is read by its node in its own time
-    assert reply["type"] == "welcome"
+    hello_again(a.address, "ann")  # ...and once its member is gone, it is free again
 
 
 def test_two_nodes_same_nick_same_instant_one_wins(nodes: list[ChatServer]) -> None:
@@ -226,30 +227,93 @@ def test_a_tutorial_client_on_one_node_hears_a_rich_client_on_another(
     assert [m["text"] for m in chats(ann, 1)] == ["hello rich"]
 
 
-def test_run_server_processes_make_one_chat(
-    redis_process: RedisProcess, redis_db, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
-    """Two real run_server.py processes with --cluster."""
+def test_members_of_other_nodes_are_listed(nodes: list[ChatServer]) -> None:
+    a, b = nodes
+    ann, _ = rich_client(a.address, "ann")
+    ann.send_json(type="join", room="#team")
+    ann.recv_until(lambda m: m["type"] == "joined")
+    bob, _ = rich_client(b.address, "bob")
+    users = wait_for_users(bob, ["ann", "bob"])
+    assert users == ["ann", "bob"]
+    bob.send_json(type="who", room="#lobby")
+    who = bob.recv_until(lambda m: m["type"] == "who")
+    assert sorted(m["nick"] for m in who["members"]) == ["ann", "bob"]
+    bob.send_json(type="join", room="#team")
+    joined = bob.recv_until(lambda m: m["type"] == "joined")
+    assert sorted(m["nick"] for m in joined["members"]) == ["ann", "bob"]
+
+
+def wait_for_users(client: WireClient, wanted: list[str], within: float = 5) -> list[str]:
+    """``users`` until it lists ``wanted`` (lists are as of the nodes' last heartbeats)."""
+    deadline = time.monotonic() + within
+    while True:
+        client.send_json(type="users")
+        users = sorted(client.recv_until(lambda m: m["type"] == "users")["users"])
+        if users == wanted or time.monotonic() > deadline:
+            return users
+        time.sleep(0.1)  # a heartbeat in another process: nothing here to wait on
+
+
+def start_node(url: str, *extra: str) -> tuple[subprocess.Popen[str], tuple[str, int]]:
+    """A real run_server.py process, one node of the cluster at ``url``."""
     root = Path(__file__).resolve().parent.parent
-    processes = []
-    addresses = []
-    for _ in range(2):
-        process = subprocess.Popen(
-            [sys.executable, "run_server.py", "--host", "127.0.0.1", "--port", "0",
-             "--no-history", "--no-announce", "--cluster", redis_process.url],
-            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        processes.append(process)
-        addresses.append(_read_address(process))
+    process = subprocess.Popen(
+        [sys.executable, "run_server.py", "--host", "127.0.0.1", "--port", "0",
+         "--no-history", "--no-announce", "--no-flood-limits", "--cluster", url, *extra],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    return process, _read_address(process)
+
+
+def test_a_node_killed_mid_stream_loses_nothing_acked(
+    redis_process: RedisProcess, redis_db: redis.Redis
+) -> None:
+    """Two run_server.py processes; the sender's node is killed with SIGKILL while it sends:
+    every line it had acked reaches the member on the other node once, in order, and the
+    killed node's members leave the lists (their nicks free) within --cluster-ttl."""
+    doomed, a = start_node(redis_process.url, "--cluster-ttl", "1")
+    survivor, b = start_node(redis_process.url, "--cluster-ttl", "1")
     try:
-        ann, _ = rich_client(addresses[0], "ann")
-        bob, _ = rich_client(addresses[1], "bob")
-        ids = say(ann, ["across processes"])
-        assert [(m["id"], m["text"]) for m in chats(bob, 1)] == [(ids[0], "across processes")]
+        ann, _ = rich_client(a, "ann")
+        watcher, _ = rich_client(b, "watcher")
+
+        # Lines go out flat out from a thread of their own, so that some are on their way
+        # (sent, not yet acked, perhaps in Redis already) when the node dies.
+        def send_all() -> None:
+            for n in range(3000):
+                try:
+                    ann.send_json(type="chat", text=f"line {n}", id=f"c{n}")
+                except OSError:
+                    return
+
+        sender = threading.Thread(target=send_all)
+        sender.start()
+        acked: list[int] = []
+        while True:
+            try:
+                ack = ann.recv_until(lambda m: m["type"] == "ack")
+            except (OSError, AssertionError, TypeError):  # the connection died with its node
+                break
+            acked.append(ack["msg_id"])
+            if len(acked) == 300:
+                doomed.kill()  # mid-stream
+        sender.join(10)
+        assert len(acked) >= 300
+        got = chats(watcher, len(acked))
+        while got[-1]["id"] < acked[-1]:
+            got += chats(watcher, 1)
+        ids = [m["id"] for m in got]
+        assert ids[: len(acked)] == acked  # every acked line, once, in order
+        assert ids == sorted(set(ids))  # and whatever else got through, once, in order
+        assert [m["text"] for m in got] == [f"line {n}" for n in range(len(got))]
+        # Gone from the lists, the nick free, within the ttl (1 s) and a heartbeat or two.
+        assert wait_for_users(watcher, ["watcher"], within=4) == ["watcher"]
+        hello_again(b, "ann")
     finally:
-        for process in processes:
-            process.terminate()
-            process.wait(10)
+        doomed.kill()
+        survivor.terminate()
+        survivor.wait(10)
+        doomed.wait(10)
 
 
 def _read_address(process: subprocess.Popen[str]) -> tuple[str, int]:

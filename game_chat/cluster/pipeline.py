@@ -35,6 +35,9 @@ from .room_log import Appended, ClusterError, FeedLine, NewLine, RoomLog, privat
 
 log = logging.getLogger("game_chat.cluster")
 
+#: Every this many heartbeats a node publishes its whole member list, not only the changes.
+FULL_PUBLISH_EVERY = 10
+
 #: delivery_for(stored line, pending line of this node or None) -> PendingLine.delivery
 DeliveryFor = Callable[[StoredMessage, "PendingLine | None"], Any]
 
@@ -69,6 +72,11 @@ class ClusterPipeline:
         self._by_key: dict[str, PendingLine] = {}  # client retry key -> pending line
         self._closed = False
         self.beat_interval = beat_interval
+        #: Set by the chat state: its members now, nick key -> public info with "rooms".
+        self.snapshot: Callable[[], dict[str, dict[str, Any]]] | None = None
+        #: Members of the other live nodes as of the last heartbeat: nick key -> info.
+        self.remote: dict[str, dict[str, Any]] = {}
+        self._published: dict[str, dict[str, Any]] = {}
         self.private_key = private_stream(self.node_id)
         self.presence = Presence(client, namespace=namespace, node_id=self.node_id, ttl=ttl)
         self._stopping = threading.Event()
@@ -181,15 +189,33 @@ class ClusterPipeline:
     def _beat_loop(self) -> None:
         """Heartbeats; and take over nodes that died (their nicks are free again at once)."""
         reconnect = Reconnect("heartbeat")
+        beats = 0
         while not self._stopping.wait(self.beat_interval):
             try:
                 self.presence.beat()
+                # Everything again now and then, and after trouble (another node may have
+                # taken this one for dead and dropped its list); only changes in between.
+                self._publish(full=beats % FULL_PUBLISH_EVERY == 0 or reconnect.down)
                 for node, members in self.presence.reap().items():
                     log.warning("node %s stopped answering; %d members gone", node, len(members))
+                self.remote = {
+                    k: v for k, v in self.presence.members().items() if v["node"] != self.node_id
+                }
                 reconnect.worked()
+                beats += 1
             except ClusterError as exc:
                 if not reconnect.failed(exc, self._stopping):
                     return
+
+    def _publish(self, full: bool) -> None:
+        """This node's members in the cluster's lists (what ``who`` and ``users`` show)."""
+        now = self.snapshot() if self.snapshot is not None else {}
+        old = {} if full else self._published
+        changed = {k: v for k, v in now.items() if old.get(k) != v}
+        gone = [k for k in self._published if k not in now]
+        if changed or gone:
+            self.presence.publish(changed, gone)
+        self._published = now
 
     # --- waiting ----------------------------------------------------------------------------
 

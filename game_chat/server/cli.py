@@ -176,6 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
         "the chat every server started with this URL makes; room lines and their history "
         "live in Redis/Valkey (in progress: docs/SCALING.md says what works)",
     )
+    history.add_argument(
+        "--cluster-ttl",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a node silent this long is dead to the others: its members leave the lists and "
+        "their nicks are free (default 10)",
+    )
     access = parser.add_argument_group("access")
     access.add_argument("--password", help="password every client must give")
     access.add_argument("--oper-password", help="password of /oper (operators)")
@@ -249,6 +257,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         store_private=args.store_private,
         history_sync=args.history_sync,
         cluster=args.cluster,
+        cluster_ttl=args.cluster_ttl,
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
         max_per_address=args.max_per_address,

@@ -102,6 +102,8 @@ class ServerConfig:
     #: (docs/SCALING.md, in progress); None: a server of its own.
     cluster: str | None = None
     cluster_namespace: str = "gc"
+    #: A node silent this long is dead to the others: its nicks free, its members unlisted.
+    cluster_ttl: float = 10.0
     password: str | None = None  # server password (plain or a hash_password() hash)
     oper_password: str | None = None  # operator password (plain or hash)
     #: LAN discovery (docs/DISCOVERY.md): announce this server by UDP every interval to each
@@ -238,7 +240,13 @@ class ChatServer:
         client = connect(config.cluster)  # type: ignore[arg-type]
         room_cap = config.history_room_cap or 10_000
         return lambda deliver, delivery_for: ClusterPipeline(
-            client, deliver, delivery_for, namespace=config.cluster_namespace, room_cap=room_cap
+            client,
+            deliver,
+            delivery_for,
+            namespace=config.cluster_namespace,
+            room_cap=room_cap,
+            ttl=config.cluster_ttl,
+            beat_interval=min(1.0, config.cluster_ttl / 5),
         )
 
     def start(self) -> None:

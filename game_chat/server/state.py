@@ -211,6 +211,7 @@ class ChatState:
         else:
             self._room_tops = {}
             self._group = pipeline(self._deliver, self._delivery_for)
+            self._group.snapshot = self._member_snapshot
         self._sessions: dict[bytes, Member] = {}  # session key -> member
         self._guest_numbers = itertools.count(1)
         self._closed = False  # after close_all: nobody joins any more
@@ -428,7 +429,8 @@ class ChatState:
                 server=self.server_name,
                 version=PROTOCOL_VERSION,
                 limits=self.limits.to_dict(),
-                users=tuple(m.nick for m in self._members.values()),
+                users=tuple(m.nick for m in self._members.values())
+                + tuple(r["nick"] for r in self._remote()),
                 session=token,
                 store=self.store_id,
             )
@@ -625,7 +627,8 @@ class ChatState:
                     raise RemoteProtocolError(ErrorCode.NO_SUCH_ROOM, f"there is no room {name}")
                 members, room_name = room.members.values(), room.name
             where = room if name is not None else None
-            member.send(WhoReply(room_name, tuple(m.info(now, where) for m in members)))
+            infos = [m.info(now, where) for m in members] + self._remote(where)
+            member.send(WhoReply(room_name, tuple(infos)))
             if member.dialect != Dialect.RICH:  # plain clients have no welcome to tell them
                 member.send(Notice(f"You are {member.nick}"))
 
@@ -710,9 +713,8 @@ class ChatState:
 
     def _room_joined(self, room: Room, gap: dict[str, int] | None = None) -> RoomJoined:
         now = self._clock()
-        return RoomJoined(
-            room.name, room.topic, tuple(m.info(now, room) for m in room.members.values()), gap
-        )
+        infos = [m.info(now, room) for m in room.members.values()] + self._remote(room)
+        return RoomJoined(room.name, room.topic, tuple(infos), gap)
 
     def _report(self, exc: HistoryError) -> None:
         """A history read failed: logged at most once a minute; the chat goes on."""
@@ -782,7 +784,8 @@ class ChatState:
 
     def send_user_list(self, member: Member) -> None:
         with self._lock:
-            member.send(UserList(tuple(m.nick for m in self._members.values())))
+            remote = [r["nick"] for r in self._remote()]
+            member.send(UserList(tuple(m.nick for m in self._members.values()) + tuple(remote)))
 
     # --- messages ---------------------------------------------------------------------
 
@@ -902,6 +905,32 @@ class ChatState:
         if found is not None and found.digest == _digest(text):
             return Accepted(found.id, found.ts, 0, Ack(client_id, found.id, found.ts))
         return None
+
+    def _member_snapshot(self) -> dict[str, dict[str, Any]]:
+        """Cluster: this node's members as the other nodes list them."""
+        with self._lock:
+            return {
+                key: {
+                    "nick": m.nick,
+                    "away": m.away,
+                    "oper": m.oper,
+                    "rooms": [nick_key(r.name) for r in m.rooms.values()],
+                }
+                for key, m in self._members.items()
+            }
+
+    def _remote(self, room: Room | None = None) -> list[dict[str, Any]]:
+        """Lock held: members of the other nodes of a cluster (of ``room``), as ``info``
+        shows members (as of the last heartbeat: at most a second or two old)."""
+        if self._room_tops is None:
+            return []
+        key = nick_key(room.name) if room is not None else None
+        return [
+            {"nick": r["nick"], "away": r.get("away", ""), "oper": r.get("oper", False),
+             "muted": False}
+            for r in self._group.remote.values()
+            if key is None or key in r.get("rooms", ())
+        ]  # fmt: skip
 
     def _top(self, room_key: str) -> int:
         """Lock held: the first id of ``room_key`` not delivered yet (history ends below it,
