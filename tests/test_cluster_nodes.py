@@ -191,8 +191,11 @@ def test_a_nick_is_one_members_on_the_whole_cluster(nodes: list[ChatServer]) -> 
 
 
 def test_two_nodes_same_nick_same_instant_one_wins(nodes: list[ChatServer]) -> None:
+    kept: list[WireClient] = []  # a closed winner would let go of its nick
+
     def hello(node: ChatServer, nick: str, start: threading.Barrier, replies: list[str]) -> None:
         client = WireClient(node.address)
+        kept.append(client)
         start.wait()
         client.send_json(type="hello", nick=nick, version=1)
         replies.append(client.recv_json().get("code") or "welcome")
@@ -225,6 +228,21 @@ def test_a_tutorial_client_on_one_node_hears_a_rich_client_on_another(
     while (text := plain.recv_text()) != "Message was Sent!":
         assert text is not None
     assert [m["text"] for m in chats(ann, 1)] == ["hello rich"]
+
+
+def test_private_lines_reach_a_member_on_another_node(nodes: list[ChatServer]) -> None:
+    a, b = nodes
+    ann, _ = rich_client(a.address, "ann")
+    bob, _ = rich_client(b.address, "bob")
+    wait_for_users(ann, ["ann", "bob"])  # ann's node knows where bob is
+    ann.send_json(type="msg", to="Bob", text="psst", id="p1")
+    ack = ann.recv_until(lambda m: m["type"] == "ack")
+    got = bob.recv_until(lambda m: m["type"] == "msg")
+    assert (got["id"], got["nick"], got["to"], got["text"]) == (ack["msg_id"], "ann", "bob", "psst")
+    bob.send_json(type="msg", to="ann", text="back", id="p2")
+    assert ann.recv_until(lambda m: m["type"] == "msg")["text"] == "back"
+    say(ann, ["and in the room"])  # private lines took no room line's place
+    assert [m["text"] for m in chats(bob, 1)] == ["and in the room"]
 
 
 def test_members_of_other_nodes_are_listed(nodes: list[ChatServer]) -> None:

@@ -302,8 +302,12 @@ class ClusterPipeline:
         message = line.delivery.message
         key = line.key
         recipient = getattr(message, "to", None)
-        if recipient is not None:  # to a member of this node (the only ones it can name yet)
+        copy_to = None
+        if recipient is not None:  # private: this node's stream, and the recipient's node's
             stream, room = self.private_key, ""
+            elsewhere = self.remote.get(nick_key(recipient))
+            if elsewhere is not None and line.delivery.recipient is None:
+                copy_to = private_stream(elsewhere["node"])
         else:
             stream, room = line.stored.room, message.room  # type: ignore[union-attr]
         return NewLine(
@@ -317,4 +321,5 @@ class ClusterPipeline:
             key.digest if key is not None else b"",
             origin,
             recipient,
+            copy_to,
         )

@@ -31,7 +31,8 @@ import redis
 from ..protocol.errors import ChatError
 from ..server.history import StoredMessage
 
-#: Atomic append: KEYS ids counter, stream, origin key ("" for none), retry key ("" for none);
+#: Atomic append: KEYS ids counter, stream, origin key ("" for none), retry key ("" for none),
+#: a second stream that gets the same entry ("" for none: a private line to another node);
 #: ARGV max length, key lifetime (ms), room, nick, text, ts, action ("1"/"0"), digest (hex),
 #: origin, private recipient ("" for a room line).
 #: Returns {1, id} for a new line, {0, "id ts digest"} when the origin was appended already.
@@ -41,9 +42,12 @@ if KEYS[3] ~= '' then
   if seen then return {0, seen} end
 end
 local id = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id .. '-0',
-  'room', ARGV[3], 'nick', ARGV[4], 'text', ARGV[5], 'ts', ARGV[6], 'action', ARGV[7],
-  'origin', ARGV[9], 'to', ARGV[10])
+local fields = {'room', ARGV[3], 'nick', ARGV[4], 'text', ARGV[5], 'ts', ARGV[6],
+  'action', ARGV[7], 'origin', ARGV[9], 'to', ARGV[10]}
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id .. '-0', unpack(fields))
+if KEYS[5] ~= '' and KEYS[5] ~= KEYS[2] then
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[1], id .. '-0', unpack(fields))
+end
 local sent = id .. ' ' .. ARGV[6] .. ' ' .. ARGV[8]
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], sent, 'PX', ARGV[2]) end
 if KEYS[4] ~= '' then redis.call('SET', KEYS[4], sent, 'PX', ARGV[2]) end
@@ -84,6 +88,9 @@ class NewLine:
     digest: bytes = b""
     origin: str = ""
     private_to: str | None = None
+    #: Another stream (room key) that gets the same entry: the recipient's node's, for a
+    #: private line to a member of another node (the sender's node reads its own).
+    copy_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -171,7 +178,8 @@ class RoomLog:
                     line.origin,
                     line.private_to or "",
                 )
-                keys = [self._ids_key, self.stream_key(line.room_key), origin, retry]
+                copy = self.stream_key(line.copy_to) if line.copy_to else ""
+                keys = [self._ids_key, self.stream_key(line.room_key), origin, retry, copy]
                 self._append(keys=keys, args=args, client=pipe)
             replies = pipe.execute()
         except redis.RedisError as exc:

@@ -842,19 +842,20 @@ class ChatState:
             self._require_member(member)
             self._require_voice(member)
             recipient = self._members.get(nick_key(to))
-            if recipient is None:
+            to_nick = recipient.nick if recipient is not None else self._remote_nick(to)
+            if to_nick is None:
                 raise RemoteProtocolError(ErrorCode.NO_SUCH_NICK, f"nobody is called {to}")
             key = _retry_key(member, client_id)
             earlier = self._earlier(member, key, client_id, text) if retry and key else None
             if earlier is not None:
                 return earlier
             message = PrivateMessage(
-                self._new_id(), member.nick, recipient.nick, text, self._clock(), action
+                self._new_id(), member.nick, to_nick, text, self._clock(), action
             )
             stored = None
             if self.store_private:
                 stored = StoredMessage(
-                    message.id, "", member.nick, text, message.ts, action, recipient.nick
+                    message.id, "", member.nick, text, message.ts, action, to_nick
                 )
             delivery = _Delivery(message, member, client_id, recipient)
             return self._submit(delivery, stored, key, text)
@@ -931,6 +932,13 @@ class ChatState:
             for r in self._group.remote.values()
             if key is None or key in r.get("rooms", ())
         ]  # fmt: skip
+
+    def _remote_nick(self, nick: str) -> str | None:
+        """Lock held: ``nick`` as a member of another node of a cluster has it, or None."""
+        if self._room_tops is None:
+            return None
+        found = self._group.remote.get(nick_key(nick))
+        return None if found is None else str(found["nick"])
 
     def _top(self, room_key: str) -> int:
         """Lock held: the first id of ``room_key`` not delivered yet (history ends below it,
@@ -1037,13 +1045,13 @@ class ChatState:
         message = delivery.message
         sender = delivery.sender.current if delivery.sender is not None else None
         recipient = delivery.recipient.current if delivery.recipient else None
-        if recipient is None:
-            room = self._rooms.get(nick_key(message.room))  # type: ignore[union-attr]
+        if isinstance(message, ChatMessage):
+            room = self._rooms.get(nick_key(message.room))
             if room is not None:
                 for m, data in _encoded(room.members.values(), message, exclude=sender):
                     out.add(m, data)
-        elif self._members.get(nick_key(recipient.nick)) is recipient:
-            out.add(recipient, recipient.encode(message))
+        elif recipient is not None and self._members.get(nick_key(recipient.nick)) is recipient:
+            out.add(recipient, recipient.encode(message))  # (None: on another node)
         if sender is not None:
             ack = Ack(delivery.client_id, line.id, message.ts, unsaved=not kept)
             out.add(sender, sender.encode(ack))
@@ -1311,10 +1319,10 @@ def _variant(member: Member, room: str) -> tuple[str, bool]:
 def _run_room(line: PendingLine) -> str | None:
     """The room of a line that can go in a run (said in a room, with no retries to ack
     besides its sender's); None for a private line or one with retries."""
-    delivery = line.delivery
-    if delivery.recipient is not None or line.extra_acks:
+    message = line.delivery.message
+    if not isinstance(message, ChatMessage) or line.extra_acks:
         return None
-    return delivery.message.room  # type: ignore[no-any-return]
+    return message.room
 
 
 def _run_frames(
