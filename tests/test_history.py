@@ -467,3 +467,27 @@ def test_commits_never_checkpoint_and_checkpoint_moves_the_wal_into_the_file(
         assert len(store.recent("lobby", limit=10_000)) == 6000
     with HistoryStore(None) as memory:
         memory.checkpoint()  # nothing to do, no error
+
+
+def test_servers_opening_one_new_file_at_once_all_open_it(tmp_path: Path) -> None:
+    """Two servers on one machine (e.g. two cluster nodes) starting together: the schema
+    is made once, and nobody fails on a table the other just made."""
+    import threading
+
+    path = tmp_path / "shared.sqlite3"
+    start = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            HistoryStore(path).close()
+        except BaseException as exc:  # collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []

@@ -244,6 +244,10 @@ def _migrate(db: sqlite3.Connection, on_disk: bool, sync: str) -> None:
         )
     for number in range(version, SCHEMA_VERSION):
         with _transaction(db):
+            # Two servers opening one new file at once (two cluster nodes on one machine):
+            # the other may have taken this step while we waited for the write lock.
+            if db.execute("PRAGMA user_version").fetchone()[0] > number:
+                continue
             for statement in MIGRATIONS[number]:
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {number + 1}")
