@@ -21,6 +21,8 @@ from conftest import NO_FLOOD_LIMITS, start_server
 from redis_process import RedisProcess
 from wire import WireClient, rich_client
 
+from game_chat.client.events import ChatSent, Connected, Connecting, Reconnecting
+from game_chat.client.net import ChatClient
 from game_chat.server import ChatServer
 
 _namespaces = itertools.count()
@@ -341,3 +343,55 @@ def _read_address(process: subprocess.Popen[str]) -> tuple[str, int]:
             port = int(line.rsplit("127.0.0.1:", 1)[1].split()[0].strip(" ,)"))
             return ("127.0.0.1", port)
     raise AssertionError("the server printed no address")
+
+
+def events_until(client: ChatClient, kind: type, timeout: float = 10) -> list[Any]:
+    """The client's events up to and including the first of ``kind``."""
+    seen = []
+    while True:
+        event = client.events.get(timeout=timeout)
+        seen.append(event)
+        if isinstance(event, kind):
+            return seen
+
+
+def test_the_bundled_client_moves_to_another_node_and_resumes(nodes: list[ChatServer]) -> None:
+    a, b = nodes
+    watcher, _ = rich_client(b.address, "watcher")
+    client = ChatClient(*a.address, "mover", alternates=[b.address])
+    client.start()
+    try:
+        assert events_until(client, Connected)[0] == Connecting(*a.address, 1)
+        before = client.send_chat("before")
+        assert any(getattr(e, "local_id", None) == before for e in events_until(client, ChatSent))
+        a.shutdown()  # its node goes away (the fixture's second shutdown does nothing)
+        after = client.send_chat("after")  # said while it moves
+        moved = events_until(client, Connected)
+        tried = [(e.host, e.port) for e in moved if isinstance(e, Connecting)]
+        assert tried[-1] == b.address
+        # The other node is tried at once (it may refuse the nick for a moment: the node
+        # going away still holds it until it has said goodbye to everyone).
+        assert next(e for e in moved if isinstance(e, Reconnecting)).delay == 0
+        sent = events_until(client, ChatSent)
+        assert sent[-1].local_id == after
+        assert [m["text"] for m in chats(watcher, 2)] == ["before", "after"]  # once each
+    finally:
+        client.close()
+
+
+def test_the_bundled_client_skips_a_node_that_is_down(nodes: list[ChatServer]) -> None:
+    import socket
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        dead = unused.getsockname()  # nothing listens there
+    client = ChatClient(*dead, "skipper", alternates=[nodes[1].address])
+    client.start()
+    try:
+        seen = events_until(client, Connected)
+        assert [(e.host, e.port) for e in seen if isinstance(e, Connecting)] == [
+            dead,
+            nodes[1].address,
+        ]
+    finally:
+        client.close()

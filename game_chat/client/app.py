@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import pygame
@@ -18,7 +19,7 @@ from ..protocol.names import validate_nick
 from ..server import ChatServer, ServerConfig
 from .assets import assets_dir
 from .cli_support import host_local_server
-from .config import ClientSettings, parse_address
+from .config import ClientSettings, parse_address, parse_servers
 from .events import Connected, Disconnected
 from .net import ChatClient
 from .screens.chat import ChatScreen
@@ -51,6 +52,7 @@ class ChatApp:
         nick: str | None = None,
         password: str | None = None,
         hosted: ChatServer | None = None,
+        alternates: Sequence[tuple[str, int]] = (),
         size: tuple[int, int] = DEFAULT_SIZE,
         theme: Theme | None = None,
         discovery: DiscoveryConfig | None = None,
@@ -78,7 +80,10 @@ class ChatApp:
         self._pending: ChatClient | None = None  # a join the connect screen is waiting for
         self.screen: ConnectScreen | ChatScreen
         if target is not None:
-            self._open_chat(ChatClient(target[0], target[1], nick or settings.nick, password))
+            client = ChatClient(
+                target[0], target[1], nick or settings.nick, password, alternates=alternates
+            )
+            self._open_chat(client)
         else:
             self._show_connect_screen()
 
@@ -169,14 +174,14 @@ class ChatApp:
         assert isinstance(self.screen, ConnectScreen)
         try:
             nick = validate_nick(nick)
-            host, port = parse_address(server_text)
+            (host, port), *alternates = parse_servers(server_text)  # a,b: nodes of a cluster
         except RemoteProtocolError as exc:
             self.screen.show_error(f"Nickname: {exc.message}")
             return
         except ValueError as exc:
             self.screen.show_error(f"Server: {exc}")
             return
-        self._start_join(host, port, nick, password, server_text)
+        self._start_join(host, port, nick, password, server_text, alternates)
 
     def _host(self, nick: str, server_text: str, password: str | None) -> None:
         assert isinstance(self.screen, ConnectScreen)
@@ -216,12 +221,18 @@ class ChatApp:
         return server
 
     def _start_join(
-        self, host: str, port: int, nick: str, password: str | None, server_text: str
+        self,
+        host: str,
+        port: int,
+        nick: str,
+        password: str | None,
+        server_text: str,
+        alternates: Sequence[tuple[str, int]] = (),
     ) -> None:
         assert isinstance(self.screen, ConnectScreen)
         self.settings.nick = nick
         self.settings.server = server_text or self.settings.server
-        self._pending = ChatClient(host, port, nick, password)
+        self._pending = ChatClient(host, port, nick, password, alternates=alternates)
         self._pending.start()
         self.screen.set_busy(f"Connecting to {host}:{port}…")
 
@@ -277,6 +288,7 @@ def run_window(
     password: str | None = None,
     hosted: ChatServer | None = None,
     discovery: DiscoveryConfig | None = DiscoveryConfig(),  # noqa: B008 (frozen)
+    alternates: Sequence[tuple[str, int]] = (),
 ) -> int:
     # Only what the window needs: pygame.init() would also open audio, which a chat never uses.
     pygame.display.init()
@@ -289,6 +301,7 @@ def run_window(
             password=password,
             hosted=hosted,
             discovery=discovery,
+            alternates=alternates,
         ).run()
     finally:
         pygame.quit()

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from ..server import DEFAULT_PORT, ChatServer
 from .cli_support import host_local_server
-from .config import ClientSettings, parse_address
+from .config import ClientSettings, parse_servers
 from .net import ChatClient
 
 
@@ -18,7 +18,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="run_client.py",
         description="The game_chat client. With no arguments it opens the connect screen.",
     )
-    parser.add_argument("--server", metavar="HOST[:PORT]", help="join this server directly")
+    parser.add_argument(
+        "--server",
+        metavar="HOST[:PORT]",
+        help="join this server directly; several (a:5050,b:5050), the nodes of one cluster: "
+        "the next is tried when one fails",
+    )
     parser.add_argument("--nick", help="your nickname (default: the last one used)")
     parser.add_argument("--password", help="server password, if it has one")
     parser.add_argument(
@@ -49,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     nick = args.nick or settings.nick
     server: ChatServer | None = None
     target: tuple[str, int] | None = None
+    alternates: list[tuple[str, int]] = []  # further nodes of a cluster (--server a,b)
     try:
         if args.local_server:
             try:
@@ -58,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             target = ("127.0.0.1", server.address[1])
         elif args.server:
             try:
-                target = parse_address(args.server)
+                target, *alternates = parse_servers(args.server)
             except ValueError as exc:
                 parser.error(str(exc))
         if args.no_gui:
@@ -66,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error("--no-gui needs --server HOST[:PORT] or --local-server")
             from .terminal import run_terminal
 
-            client = ChatClient(target[0], target[1], nick, args.password)
+            client = ChatClient(target[0], target[1], nick, args.password, alternates=alternates)
             return run_terminal(client, sys.stdin, sys.stdout)
         from ..discovery import DiscoveryConfig
         from .app import run_window  # imports pygame: only when a window is wanted
@@ -78,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             password=args.password,
             hosted=server,
             discovery=None if args.no_discovery else DiscoveryConfig(),
+            alternates=alternates,
         )
     finally:
         if server is not None:

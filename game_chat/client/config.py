@@ -86,3 +86,10 @@ def parse_address(text: str, default_port: int = 5050) -> tuple[str, int]:
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"{port_text!r} is not a port number (1-65535)")
     return host, int(port_text)
+
+
+def parse_servers(text: str, default_port: int = 5050) -> list[tuple[str, int]]:
+    """``a:5050,b:5050`` (the nodes of one cluster) -> [(host, port), ...], in order; one
+    address is a list of one. Raises ValueError in plain words."""
+    parts = [part for part in text.split(",") if part.strip()] or [text]
+    return [parse_address(part, default_port) for part in parts]

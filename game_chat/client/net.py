@@ -31,7 +31,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,8 +144,15 @@ class ChatClient:
         backoff_initial: float = 0.5,
         backoff_max: float = 10.0,
         random_source: Callable[[], float] = random.random,
+        alternates: Sequence[tuple[str, int]] = (),
     ) -> None:
+        """``alternates``: other servers of the same cluster (docs/SCALING.md). When a
+        connection fails or drops, the next one in the list is tried at once (the first
+        again after the last); only when a whole round fails does the client back off. It
+        resumes on whichever server answers."""
         self.host, self.port = host, port
+        #: Every server this client may use: (host, port) first, then the alternates.
+        self.servers: list[tuple[str, int]] = [(host, port), *alternates]
         self.nick = nick
         self.password = password
         self.reconnect = reconnect
@@ -297,22 +304,31 @@ class ChatClient:
 
     def _run(self) -> None:
         attempt = 0
+        tries = 0  # connections tried in all: the next server of the list is servers[tries % n]
+        failed = 0  # failures since the last welcome (the drop of a welcomed connection counts)
         try:
             while not self._closing.is_set():
                 attempt += 1
+                self.host, self.port = self.servers[tries % len(self.servers)]
+                tries += 1
                 self._emit(Connecting(self.host, self.port, attempt))
                 outcome, welcomed = self._connect_once()
                 self.connected_before = self.connected_before or welcomed
                 if welcomed:
-                    attempt = 1
+                    attempt, failed = 1, 1
+                else:
+                    failed += 1
                 if self._closing.is_set():
                     break
-                retry = self.reconnect and self.connected_before and outcome.retry
+                # A server of the list not tried since the last welcome is tried at once, even
+                # before the first welcome (the first of the list may be the one that is down).
+                untried = failed < len(self.servers)
+                retry = self.reconnect and outcome.retry and (self.connected_before or untried)
                 self._emit(Disconnected(outcome.reason, retry, outcome.code))
                 if not retry:
                     self._fail_unacked(f"not sent: {outcome.reason}")
                     return
-                delay = self._backoff(attempt)
+                delay = 0.0 if untried else self._backoff(max(1, failed // len(self.servers)))
                 self._emit(Reconnecting(attempt, delay))
                 if self._closing.wait(delay):
                     break
