@@ -187,7 +187,10 @@ def test_a_nick_is_one_members_on_the_whole_cluster(nodes: list[ChatServer]) -> 
     ann.send_json(type="nick", nick="anna")  # ann lets go of "ann"...
     ann.recv_until(lambda m: m["type"] == "nick_changed")
     other.send_json(type="nick", nick="ann")  # ...and it can be taken on the other node
-    assert other.recv_until(lambda m: m["type"] == "nick_changed")["new"] == "ann"
+    assert (
+        other.recv_until(lambda m: m["type"] == "nick_changed" and m["old"] == "bob")["new"]
+        == "ann"
+    )
     other.close()
     hello_again(a.address, "ann")  # ...and once its member is gone, it is free again
 
@@ -245,6 +248,40 @@ def test_private_lines_reach_a_member_on_another_node(nodes: list[ChatServer]) -
     assert ann.recv_until(lambda m: m["type"] == "msg")["text"] == "back"
     say(ann, ["and in the room"])  # private lines took no room line's place
     assert [m["text"] for m in chats(bob, 1)] == ["and in the room"]
+
+
+def test_joins_parts_nicks_away_and_leaves_are_told_on_every_node(
+    nodes: list[ChatServer],
+) -> None:
+    a, b = nodes
+    watcher, _ = rich_client(b.address, "watcher")
+    plain = WireClient(b.address)  # a tutorial client hears them too, in words
+    plain.send(b"/nick tutor")
+    assert plain.recv_text() is not None
+    ann, _ = rich_client(a.address, "ann")
+    seen = watcher.recv_until(lambda m: m["type"] == "join" and m["nick"] == "ann")
+    assert seen["room"] == "#lobby"
+    ann.send_json(type="away", reason="lunch")
+    assert watcher.recv_until(lambda m: m["type"] == "away")["reason"] == "lunch"
+    ann.send_json(type="nick", nick="anna")
+    renamed = watcher.recv_until(lambda m: m["type"] == "nick_changed" and m["old"] == "ann")
+    assert renamed["new"] == "anna"
+    watcher.send_json(type="join", room="#team")
+    watcher.recv_until(lambda m: m["type"] == "joined")
+    ann.send_json(type="join", room="#team")
+    assert watcher.recv_until(lambda m: m["type"] == "join")["room"] == "#team"
+    ann.send_json(type="part", room="#team", reason="bye team")
+    parted = watcher.recv_until(lambda m: m["type"] == "part")
+    assert (parted["nick"], parted["room"], parted["reason"]) == ("anna", "#team", "bye team")
+    ann.send_json(type="bye", reason="off now")
+    left = watcher.recv_until(lambda m: m["type"] == "leave")
+    assert (left["nick"], left["reason"]) == ("anna", "off now")
+    heard = []
+    while (text := plain.recv_text()) is not None:
+        heard.append(text)
+        if text.startswith("* anna left"):
+            break
+    assert "* ann is now known as anna" in heard and heard[-1] == "* anna left (off now)"
 
 
 def test_members_of_other_nodes_are_listed(nodes: list[ChatServer]) -> None:
@@ -319,14 +356,21 @@ def test_a_node_killed_mid_stream_loses_nothing_acked(
                 doomed.kill()  # mid-stream
         sender.join(10)
         assert len(acked) >= 300
-        got = chats(watcher, len(acked))
-        while got[-1]["id"] < acked[-1]:
-            got += chats(watcher, 1)
+        got: list[dict[str, Any]] = []
+        left = None
+        while not got or got[-1]["id"] < acked[-1] or left is None:
+            message = watcher.recv_json()  # lines, and (among them) ann's leaving
+            if message["type"] == "chat":
+                got.append(message)
+            elif message["type"] == "leave":
+                left = message
         ids = [m["id"] for m in got]
         assert ids[: len(acked)] == acked  # every acked line, once, in order
         assert ids == sorted(set(ids))  # and whatever else got through, once, in order
         assert [m["text"] for m in got] == [f"line {n}" for n in range(len(got))]
-        # Gone from the lists, the nick free, within the ttl (1 s) and a heartbeat or two.
+        # The room is told ann left; she is gone from the lists, her nick free, within the
+        # ttl (1 s) and a heartbeat or two.
+        assert (left["nick"], left["reason"]) == ("ann", "its server stopped answering")
         assert wait_for_users(watcher, ["watcher"], within=4) == ["watcher"]
         hello_again(b, "ann")
     finally:

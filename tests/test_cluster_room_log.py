@@ -11,7 +11,9 @@ from game_chat.cluster.client import connect
 from game_chat.cluster.room_log import (
     ClusterDataError,
     ClusterError,
+    FeedEvent,
     FeedLine,
+    NewEvent,
     NewLine,
     RoomLog,
     private_stream,
@@ -71,7 +73,7 @@ def test_private_lines_carry_their_recipient(redis_db: redis.Redis) -> None:
     log = RoomLog(redis_db)
     key = private_stream("n1")
     log.append([NewLine(key, "", "ann", "psst", 5.0, private_to="Bob", origin="n2:1")])
-    lines, _ = log.read({key: 0})
+    lines = log.read({key: 0})[0]
     assert [(f.room_key, f.message.private_to, f.message.text, f.origin) for f in lines] == [
         (key, "Bob", "psst", "n2:1")
     ]
@@ -98,8 +100,8 @@ def test_retention_by_age(redis_db: redis.Redis) -> None:
 def test_read_waits_for_lines_after_a_position(redis_db: redis.Redis) -> None:
     log = RoomLog(redis_db)
     log.append([line("before")])
-    assert log.read({"#lobby": 0}) == ([FeedLine("#lobby", log.recent("#lobby")[0], "")], None)
-    assert log.read({"#lobby": 1}) == ([], None)
+    assert log.read({"#lobby": 0})[0] == [FeedLine("#lobby", log.recent("#lobby")[0], "")]
+    assert log.read({"#lobby": 1}) == ([], None, [], None)
     got: list[str] = []
     reader = threading.Thread(
         target=lambda: got.extend(f.message.text for f in log.read({"#lobby": 1, "#x": 0}, 5000)[0])
@@ -171,3 +173,16 @@ def test_acked_lines_survive_kill_9_of_redis_with_appendonly(tmp_path) -> None: 
         assert log.append([line("next")])[0].id == acked[-1] + 1  # no id comes back
     finally:
         server.stop()
+
+
+def test_events_are_read_after_a_position_with_their_rooms(redis_db: redis.Redis) -> None:
+    log = RoomLog(redis_db)
+    start = log.events_position()
+    assert start == "0-0"
+    log.append([NewEvent(b'{"type":"join"}', ("#lobby",), "n1:1"), line("a line")])
+    log.append([NewEvent(b'{"type":"join"}', ("#lobby",), "n1:1")])  # sent again: not added
+    lines, _, events, position = log.read({"#lobby": 0}, events=start)
+    assert [f.message.text for f in lines] == ["a line"]
+    assert events == [FeedEvent(b'{"type":"join"}', ("#lobby",), "n1:1")]
+    assert position == log.events_position() != start
+    assert log.read({}, events=position)[2] == []

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from ..protocol.errors import ChatError
 from .backoff import Reconnect
-from .room_log import Appended, ClusterDataError, ClusterError, NewLine, RoomLog
+from .room_log import Appended, ClusterDataError, ClusterError, NewEvent, NewLine, RoomLog
 
 log = logging.getLogger("game_chat.cluster")
 
@@ -34,7 +34,7 @@ class BacklogFull(ChatError):
 
 @dataclass(eq=False)
 class _Waiting:
-    line: NewLine
+    line: NewLine | NewEvent
     on_done: OnDone
 
 
@@ -74,9 +74,10 @@ class Appender:
     def backlog(self) -> int:
         return len(self._queue)
 
-    def submit(self, line: NewLine, on_done: OnDone) -> None:
-        """Queue ``line``; ``on_done`` runs on the appender's thread once it is in Redis.
-        Raises BacklogFull when too many lines wait for Redis already."""
+    def submit(self, line: NewLine | NewEvent, on_done: OnDone) -> None:
+        """Queue ``line`` (or an event, in order with the lines); ``on_done`` runs on the
+        appender's thread once it is in Redis. Raises BacklogFull when too many wait for
+        Redis already."""
         with self._cond:
             if len(self._queue) >= self.backlog_limit:
                 raise BacklogFull("the cluster's store has been unreachable for too long")

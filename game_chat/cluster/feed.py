@@ -7,6 +7,10 @@ reaches ``on_lines`` exactly once and in order, whatever Redis does meanwhile: w
 unreachable or restarting, the feed waits (with backoff, logged once) and resumes each room
 from its position. Lines said while it was away are read then; none is skipped or repeated.
 
+It also reads the cluster's event stream (joins, parts, leaves, nick and away changes of the
+members of other nodes), from where it was when the feed started, and hands the events to
+``on_events``.
+
 Following a new room takes effect at once: the feed also reads a small wake-up stream of its
 own (``{ns}:wake:{node}``), and :meth:`RoomFeed.follow` adds an entry to it, which ends the
 blocking read.
@@ -21,7 +25,7 @@ from collections.abc import Callable, Sequence
 import redis
 
 from .backoff import Reconnect
-from .room_log import ClusterDataError, ClusterError, FeedLine, RoomLog
+from .room_log import ClusterDataError, ClusterError, FeedEvent, FeedLine, RoomLog
 
 log = logging.getLogger("game_chat.cluster")
 
@@ -37,12 +41,15 @@ class RoomFeed:
         room_log: RoomLog,
         on_lines: OnLines,
         *,
+        on_events: Callable[[Sequence[FeedEvent]], None] = lambda events: None,
         node_id: str,
         block_ms: int = 1000,
         batch: int = 1000,
     ) -> None:
         self._log = room_log
         self._on_lines = on_lines
+        self._on_events = on_events
+        self._events_position: str | None = None  # read at start, then the last event had
         self._wake_key = f"{room_log.namespace}:wake:{node_id}"
         self._block_ms = block_ms
         self._batch = batch
@@ -95,9 +102,14 @@ class RoomFeed:
                 if self._reconnect.down:
                     # Ids this node has seen must not come back if Redis lost its data.
                     self._log.raise_id_floor(self.highest_id)
+                if self._events_position is None:  # from now on: not what was before we came
+                    self._events_position = self._log.events_position()
                 wake = (self._wake_key, self._wake_position)
-                lines, woken = self._log.read(positions, self._block_ms, self._batch, wake)
+                lines, woken, events, at = self._log.read(
+                    positions, self._block_ms, self._batch, wake, self._events_position
+                )
                 self._wake_position = woken or self._wake_position
+                self._events_position = at or self._events_position
                 self._reconnect.worked()
             except ClusterDataError as exc:
                 log.error("room feed: %s; skipping that read", exc)
@@ -109,6 +121,8 @@ class RoomFeed:
                 continue
             if lines:
                 self._hand_on(lines)
+            if events:
+                self._on_events(events)
 
     def _hand_on(self, lines: Sequence[FeedLine]) -> None:
         self.highest_id = max(self.highest_id, max(f.message.id for f in lines))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ import redis
 
 from ..protocol.commands import LOBBY
 from ..protocol.errors import ErrorCode, RemoteProtocolError
+from ..protocol.messages import UserLeft, encode_message
 from ..protocol.names import nick_key
 from ..server.group_commit import Deliver, PendingLine
 from ..server.history import HistoryError, SentKey, StoredMessage
@@ -31,7 +33,16 @@ from .appender import Appender, BacklogFull
 from .backoff import Reconnect
 from .feed import RoomFeed
 from .presence import Presence
-from .room_log import Appended, ClusterError, FeedLine, NewLine, RoomLog, private_stream
+from .room_log import (
+    Appended,
+    ClusterError,
+    FeedEvent,
+    FeedLine,
+    NewEvent,
+    NewLine,
+    RoomLog,
+    private_stream,
+)
 
 log = logging.getLogger("game_chat.cluster")
 
@@ -63,7 +74,9 @@ class ClusterPipeline:
         self._deliver = deliver
         self._delivery_for = delivery_for
         self._appender = Appender(self.log, node_id=self.node_id, backlog_limit=backlog_limit)
-        self._feed = RoomFeed(self.log, self._on_lines, node_id=self.node_id)
+        self._feed = RoomFeed(
+            self.log, self._on_lines, on_events=self._on_events, node_id=self.node_id
+        )
         self._cond = threading.Condition()
         self._seq = 0
         self._done = 0  # every line up to this sequence number is delivered (or failed)
@@ -74,12 +87,17 @@ class ClusterPipeline:
         self.beat_interval = beat_interval
         #: Set by the chat state: its members now, nick key -> public info with "rooms".
         self.snapshot: Callable[[], dict[str, dict[str, Any]]] | None = None
+        #: Set by the chat state: on_event(server message JSON, room keys) tells the local
+        #: members of those rooms what happened to a member of another node.
+        self.on_event: Callable[[bytes, Sequence[str]], None] = lambda payload, rooms: None
+        self._events_sent = 0
         #: Members of the other live nodes as of the last heartbeat: nick key -> info.
         self.remote: dict[str, dict[str, Any]] = {}
         self._published: dict[str, dict[str, Any]] = {}
         self.private_key = private_stream(self.node_id)
         self.presence = Presence(client, namespace=namespace, node_id=self.node_id, ttl=ttl)
         self._stopping = threading.Event()
+        self._beat_now = threading.Event()  # a member came or went: publish it at once
         self._heartbeat = threading.Thread(
             target=self._beat_loop, name="cluster-heartbeat", daemon=True
         )
@@ -168,6 +186,39 @@ class ClusterPipeline:
         except ClusterError as exc:
             raise HistoryError(str(exc)) from exc
 
+    # --- presence events -------------------------------------------------------------------
+
+    def tell(self, payload: bytes, rooms: Sequence[str]) -> None:
+        """Tell the other nodes' members of ``rooms`` a server message (a join, part, leave,
+        nick or away change here), in order with this node's lines. Best effort: when Redis
+        has been away too long it is dropped (the lists are right again at the next beat)."""
+        with self._cond:
+            self._events_sent += 1
+            origin = f"{self.node_id}:e{self._events_sent}"
+        try:
+            self._appender.submit(NewEvent(payload, tuple(rooms), origin), _ignore)
+        except BacklogFull:
+            log.warning("a presence event was dropped: Redis has been away too long")
+        self._beat_now.set()  # the member lists too, now rather than at the next beat
+
+    def _on_events(self, events: Sequence[FeedEvent]) -> None:
+        mine = f"{self.node_id}:"
+        for event in events:
+            if not event.origin.startswith(mine):  # ours were told here when they happened
+                self.on_event(event.payload, event.rooms)
+
+    def _announce_dead(self, node: str, members: list[dict[str, Any]]) -> None:
+        """A node this one took over: its members left, for everyone (here too)."""
+        log.warning("node %s stopped answering; %d members gone", node, len(members))
+        now = time.time()
+        for info in members:
+            nick, rooms = info.get("nick"), info.get("rooms")
+            if not isinstance(nick, str) or not isinstance(rooms, list):
+                continue
+            payload = encode_message(UserLeft(nick, "its server stopped answering", now))
+            self.tell(payload, rooms)
+            self.on_event(payload, rooms)
+
     # --- nicks ------------------------------------------------------------------------------
 
     def claim_nick(self, skeleton: str) -> bool:
@@ -190,14 +241,18 @@ class ClusterPipeline:
         """Heartbeats; and take over nodes that died (their nicks are free again at once)."""
         reconnect = Reconnect("heartbeat")
         beats = 0
-        while not self._stopping.wait(self.beat_interval):
+        while True:
+            self._beat_now.wait(self.beat_interval)
+            self._beat_now.clear()
+            if self._stopping.is_set():
+                return
             try:
                 self.presence.beat()
                 # Everything again now and then, and after trouble (another node may have
                 # taken this one for dead and dropped its list); only changes in between.
                 self._publish(full=beats % FULL_PUBLISH_EVERY == 0 or reconnect.down)
                 for node, members in self.presence.reap().items():
-                    log.warning("node %s stopped answering; %d members gone", node, len(members))
+                    self._announce_dead(node, members)
                 self.remote = {
                     k: v for k, v in self.presence.members().items() if v["node"] != self.node_id
                 }
@@ -237,6 +292,7 @@ class ClusterPipeline:
         self._appender.stop(timeout or 0)
         self._feed.stop(timeout or 0)
         self._stopping.set()
+        self._beat_now.set()
         self._heartbeat.join(timeout)
         try:
             self.presence.leave()  # its nicks are free at once, not after the ttl
@@ -323,3 +379,7 @@ class ClusterPipeline:
             recipient,
             copy_to,
         )
+
+
+def _ignore(result: object) -> None:
+    """An event's append: nobody waits for it."""

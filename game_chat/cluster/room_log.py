@@ -54,6 +54,18 @@ if KEYS[4] ~= '' then redis.call('SET', KEYS[4], sent, 'PX', ARGV[2]) end
 return {1, tostring(id)}
 """
 
+#: Atomic append of a presence event (join, part, leave, nick, away) to the cluster's event
+#: stream: KEYS events stream, origin key; ARGV max length, key lifetime (ms), payload (the
+#: server message's JSON), rooms (room keys joined by newlines), origin.
+#: Returns {1, entry id} for a new event, {0, "seen"} when the origin was appended already.
+_EVENT = """
+if redis.call('GET', KEYS[2]) then return {0, 'seen'} end
+local entry = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+  'msg', ARGV[3], 'rooms', ARGV[4], 'origin', ARGV[5])
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+return {1, entry}
+"""
+
 #: Raise the id counter to at least ARGV[1] (a node saw ids Redis has since lost).
 _RAISE_FLOOR = """
 local now = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -61,6 +73,11 @@ local floor = tonumber(ARGV[1])
 if now < floor then redis.call('SET', KEYS[1], floor) return floor end
 return now
 """
+
+
+#: Events kept in the event stream (nodes read them as they come; only a node that is
+#: away longer than it takes to add this many misses some).
+EVENTS_CAP = 10_000
 
 
 class ClusterError(ChatError):
@@ -91,6 +108,25 @@ class NewLine:
     #: Another stream (room key) that gets the same entry: the recipient's node's, for a
     #: private line to a member of another node (the sender's node reads its own).
     copy_to: str | None = None
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """A presence event for the members of ``rooms`` on the other nodes: a server message
+    (its JSON), and the origin that makes sending it again harmless."""
+
+    payload: bytes
+    rooms: tuple[str, ...]  # room keys: whose local members are told
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class FeedEvent:
+    """An event read from the event stream."""
+
+    payload: bytes
+    rooms: tuple[str, ...]
+    origin: str
 
 
 @dataclass(frozen=True)
@@ -136,6 +172,7 @@ class RoomLog:
         self.room_cap = room_cap
         self._key_ms = max(1, int(key_seconds * 1000))
         self._append = client.register_script(_APPEND)
+        self._event = client.register_script(_EVENT)
         self._raise_floor = client.register_script(_RAISE_FLOOR)
 
     # --- keys -----------------------------------------------------------------------------
@@ -153,38 +190,65 @@ class RoomLog:
     def _ids_key(self) -> str:
         return f"{self.namespace}:ids"
 
+    @property
+    def events_key(self) -> str:
+        """The stream of presence events (joins, parts, leaves, nicks, away)."""
+        return f"{self.namespace}:events"
+
     # --- writing --------------------------------------------------------------------------
 
-    def append(self, lines: Sequence[NewLine]) -> list[Appended]:
-        """Append ``lines`` in order, in one round trip; each is atomic on its own (a failure
-        part-way leaves the first ones appended: appending them again with their retry keys
-        is then harmless)."""
-        if not lines:
+    def append(self, items: Sequence[NewLine | NewEvent]) -> list[Appended]:
+        """Append lines (and events) in order, in one round trip; each is atomic on its own
+        (a failure part-way leaves the first ones appended: sending them again with their
+        origins is then harmless). An event's Appended has id 0."""
+        if not items:
             return []
         try:
             pipe = self.client.pipeline(transaction=False)
-            for line in lines:
-                retry = self._retry_key(line.retry_key) if line.retry_key is not None else ""
-                origin = self._origin_key(line.origin) if line.origin else ""
-                args = (
-                    self.room_cap,
-                    self._key_ms,
-                    line.room,
-                    line.nick,
-                    line.text,
-                    repr(line.ts),
-                    "1" if line.action else "0",
-                    line.digest.hex(),
-                    line.origin,
-                    line.private_to or "",
-                )
-                copy = self.stream_key(line.copy_to) if line.copy_to else ""
-                keys = [self._ids_key, self.stream_key(line.room_key), origin, retry, copy]
-                self._append(keys=keys, args=args, client=pipe)
+            for item in items:
+                if isinstance(item, NewEvent):
+                    self._add_event(item, pipe)
+                else:
+                    self._add_line(item, pipe)
             replies = pipe.execute()
         except redis.RedisError as exc:
             raise ClusterError(f"cannot append to the room log: {exc}") from exc
-        return [_appended(line, reply) for line, reply in zip(lines, replies, strict=True)]
+        return [
+            Appended(0, 0.0) if isinstance(item, NewEvent) else _appended(item, reply)
+            for item, reply in zip(items, replies, strict=True)
+        ]
+
+    def _add_line(self, line: NewLine, pipe: redis.client.Pipeline) -> None:
+        retry = self._retry_key(line.retry_key) if line.retry_key is not None else ""
+        origin = self._origin_key(line.origin) if line.origin else ""
+        args = (
+            self.room_cap,
+            self._key_ms,
+            line.room,
+            line.nick,
+            line.text,
+            repr(line.ts),
+            "1" if line.action else "0",
+            line.digest.hex(),
+            line.origin,
+            line.private_to or "",
+        )
+        copy = self.stream_key(line.copy_to) if line.copy_to else ""
+        keys = [self._ids_key, self.stream_key(line.room_key), origin, retry, copy]
+        self._append(keys=keys, args=args, client=pipe)
+
+    def _add_event(self, event: NewEvent, pipe: redis.client.Pipeline) -> None:
+        origin = self._origin_key(event.origin or secrets.token_hex(8))
+        args = (EVENTS_CAP, self._key_ms, event.payload, "\n".join(event.rooms), event.origin)
+        self._event(keys=[self.events_key, origin], args=args, client=pipe)
+
+    def events_position(self) -> str:
+        """The id of the newest event (where a node starts reading events), "0-0" if none."""
+        entries = self._call("xrevrange", self.events_key, "+", "-", 1)
+        if not entries:
+            return "0-0"
+        raw = entries[0][0]
+        return raw.decode("ascii") if isinstance(raw, bytes) else str(raw)
 
     def store_id(self) -> str:
         """The cluster's name for its ids (made once, kept in Redis): a client that resumes
@@ -253,32 +317,45 @@ class RoomLog:
         block_ms: int | None = None,
         count: int = 1000,
         wake: tuple[str, str] | None = None,
-    ) -> tuple[list[FeedLine], str | None]:
+        events: str | None = None,
+    ) -> tuple[list[FeedLine], str | None, list[FeedEvent], str | None]:
         """Lines after each room's position (room key -> last id had), each room's oldest
-        first, waiting up to ``block_ms`` for one when there is none (None:
-        do not wait). ``wake`` (stream key, last entry id had) is read too, so that an entry
-        added there ends the wait; returns the wake stream's new position (None without)."""
+        first, waiting up to ``block_ms`` for one when there is none (None: do not wait).
+
+        ``wake`` (stream key, last entry id had) is read too, so that an entry added there
+        ends the wait; ``events`` is the last event id had. Returns the lines, the wake
+        stream's new position, the events and the event stream's new position (positions
+        None when not asked for)."""
         streams = {self.stream_key(key): f"{max(0, last)}-0" for key, last in positions.items()}
         if wake is not None:
             streams[wake[0]] = wake[1]
+        if events is not None:
+            streams[self.events_key] = events
         if not streams:
-            return [], None
+            return [], None, [], None
         try:
             reply = self.client.xread(streams, count=count, block=block_ms)  # type: ignore[arg-type]
         except redis.RedisError as exc:
             raise ClusterError(f"cannot read the room log: {exc}") from exc
         lines: list[FeedLine] = []
+        found: list[FeedEvent] = []
         woken = wake[1] if wake is not None else None
         prefix = self.stream_key("")
         for raw_key, entries in reply or ():
             key = raw_key.decode("utf-8", "replace") if isinstance(raw_key, bytes) else raw_key
-            if wake is not None and key == wake[0]:
-                last = entries[-1][0] if entries else woken
-                woken = last.decode("ascii") if isinstance(last, bytes) else last
+            if not entries:
                 continue
-            room_key = key[len(prefix) :]
-            lines.extend(FeedLine(room_key, _message(e), _origin(e)) for e in entries)
-        return lines, woken
+            last = entries[-1][0]
+            last = last.decode("ascii") if isinstance(last, bytes) else last
+            if wake is not None and key == wake[0]:
+                woken = last
+            elif events is not None and key == self.events_key:
+                events = last
+                found.extend(_event(e) for e in entries)
+            else:
+                room_key = key[len(prefix) :]
+                lines.extend(FeedLine(room_key, _message(e), _origin(e)) for e in entries)
+        return lines, woken, found, events
 
     def last_id(self, room_key: str) -> int:
         """The id of the room's newest line (0: none)."""
@@ -348,6 +425,15 @@ def _message(entry: tuple[bytes, dict[bytes, bytes]]) -> StoredMessage:
         )
     except (KeyError, ValueError, UnicodeDecodeError) as exc:
         raise ClusterDataError(f"room log entry {entry_id!r} is damaged") from exc
+
+
+def _event(entry: tuple[bytes, dict[bytes, bytes]]) -> FeedEvent:
+    _entry_id, fields = entry
+    try:
+        rooms = fields[b"rooms"].decode("utf-8")
+        return FeedEvent(fields[b"msg"], tuple(rooms.split("\n")) if rooms else (), _origin(entry))
+    except (KeyError, UnicodeDecodeError) as exc:
+        raise ClusterDataError(f"event {_entry_id!r} is damaged") from exc
 
 
 def _origin(entry: tuple[bytes, dict[bytes, bytes]]) -> str:

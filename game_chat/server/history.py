@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import secrets
 import sqlite3
 import sys
@@ -231,9 +232,23 @@ def _connect(target: str, busy_timeout: float) -> sqlite3.Connection:
     )
 
 
+def _wal_mode(db: sqlite3.Connection, patience: float = 5.0) -> object:
+    """Switch to WAL; the journal mode it is in now. Changing it needs the file to itself for
+    a moment, and SQLite answers "locked" at once (no busy timeout) when another process is
+    opening it too, as two servers started together do: try again for ``patience`` s."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01 + 0.02 * random.random())  # nothing to wait on: the other's open
+
+
 def _migrate(db: sqlite3.Connection, on_disk: bool, sync: str) -> None:
     """WAL mode, then bring the schema up to SCHEMA_VERSION."""
-    mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    mode = _wal_mode(db)
     if on_disk and str(mode).lower() != "wal":
         log.warning("history database is in %s mode, not WAL", mode)
     db.execute(f"PRAGMA synchronous = {sync.upper()}")

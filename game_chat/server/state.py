@@ -58,7 +58,9 @@ from ..protocol.messages import (
     Welcome,
     WhoReply,
     encode_json,
+    encode_message,
     message_dict,
+    parse_server_message,
 )
 from ..protocol.names import nick_key, nick_skeleton, validate_nick
 from ..protocol.plain import SERVER_NAME
@@ -212,6 +214,7 @@ class ChatState:
             self._room_tops = {}
             self._group = pipeline(self._deliver, self._delivery_for)
             self._group.snapshot = self._member_snapshot
+            self._group.on_event = self._cluster_event
         self._sessions: dict[bytes, Member] = {}  # session key -> member
         self._guest_numbers = itertools.count(1)
         self._closed = False  # after close_all: nobody joins any more
@@ -560,6 +563,7 @@ class ChatState:
         self._release_in_cluster(member.nick)
         self._sessions.pop(member.session_key, None)
         audience = [m for m in self._sharing(member) if m is not member]
+        self._tell_cluster(notice, member.rooms.values())
         for room in list(member.rooms.values()):
             self._drop_from_room(member, room)
         self._send_all(audience, notice)
@@ -582,10 +586,9 @@ class ChatState:
     def part_room(self, member: Member, name: str, reason: str = "") -> None:
         with self._lock:
             room = self._member_room(member, name)
-            self._send_all(
-                room.members.values(),
-                UserParted(room.name, member.nick, clean_reason(reason), self._clock()),
-            )
+            parted = UserParted(room.name, member.nick, clean_reason(reason), self._clock())
+            self._send_all(room.members.values(), parted)
+            self._tell_cluster(parted, [room])
             self._drop_from_room(member, room)
 
     def list_rooms(self, member: Member) -> None:
@@ -677,7 +680,9 @@ class ChatState:
                     ErrorCode.UNAVAILABLE, "the chat's store cannot be reached; try again"
                 ) from None
         now = self._clock()
-        self._send_all(room.members.values(), UserJoined(member.nick, now, room.name))
+        joined = UserJoined(member.nick, now, room.name)
+        self._send_all(room.members.values(), joined)
+        self._tell_cluster(joined, [room])
         room.members[nick_key(member.nick)] = member
         member.rooms[nick_key(room.name)] = room
         member.current_room = room.name
@@ -762,7 +767,9 @@ class ChatState:
             member.nick = new_nick
             self._skeletons[nick_skeleton(new_nick)] = member
             self._release_in_cluster(old)
-            self._send_all(self._sharing(member), NickChanged(old, new_nick, self._clock()))
+            renamed = NickChanged(old, new_nick, self._clock())
+            self._send_all(self._sharing(member), renamed)
+            self._tell_cluster(renamed, member.rooms.values())
 
     def set_member_data(self, member: Member, name: str, change: dict[str, Any]) -> None:
         """Merge ``change`` into the member's data in a room; the room sees the result."""
@@ -780,7 +787,9 @@ class ChatState:
         with self._lock:
             self._require_member(member)
             member.away = reason
-            self._send_all(self._sharing(member), AwayChanged(member.nick, reason, self._clock()))
+            away = AwayChanged(member.nick, reason, self._clock())
+            self._send_all(self._sharing(member), away)
+            self._tell_cluster(away, member.rooms.values())
 
     def send_user_list(self, member: Member) -> None:
         with self._lock:
@@ -932,6 +941,28 @@ class ChatState:
             for r in self._group.remote.values()
             if key is None or key in r.get("rooms", ())
         ]  # fmt: skip
+
+    def _tell_cluster(self, message: ServerMessage, rooms: Iterable[Room]) -> None:
+        """Lock held, on a cluster node: the members of ``rooms`` on the other nodes are
+        told ``message`` too (a join, part, leave, nick or away change of a member here)."""
+        if self._room_tops is not None:
+            self._group.tell(encode_message(message), [nick_key(r.name) for r in rooms])
+
+    def _cluster_event(self, payload: bytes, room_keys: Sequence[str]) -> None:
+        """Cluster: what happened to a member of another node, for our members of
+        ``room_keys`` (each told once)."""
+        try:
+            message = parse_server_message(payload)
+        except ChatError as exc:  # not ours: another program wrote to our keys
+            log.error("a cluster event is damaged and was skipped: %s", exc)
+            return
+        with self._lock:
+            audience: dict[Member, None] = {}
+            for key in room_keys:
+                room = self._rooms.get(key)
+                if room is not None:
+                    audience.update(dict.fromkeys(room.members.values()))
+            self._send_all(audience, message)
 
     def _remote_nick(self, nick: str) -> str | None:
         """Lock held: ``nick`` as a member of another node of a cluster has it, or None."""
@@ -1207,6 +1238,9 @@ class ChatState:
         self._group.flush(timeout)
         with self._lock:
             members = list(self._members.values())
+            now = self._clock()
+            for m in members:  # the other nodes of a cluster see them go
+                self._tell_cluster(UserLeft(m.nick, reason, now), m.rooms.values())
             self._members.clear()
             self._skeletons.clear()
             self._send_all(members, Goodbye(reason))
