@@ -23,6 +23,7 @@ from wire import WireClient, rich_client
 
 from game_chat.client.events import ChatSent, Connected, Connecting, Reconnecting
 from game_chat.client.net import ChatClient
+from game_chat.cluster.room_log import NewLine, RoomLog
 from game_chat.server import ChatServer
 
 _namespaces = itertools.count()
@@ -282,6 +283,21 @@ def test_joins_parts_nicks_away_and_leaves_are_told_on_every_node(
         if text.startswith("* anna left"):
             break
     assert "* ann is now known as anna" in heard and heard[-1] == "* anna left (off now)"
+
+
+def test_retention_by_age_trims_the_streams(
+    redis_process: RedisProcess, redis_db: redis.Redis
+) -> None:
+    node = start_server(cluster=redis_process.url, cluster_namespace="ret", history_days=1)
+    try:
+        log = RoomLog(redis_db, namespace="ret")
+        now = time.time()
+        log.append([NewLine("#lobby", "#lobby", "old", "two days ago", now - 2 * 86400),
+                    NewLine("#lobby", "#lobby", "new", "an hour ago", now - 3600)])  # fmt: skip
+        assert node.state.pipeline.prune() == 1
+        assert [m.text for m in log.recent("#lobby")] == ["an hour ago"]
+    finally:
+        node.shutdown()
 
 
 def test_members_of_other_nodes_are_listed(nodes: list[ChatServer]) -> None:

@@ -83,6 +83,11 @@ class RoomFeed:
         with self._lock:
             self._positions.pop(room_key, None)
 
+    def followed(self) -> list[str]:
+        """The room keys (streams) this feed reads."""
+        with self._lock:
+            return list(self._positions)
+
     def position(self, room_key: str) -> int | None:
         with self._lock:
             return self._positions.get(room_key)

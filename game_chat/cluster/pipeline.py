@@ -48,6 +48,8 @@ log = logging.getLogger("game_chat.cluster")
 
 #: Every this many heartbeats a node publishes its whole member list, not only the changes.
 FULL_PUBLISH_EVERY = 10
+#: Seconds between two retention passes over the streams a node reads.
+PRUNE_EVERY = 60.0
 
 #: delivery_for(stored line, pending line of this node or None) -> PendingLine.delivery
 DeliveryFor = Callable[[StoredMessage, "PendingLine | None"], Any]
@@ -68,6 +70,7 @@ class ClusterPipeline:
         backlog_limit: int = 10_000,
         ttl: float = 10.0,
         beat_interval: float = 1.0,
+        retention_days: float | None = None,
     ) -> None:
         self.node_id = node_id or secrets.token_hex(6)
         self.log = RoomLog(client, namespace=namespace, room_cap=room_cap)
@@ -85,6 +88,8 @@ class ClusterPipeline:
         self._by_key: dict[str, PendingLine] = {}  # client retry key -> pending line
         self._closed = False
         self.beat_interval = beat_interval
+        self.retention_days = retention_days
+        self._pruned_at = time.monotonic()
         #: Set by the chat state: its members now, nick key -> public info with "rooms".
         self.snapshot: Callable[[], dict[str, dict[str, Any]]] | None = None
         #: Set by the chat state: on_event(server message JSON, room keys) tells the local
@@ -256,11 +261,23 @@ class ClusterPipeline:
                 self.remote = {
                     k: v for k, v in self.presence.members().items() if v["node"] != self.node_id
                 }
+                if time.monotonic() - self._pruned_at >= PRUNE_EVERY:
+                    self._pruned_at = time.monotonic()
+                    self.prune()
                 reconnect.worked()
                 beats += 1
             except ClusterError as exc:
                 if not reconnect.failed(exc, self._stopping):
                     return
+
+    def prune(self) -> int:
+        """Retention by age (``retention_days``) in the streams this node reads; how many
+        lines went. Every node prunes what it reads: the same cut, whoever makes it first.
+        Raises ClusterError."""
+        if self.retention_days is None:
+            return 0
+        cutoff = time.time() - self.retention_days * 86400
+        return sum(self.log.trim_before(key, cutoff) for key in self._feed.followed())
 
     def _publish(self, full: bool) -> None:
         """This node's members in the cluster's lists (what ``who`` and ``users`` show)."""

@@ -247,6 +247,7 @@ class ChatServer:
             room_cap=room_cap,
             ttl=config.cluster_ttl,
             beat_interval=min(1.0, config.cluster_ttl / 5),
+            retention_days=config.history_days,
         )
 
     def start(self) -> None:
