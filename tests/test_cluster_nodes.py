@@ -300,6 +300,42 @@ def test_retention_by_age_trims_the_streams(
         node.shutdown()
 
 
+def test_topics_and_member_data_are_the_clusters(nodes: list[ChatServer]) -> None:
+    a, b = nodes
+    ann, _ = rich_client(a.address, "ann")
+    ann.send_json(type="join", room="#team")
+    ann.recv_until(lambda m: m["type"] == "joined")
+    watcher, _ = rich_client(b.address, "watcher")
+    watcher.send_json(type="join", room="#team")
+    watcher.recv_until(lambda m: m["type"] == "joined")
+    ann.send_json(type="topic", room="#team", topic="ranked tonight")
+    told = watcher.recv_until(lambda m: m["type"] == "topic")
+    assert (told["room"], told["topic"], told["nick"]) == ("#team", "ranked tonight", "ann")
+    ann.send_json(type="set_data", room="#team", data={"team": "red"})
+    data = watcher.recv_until(lambda m: m["type"] == "data")
+    assert (data["nick"], data["data"]) == ("ann", {"team": "red"})
+    # Someone who makes the room on the other node later finds the topic and the data there.
+    late, _ = rich_client(b.address, "late")
+    deadline = time.monotonic() + 5
+    while True:
+        late.send_json(type="join", room="#team")
+        joined = late.recv_until(lambda m: m["type"] == "joined")
+        infos = {m["nick"]: m for m in joined["members"]}
+        if "data" in infos.get("ann", {}) or time.monotonic() > deadline:
+            break
+        late.send_json(type="part", room="#team")
+        time.sleep(0.1)  # the lists are as of the last heartbeat
+    assert joined["topic"] == "ranked tonight"
+    assert infos["ann"]["data"] == {"team": "red"}
+    third = start_server(cluster=a.config.cluster, cluster_namespace=a.config.cluster_namespace)
+    try:  # a node that starts later, and makes the room then
+        newcomer, _ = rich_client(third.address, "newcomer")
+        newcomer.send_json(type="join", room="#team")
+        assert newcomer.recv_until(lambda m: m["type"] == "joined")["topic"] == "ranked tonight"
+    finally:
+        third.shutdown()
+
+
 def test_members_of_other_nodes_are_listed(nodes: list[ChatServer]) -> None:
     a, b = nodes
     ann, _ = rich_client(a.address, "ann")

@@ -193,18 +193,28 @@ class ClusterPipeline:
 
     # --- presence events -------------------------------------------------------------------
 
-    def tell(self, payload: bytes, rooms: Sequence[str]) -> None:
+    def tell(
+        self, payload: bytes, rooms: Sequence[str], topic: tuple[str, str] | None = None
+    ) -> None:
         """Tell the other nodes' members of ``rooms`` a server message (a join, part, leave,
-        nick or away change here), in order with this node's lines. Best effort: when Redis
-        has been away too long it is dropped (the lists are right again at the next beat)."""
+        nick, away, topic or member data change here), in order with this node's lines;
+        ``topic`` (room key, topic) is also kept for nodes that make the room later. Best
+        effort: when Redis has been away too long it is dropped."""
         with self._cond:
             self._events_sent += 1
             origin = f"{self.node_id}:e{self._events_sent}"
         try:
-            self._appender.submit(NewEvent(payload, tuple(rooms), origin), _ignore)
+            self._appender.submit(NewEvent(payload, tuple(rooms), origin, topic), _ignore)
         except BacklogFull:
             log.warning("a presence event was dropped: Redis has been away too long")
         self._beat_now.set()  # the member lists too, now rather than at the next beat
+
+    def topic(self, room_key: str) -> str:
+        """A room's topic as the cluster has it. HistoryError when Redis cannot be reached."""
+        try:
+            return self.log.topic(room_key)
+        except ClusterError as exc:
+            raise HistoryError(str(exc)) from exc
 
     def _on_events(self, events: Sequence[FeedEvent]) -> None:
         mine = f"{self.node_id}:"

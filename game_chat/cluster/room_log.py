@@ -56,13 +56,18 @@ return {1, tostring(id)}
 
 #: Atomic append of a presence event (join, part, leave, nick, away) to the cluster's event
 #: stream: KEYS events stream, origin key; ARGV max length, key lifetime (ms), payload (the
-#: server message's JSON), rooms (room keys joined by newlines), origin.
+#: server message's JSON), rooms (room keys joined by newlines), origin; with a topic change,
+#: KEYS topics hash, ARGV room key ("" for none), topic ("": none any more).
 #: Returns {1, entry id} for a new event, {0, "seen"} when the origin was appended already.
 _EVENT = """
 if redis.call('GET', KEYS[2]) then return {0, 'seen'} end
 local entry = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
   'msg', ARGV[3], 'rooms', ARGV[4], 'origin', ARGV[5])
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+if ARGV[6] ~= '' then
+  if ARGV[7] == '' then redis.call('HDEL', KEYS[3], ARGV[6])
+  else redis.call('HSET', KEYS[3], ARGV[6], ARGV[7]) end
+end
 return {1, entry}
 """
 
@@ -118,6 +123,8 @@ class NewEvent:
     payload: bytes
     rooms: tuple[str, ...]  # room keys: whose local members are told
     origin: str = ""
+    #: (room key, topic): the room's topic as every node will show it from now on.
+    topic: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +198,10 @@ class RoomLog:
         return f"{self.namespace}:ids"
 
     @property
+    def _topics_key(self) -> str:
+        return f"{self.namespace}:topics"
+
+    @property
     def events_key(self) -> str:
         """The stream of presence events (joins, parts, leaves, nicks, away)."""
         return f"{self.namespace}:events"
@@ -239,8 +250,19 @@ class RoomLog:
 
     def _add_event(self, event: NewEvent, pipe: redis.client.Pipeline) -> None:
         origin = self._origin_key(event.origin or secrets.token_hex(8))
-        args = (EVENTS_CAP, self._key_ms, event.payload, "\n".join(event.rooms), event.origin)
-        self._event(keys=[self.events_key, origin], args=args, client=pipe)
+        room, topic = event.topic or ("", "")
+        rooms = "\n".join(event.rooms)
+        args = (EVENTS_CAP, self._key_ms, event.payload, rooms, event.origin, room, topic)
+        keys = [self.events_key, origin, self._topics_key]
+        self._event(keys=keys, args=args, client=pipe)
+
+    def topic(self, room_key: str) -> str:
+        """The room's topic as set on any node ("" for none)."""
+        try:
+            value = self.client.hget(self._topics_key, room_key)
+        except redis.RedisError as exc:
+            raise ClusterError(f"cannot read a topic: {exc}") from exc
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else ""
 
     def events_position(self) -> str:
         """The id of the newest event (where a node starts reading events), "0-0" if none."""

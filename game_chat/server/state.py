@@ -215,6 +215,7 @@ class ChatState:
             self._group = pipeline(self._deliver, self._delivery_for)
             self._group.snapshot = self._member_snapshot
             self._group.on_event = self._cluster_event
+            self._rooms[nick_key(LOBBY)].topic = self._cluster_topic(nick_key(LOBBY))
         self._sessions: dict[bytes, Member] = {}  # session key -> member
         self._guest_numbers = itertools.count(1)
         self._closed = False  # after close_all: nobody joins any more
@@ -522,8 +523,18 @@ class ChatState:
         room = self._rooms.get(key)
         if room is None:
             self._check_room_capacity([name])
-            room = self._rooms[key] = Room(name)
+            room = self._rooms[key] = Room(name, self._cluster_topic(key))
         return room
+
+    def _cluster_topic(self, room_key: str) -> str:
+        """Lock held: on a cluster node, the topic a room made here already has elsewhere."""
+        if self._room_tops is None:
+            return ""
+        try:
+            return self._group.topic(room_key)  # type: ignore[no-any-return]
+        except HistoryError as exc:
+            self._report(exc)
+            return ""
 
     def _check_room_capacity(self, names: Iterable[str]) -> None:
         """Lock held: refuse if making the rooms of ``names`` that do not exist yet would
@@ -614,6 +625,7 @@ class ChatState:
             room.topic = topic
             changed = TopicChanged(room.name, topic, member.nick, self._clock())
             self._send_all(room.members.values(), changed)
+            self._tell_cluster(changed, [room], topic=(nick_key(room.name), topic))
             if nick_key(room.name) not in member.rooms:  # an operator from outside
                 member.send(changed)
 
@@ -777,10 +789,9 @@ class ChatState:
             room = self._member_room(member, name)
             key = nick_key(room.name)
             member.data[key] = merge_member_data(member.data.get(key, {}), change)
-            self._send_all(
-                room.members.values(),
-                MemberData(room.name, member.nick, member.data[key], self._clock()),
-            )
+            changed = MemberData(room.name, member.nick, member.data[key], self._clock())
+            self._send_all(room.members.values(), changed)
+            self._tell_cluster(changed, [room])
 
     def set_away(self, member: Member, reason: str) -> None:
         reason = clean_reason(reason)
@@ -925,6 +936,7 @@ class ChatState:
                     "away": m.away,
                     "oper": m.oper,
                     "rooms": [nick_key(r.name) for r in m.rooms.values()],
+                    "data": dict(m.data),
                 }
                 for key, m in self._members.items()
             }
@@ -935,18 +947,29 @@ class ChatState:
         if self._room_tops is None:
             return []
         key = nick_key(room.name) if room is not None else None
-        return [
-            {"nick": r["nick"], "away": r.get("away", ""), "oper": r.get("oper", False),
-             "muted": False}
-            for r in self._group.remote.values()
-            if key is None or key in r.get("rooms", ())
-        ]  # fmt: skip
+        infos = []
+        for r in self._group.remote.values():
+            if key is not None and key not in r.get("rooms", ()):
+                continue
+            info = {"nick": r["nick"], "away": r.get("away", ""), "oper": r.get("oper", False),
+                    "muted": False}  # fmt: skip
+            data = r.get("data", {}).get(key) if key is not None else None
+            if data:  # as info() does: only members who set some carry it
+                info["data"] = data
+            infos.append(info)
+        return infos
 
-    def _tell_cluster(self, message: ServerMessage, rooms: Iterable[Room]) -> None:
+    def _tell_cluster(
+        self,
+        message: ServerMessage,
+        rooms: Iterable[Room],
+        topic: tuple[str, str] | None = None,
+    ) -> None:
         """Lock held, on a cluster node: the members of ``rooms`` on the other nodes are
-        told ``message`` too (a join, part, leave, nick or away change of a member here)."""
+        told ``message`` too (a join, part, leave, nick, away, topic or member data change
+        here); ``topic``: (room key, topic) kept for nodes that make the room later."""
         if self._room_tops is not None:
-            self._group.tell(encode_message(message), [nick_key(r.name) for r in rooms])
+            self._group.tell(encode_message(message), [nick_key(r.name) for r in rooms], topic)
 
     def _cluster_event(self, payload: bytes, room_keys: Sequence[str]) -> None:
         """Cluster: what happened to a member of another node, for our members of
@@ -957,6 +980,10 @@ class ChatState:
             log.error("a cluster event is damaged and was skipped: %s", exc)
             return
         with self._lock:
+            if isinstance(message, TopicChanged):  # the room's state, not only a notice
+                changed = self._rooms.get(nick_key(message.room))
+                if changed is not None:
+                    changed.topic = message.topic
             audience: dict[Member, None] = {}
             for key in room_keys:
                 room = self._rooms.get(key)
