@@ -95,6 +95,8 @@ class ClusterPipeline:
         #: Set by the chat state: on_event(server message JSON, room keys) tells the local
         #: members of those rooms what happened to a member of another node.
         self.on_event: Callable[[bytes, Sequence[str]], None] = lambda payload, rooms: None
+        #: Set by the chat state: run at each heartbeat (it reloads the cluster's bans).
+        self.on_beat: Callable[[], None] = lambda: None
         self._events_sent = 0
         #: Members of the other live nodes as of the last heartbeat: nick key -> info.
         self.remote: dict[str, dict[str, Any]] = {}
@@ -271,6 +273,7 @@ class ClusterPipeline:
                 self.remote = {
                     k: v for k, v in self.presence.members().items() if v["node"] != self.node_id
                 }
+                self.on_beat()
                 if time.monotonic() - self._pruned_at >= PRUNE_EVERY:
                     self._pruned_at = time.monotonic()
                     self.prune()

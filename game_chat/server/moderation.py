@@ -207,6 +207,18 @@ class BanList:
             self._store.add_ban(key, kind, reason, by, expires)
         return entry
 
+    def reload(self) -> None:
+        """The store's bans replace ours (a cluster node: bans made on other nodes).
+        HistoryError if the store cannot be read: ours stay as they are."""
+        if self._store is None:
+            return
+        bans = {
+            ban.target: BanEntry(ban.target, ban.kind, ban.reason, ban.by, ban.expires)
+            for ban in self._store.active_bans(self._clock())
+        }
+        with self._lock:
+            self._bans = bans
+
     def remove(self, target: str) -> bool:
         """Lift now; then in the store (HistoryError if it fails: lifted anyway)."""
         key = target if is_address(target) else nick_key(target)

@@ -180,6 +180,7 @@ class ChatServer:
             room_cap=config.history_room_cap,
             sync=config.history_sync,
         )
+        cluster = self._cluster_client() if config.cluster else None
         self.state = ChatState(
             config.server_name,
             config.limits,
@@ -187,11 +188,11 @@ class ChatServer:
             replay=config.history_replay,
             store_private=config.store_private,
             access=Access(config.password, config.oper_password),
-            bans=BanList(self.history),
+            bans=BanList(self._cluster_bans(cluster) if cluster else self.history),
             max_rooms_per_member=config.max_rooms_per_member,
             max_rooms=config.max_rooms,
             flood_ban_minutes=config.flood_ban_minutes,
-            pipeline=self._cluster_pipeline() if config.cluster else None,
+            pipeline=self._cluster_pipeline(cluster) if cluster else None,
         )
         self.senders = [
             SendLoop(f"chat-sender-{n}") for n in range(max(1, self.config.sender_threads))
@@ -231,13 +232,23 @@ class ChatServer:
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    def _cluster_pipeline(self) -> Callable[..., Any]:
-        """What makes the line pipeline of a cluster node (imported only for one)."""
+    def _cluster_client(self) -> Any:
+        """The Redis client of a cluster node (redis is imported only for one)."""
         from ..cluster.client import connect
+
+        return connect(self.config.cluster)  # type: ignore[arg-type]
+
+    def _cluster_bans(self, client: Any) -> Any:
+        """A cluster node's bans are the cluster's (kept in Redis)."""
+        from ..cluster.bans import RedisBanStore
+
+        return RedisBanStore(client, self.config.cluster_namespace)
+
+    def _cluster_pipeline(self, client: Any) -> Callable[..., Any]:
+        """What makes the line pipeline of a cluster node (imported only for one)."""
         from ..cluster.pipeline import ClusterPipeline
 
         config = self.config
-        client = connect(config.cluster)  # type: ignore[arg-type]
         room_cap = config.history_room_cap or 10_000
         return lambda deliver, delivery_for: ClusterPipeline(
             client,

@@ -57,6 +57,7 @@ from ..protocol.messages import (
     UserParted,
     Welcome,
     WhoReply,
+    decode_json_object,
     encode_json,
     encode_message,
     message_dict,
@@ -215,6 +216,7 @@ class ChatState:
             self._group = pipeline(self._deliver, self._delivery_for)
             self._group.snapshot = self._member_snapshot
             self._group.on_event = self._cluster_event
+            self._group.on_beat = self._reload_bans
             self._rooms[nick_key(LOBBY)].topic = self._cluster_topic(nick_key(LOBBY))
         self._sessions: dict[bytes, Member] = {}  # session key -> member
         self._guest_numbers = itertools.count(1)
@@ -973,8 +975,13 @@ class ChatState:
 
     def _cluster_event(self, payload: bytes, room_keys: Sequence[str]) -> None:
         """Cluster: what happened to a member of another node, for our members of
-        ``room_keys`` (each told once)."""
+        ``room_keys`` (each told once); or an operator's order for our members."""
         try:
+            if not room_keys:
+                order = decode_json_object(payload)
+                if "order" in order:
+                    self._carry_out(order)
+                    return
             message = parse_server_message(payload)
         except ChatError as exc:  # not ours: another program wrote to our keys
             log.error("a cluster event is damaged and was skipped: %s", exc)
@@ -1164,16 +1171,27 @@ class ChatState:
         if targets:
             log.info("excess flood: %s cooled down for %g minute(s)", ", ".join(targets), minutes)
 
-    def kick(self, op: Member, nick: str, reason: str = "") -> Member:
+    def kick(self, op: Member, nick: str, reason: str = "") -> Member | None:
+        """Disconnect ``nick`` (on a cluster, wherever it is connected); the member kicked
+        here, if it was here."""
         reason = clean_reason(reason)
+        said = f"kicked by {op.nick}" + (f": {reason}" if reason else "")
         with self._lock:
             target = self._operate_on(op, nick)
-            said = f"kicked by {op.nick}" + (f": {reason}" if reason else "")
-            self._announce(target, f"{target.nick} was {said}")
-            target.send(ErrorReply(ErrorCode.KICKED, f"you were {said}", fatal=True))
-            self._remove(target, UserLeft(target.nick, said, self._clock()))
+            if target is None:  # on another node of the cluster: that node kicks it
+                self._order("kick", nick, said, ErrorCode.KICKED)
+                op.send(Notice(f"{nick} is on another server of this chat: kick sent there"))
+                return None
+            self._kick_here(target, said, ErrorCode.KICKED)
         target.disconnect(said)
         return target
+
+    def _kick_here(self, target: Member, said: str, code: str) -> None:
+        """Lock held: ``target`` is told why, the rooms are told, and it is removed (the
+        caller disconnects it once out of the lock)."""
+        self._announce(target, f"{target.nick} was {said}")
+        target.send(ErrorReply(code, f"you were {said}", fatal=True))
+        self._remove(target, UserLeft(target.nick, said, self._clock()))
 
     def ban(self, op: Member, target: str, minutes: float | None, reason: str = "") -> None:
         """Ban a nick (and the address it is connected from) or an address; kicks the banned.
@@ -1204,9 +1222,8 @@ class ChatState:
             op.send(Notice(f"{target} is {said}{unsaved}"))
             victims = [m for m in victims if self._members.get(nick_key(m.nick)) is m]
             for victim in victims:
-                self._announce(victim, f"{victim.nick} was {said}")
-                victim.send(ErrorReply(ErrorCode.BANNED, f"you were {said}", fatal=True))
-                self._remove(victim, UserLeft(victim.nick, said, self._clock()))
+                self._kick_here(victim, said, ErrorCode.BANNED)
+            self._order("kick", target, said, ErrorCode.BANNED)  # on the cluster's other nodes
         for victim in victims:
             victim.disconnect(said)
 
@@ -1227,31 +1244,89 @@ class ChatState:
         _check_minutes(minutes)
         with self._lock:
             target = self._operate_on(op, nick)
-            target.muted_until = math.inf if minutes is None else self._clock() + minutes * 60
-            span = "" if minutes is None else f" for {minutes:g} minute(s)"
-            self._announce(target, f"{target.nick} was muted by {op.nick}{span}")
+            if target is None:  # on another node of the cluster
+                self._order("mute", nick, op.nick, minutes=minutes)
+                op.send(Notice(f"{nick} is on another server of this chat: mute sent there"))
+                return
+            self._mute_here(target, op.nick, minutes)
+
+    def _mute_here(self, target: Member, by: str, minutes: float | None) -> None:
+        target.muted_until = math.inf if minutes is None else self._clock() + minutes * 60
+        span = "" if minutes is None else f" for {minutes:g} minute(s)"
+        self._announce(target, f"{target.nick} was muted by {by}{span}")
 
     def unmute(self, op: Member, nick: str) -> None:
         with self._lock:
             target = self._operate_on(op, nick)
-            target.muted_until = None
-            self._announce(target, f"{target.nick} may talk again ({op.nick})")
+            if target is None:  # on another node of the cluster
+                self._order("unmute", nick, op.nick)
+                op.send(Notice(f"{nick} is on another server of this chat: unmute sent there"))
+                return
+            self._unmute_here(target, op.nick)
 
-    def _operate_on(self, op: Member, nick: str) -> Member:
+    def _unmute_here(self, target: Member, by: str) -> None:
+        target.muted_until = None
+        self._announce(target, f"{target.nick} may talk again ({by})")
+
+    def _operate_on(self, op: Member, nick: str) -> Member | None:
+        """Lock held: the member an operator acts on; None if it is on another node of a
+        cluster (RemoteProtocolError no_such_nick if nowhere)."""
         self._require_operator(op)
         target = self._members.get(nick_key(nick))
         if target is None:
+            if self._remote_nick(nick) is not None:
+                return None
             raise RemoteProtocolError(ErrorCode.NO_SUCH_NICK, f"nobody is called {nick}")
         return target
 
+    def _order(
+        self, order: str, target: str, said: str, code: str = "", minutes: float | None = None
+    ) -> None:
+        """Lock held, on a cluster node: the other nodes carry out an operator's order on
+        their members (kick: ``target`` a nick or an address; mute, unmute: a nick)."""
+        if self._room_tops is None:
+            return
+        fields = {"order": order, "target": target, "said": said, "code": code}
+        self._group.tell(encode_json({**fields, "minutes": minutes}), [])
+
+    def _reload_bans(self) -> None:
+        """Cluster, at each heartbeat: bans made on other nodes hold here too."""
+        try:
+            self.bans.reload()
+        except HistoryError as exc:
+            self._report(exc)
+
+    def _carry_out(self, order: dict[str, Any]) -> None:
+        """Cluster: an operator's order from another node, for our members (lock taken)."""
+        target, said = str(order.get("target", "")), str(order.get("said", ""))
+        kicked = []
+        with self._lock:
+            if order.get("order") == "kick":
+                for m in list(self._members.values()):
+                    if nick_key(m.nick) == nick_key(target) or host_of(m.address) == target:
+                        self._kick_here(m, said, str(order.get("code") or ErrorCode.KICKED))
+                        kicked.append(m)
+            else:
+                member = self._members.get(nick_key(target))
+                minutes = order.get("minutes")
+                if member is not None and order.get("order") == "mute":
+                    ok = minutes is None or isinstance(minutes, int | float)
+                    self._mute_here(member, said, minutes if ok else None)  # type: ignore[arg-type]
+                elif member is not None and order.get("order") == "unmute":
+                    self._unmute_here(member, said)
+        for m in kicked:
+            m.disconnect(said)
+
     def _announce(self, target: Member, text: str) -> None:
-        """Lock held: an operator action, told in every room of its target (and logged)."""
+        """Lock held: an operator action, told in every room of its target, on every node
+        of a cluster (and logged)."""
         log.info("operator action: %s", text)
         told: set[int] = set()  # once per member, even if it shares several rooms
         for room in target.rooms.values():
             fresh = [m for m in room.members.values() if id(m) not in told]
             told.update(id(m) for m in fresh)
             self._send_all(fresh, Notice(text, room.name))
+            self._tell_cluster(Notice(text, room.name), [room])
         if not target.rooms:
             target.send(Notice(text))
 
