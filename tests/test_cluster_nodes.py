@@ -537,3 +537,38 @@ def test_the_bundled_client_skips_a_node_that_is_down(nodes: list[ChatServer]) -
         ]
     finally:
         client.close()
+
+
+def test_redis_killed_and_restarted_mid_stream_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    """Two nodes; Redis is SIGKILLed after the 100th acked line and started again a second
+    later (append-only file): every line is acked once and reaches the other node once, in
+    order; nobody is taken for gone meanwhile."""
+    server = RedisProcess(tmp_path / "redis")
+    server.start()
+    nodes = [start_server(cluster=server.url, limits=NO_FLOOD_LIMITS) for _ in range(2)]
+    try:
+        ann, _ = rich_client(nodes[0].address, "ann")
+        watcher, _ = rich_client(nodes[1].address, "watcher")
+        wait_for_users(watcher, ["ann", "watcher"])
+        restarted = threading.Timer(1.0, server.start)
+        acked: list[int] = []
+        for n in range(300):
+            if n == 100:
+                server.kill()
+                restarted.start()
+            ann.send_json(type="chat", text=f"line {n}", id=f"c{n}")
+            ack = ann.recv_until(lambda m: m["type"] == "ack", limit=10_000)
+            acked.append(ack["msg_id"])
+        restarted.join()
+        seen = []
+        while len(seen) < 300:
+            message = watcher.recv_json()
+            assert message["type"] != "leave", message  # nobody taken for gone
+            if message["type"] == "chat":
+                seen.append(message)
+        assert [m["id"] for m in seen] == acked == sorted(set(acked))
+        assert [m["text"] for m in seen] == [f"line {n}" for n in range(300)]
+    finally:
+        for node in nodes:
+            node.shutdown()
+        server.stop()

@@ -258,6 +258,7 @@ class ClusterPipeline:
         """Heartbeats; and take over nodes that died (their nicks are free again at once)."""
         reconnect = Reconnect("heartbeat")
         beats = 0
+        reap_after = 0.0  # monotonic: no node is taken for dead before this
         while True:
             self._beat_now.wait(self.beat_interval)
             self._beat_now.clear()
@@ -268,8 +269,13 @@ class ClusterPipeline:
                 # Everything again now and then, and after trouble (another node may have
                 # taken this one for dead and dropped its list); only changes in between.
                 self._publish(full=beats % FULL_PUBLISH_EVERY == 0 or reconnect.down)
-                for node, members in self.presence.reap().items():
-                    self._announce_dead(node, members)
+                if reconnect.down:
+                    # Redis was away for everyone: give every node a ttl to beat again
+                    # before taking any of them for dead.
+                    reap_after = time.monotonic() + self.presence.ttl
+                if time.monotonic() >= reap_after:
+                    for node, members in self.presence.reap().items():
+                        self._announce_dead(node, members)
                 self.remote = {
                     k: v for k, v in self.presence.members().items() if v["node"] != self.node_id
                 }
