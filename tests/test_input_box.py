@@ -706,3 +706,22 @@ def test_mask_hides_the_text_but_keeps_it() -> None:
     box.update(0.0)
     assert box.text == "secret"
     assert box._layout.caret_x == font.size("••••••")[0]
+
+
+def test_the_wheel_never_takes_the_keys_away(make: Callable[..., Harness]) -> None:
+    """A game's overlay gives keys back on a click elsewhere, but not on a scroll."""
+    h = make()
+    assert h.box.focused
+    for button in (4, 5):
+        assert not h.box.handle_event(click((500, 500), button))
+        assert h.box.focused
+    assert not h.box.handle_event(click((500, 500), 1))
+    assert not h.box.focused  # a real click elsewhere still does
+
+
+def test_keep_focus_keeps_the_keys_whatever_is_clicked(make: Callable[..., Harness]) -> None:
+    h = make(keep_focus=True)
+    assert not h.box.handle_event(click((500, 500), 1))
+    assert h.box.focused
+    h.type("still here")
+    assert h.box.text == "still here"

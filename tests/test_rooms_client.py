@@ -746,3 +746,31 @@ def test_member_data_updates_the_room_member() -> None:
     bob = tab.member("bob")
     assert bob is not None and bob.data == {"team": "red", "ready": True}
     assert tab.revision > before
+
+
+@pytest.mark.ui
+@pytest.mark.parametrize(
+    "where",
+    ["wheel over the log", "click in the log", "click on the member list", "wheel over the tabs"],
+)
+def test_typing_after_touching_the_log_still_reaches_the_input(
+    display: pygame.Surface, where: str
+) -> None:
+    """Discord and HexChat send every key to the input line wherever you clicked."""
+    screen, client = make_screen(display)
+    client.incoming += [chat(n, f"line {n}", nick="bob") for n in range(1, 80)]
+    run_frame(screen, display)
+    spot = {
+        "wheel over the log": (screen.log_rect.center, 4),
+        "click in the log": (screen.log_rect.center, 1),
+        "click on the member list": (screen.users.rect.center, 1),
+        "wheel over the tabs": (screen.tabs.rect.center, 5),
+    }[where]
+    pos, button = spot
+    pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, {"pos": pos, "button": button}))
+    pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONUP, {"pos": pos, "button": button}))
+    pygame.event.post(pygame.event.Event(pygame.TEXTINPUT, {"text": "hi"}))
+    post_key(pygame.K_RETURN)
+    run_frame(screen, display)
+    assert screen.input.focused
+    assert [getattr(m, "text", None) for m in client.sent][-1:] == ["hi"]

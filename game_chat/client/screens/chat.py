@@ -65,6 +65,7 @@ class ChatScreen:
             completions=self.conversation.known_nicks,
             commands=COMMAND_NAMES,
             placeholder="Type a message, /help for commands",
+            keep_focus=True,  # keys go to the line wherever you click (the log, the list...)
         )
         self.users = UserList(pygame.Rect(0, 0, 10, 10), theme, font, self._color_of)
         self._shown: Tab = self.conversation.current

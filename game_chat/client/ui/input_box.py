@@ -80,6 +80,10 @@ class _Layout:
     counter: pygame.Surface | None
 
 
+#: pygame reports each wheel notch as a press of button 4 or 5 (and 6, 7 sideways) too.
+WHEEL_BUTTONS = frozenset({4, 5, 6, 7})
+
+
 class InputBox:
     """The chat input line. Call ``handle_event`` for each event, then ``update``, then ``draw``.
 
@@ -100,6 +104,7 @@ class InputBox:
         placeholder: str = "",
         focused: bool = True,
         mask: str = "",
+        keep_focus: bool = False,
     ) -> None:
         self.rect = pygame.Rect(rect)
         self.theme = theme
@@ -111,6 +116,10 @@ class InputBox:
         self.placeholder = placeholder
         #: Shown instead of each character (password fields), "" to show the text itself.
         self.mask = mask
+        #: A click elsewhere does not take the keys away (the chat window's line: every key
+        #: goes to it wherever you clicked, as in HexChat or Discord). False: a click elsewhere
+        #: gives the keys back (to a game around the overlay, or to another field).
+        self.keep_focus = keep_focus
         self._buffer = TextEditBuffer(max_chars)
         self._history = InputHistory()
         self._completer = TabCompleter()
@@ -379,8 +388,11 @@ class InputBox:
         return was_dragging and event.button == pygame.BUTTON_LEFT
 
     def _mouse_down(self, pos: tuple[int, int], button: int) -> bool:
+        if button in WHEEL_BUTTONS:  # scrolling is not choosing where the keys go
+            return False
         if not self.rect.collidepoint(pos):
-            self.focused = False  # a click elsewhere: keys belong to the game again
+            if not self.keep_focus:
+                self.focused = False  # a click elsewhere: keys belong to the game again
             return False
         self.focused = True
         if button == pygame.BUTTON_LEFT and not self._composition:
