@@ -205,3 +205,31 @@ def test_sigterm_closes_the_window_cleanly(server: ChatServer, tmp_path: Path) -
     finally:
         process.kill()
         process.wait()
+
+
+def test_an_idle_window_draws_nothing_but_the_caret_blink(
+    server: ChatServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Render on change: idle, the window is drawn again only when the caret blinks (and at
+    most once a second besides); a key or a line from the network draws at once."""
+    from game_chat.client import app as app_module
+
+    monkeypatch.setattr(app_module, "IDLE_REDRAW_SECONDS", 3600.0)  # a slow machine's second
+    app = joined_app(server)
+    for _ in range(5):  # settle: the join's lines and replies
+        app.frame(0.001)
+    drawn = app.frames_drawn
+    for _ in range(100):  # 100 idle frames, 0.2 s of blink time in all: not one flip
+        app.frame(0.002)
+    assert app.frames_drawn == drawn
+    for _ in range(4):  # 0.6 s more: the caret goes (and that is drawn)
+        app.frame(0.15)
+    assert app.frames_drawn == drawn + 1
+    type_text("x")
+    app.frame(0.001)
+    assert app.frames_drawn == drawn + 2
+    peer, _ = rich_client(server.address, "bob")
+    peer.send_json(type="chat", text="hello there", id="1")
+    run_until(app, lambda: "hello there" in " ".join(log_texts(app)))
+    assert app.frames_drawn > drawn + 2
+    app.close()

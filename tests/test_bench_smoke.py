@@ -135,3 +135,17 @@ def test_cluster_bench_runs_two_nodes_on_a_real_redis() -> None:
     assert line["nodes"] == 2 and line["checks"]["exact"], line
     assert line["deliveries"] == line["messages"] * 9  # every other client, once
     assert line["redis_commands_per_message"] > 0
+
+
+@pytest.mark.ui
+def test_client_cpu_bench_measures_the_real_window() -> None:
+    """bench/client_cpu.py, tiny: the real window (dummy driver here), a phase each."""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "DISPLAY"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "client_cpu.py"), "--seconds", "0.5"],
+        cwd=ROOT, capture_output=True, text=True, timeout=90, check=False, env=env,
+    )  # fmt: skip
+    assert proc.stdout, proc.stderr
+    phases = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [p["phase"] for p in phases] == ["idle", "lines_200_per_s", "lines_1000_per_s"]
+    assert all(p["cpu_percent_of_one_core"] >= 0 for p in phases)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,7 +34,12 @@ log = logging.getLogger("game_chat.client")
 
 ASSETS = assets_dir()
 DEFAULT_SIZE = (960, 640)
-FPS = 60
+FPS = 60  # at most, while something changes
+#: How often the idle loop wakes to look at events and the network (the receive thread never
+#: touches pygame, so it cannot wake the loop itself): a key or a line waits at most this long.
+POLL_SECONDS = 0.03
+#: Redraw at least this often even when nothing seems to change (a countdown in the status).
+IDLE_REDRAW_SECONDS = 1.0
 
 #: What the connect screen says for a refused hello, by error code.
 REFUSALS = {
@@ -77,6 +84,12 @@ class ChatApp:
         self.clipboard = make_clipboard()
         self.clock = pygame.time.Clock()
         self.running = True
+        # Render on change: the loop sleeps until the next look at events and the network
+        # (POLL_SECONDS) and draws and flips only when something changed.
+        self._redraw = True
+        self._drawn_at = self._last_frame = time.monotonic()
+        #: Frames drawn (and flipped) so far (tests and bench/client_cpu.py look).
+        self.frames_drawn = 0
         self._pending: ChatClient | None = None  # a join the connect screen is waiting for
         self.screen: ConnectScreen | ChatScreen
         if target is not None:
@@ -95,26 +108,50 @@ class ChatApp:
         gc.collect()
         gc.freeze()
         try:
-            while self.frame():
-                self.clock.tick(FPS)
+            while True:
+                self._wait()
+                drawn = self.frames_drawn
+                if not self.frame():
+                    break
+                if self.frames_drawn != drawn:
+                    self.clock.tick(FPS)  # while things change: at most FPS frames a second
         finally:
             self.close()
         return 0
 
+    def _wait(self) -> None:
+        """Sleep until an event comes, or the next network poll or redraw is due."""
+        if self._redraw:
+            return
+        due = self._drawn_at + IDLE_REDRAW_SECONDS - time.monotonic()
+        if pygame.event.peek():
+            return
+        # A plain sleep, not pygame.event.wait: pygame's wait with a timeout polls SDL every
+        # millisecond (measured: 4 % of a core doing nothing); a key waits at most this long.
+        time.sleep(max(0.0, min(POLL_SECONDS, due)))
+
     def frame(self, dt: float | None = None) -> bool:
-        """One frame; False once the window was closed."""
-        dt = self.clock.get_time() / 1000 if dt is None else dt
-        for event in pygame.event.get():
+        """One frame: events, network, update; draws and flips only if something changed (or
+        a second passed). False once the window was closed. Never blocks."""
+        now = time.monotonic()
+        dt = now - self._last_frame if dt is None else dt
+        self._last_frame = now
+        events = pygame.event.get()
+        for event in events:
             if event.type == pygame.QUIT:  # also what SDL turns SIGTERM into
                 self.running = False
             elif event.type == pygame.VIDEORESIZE:
                 self.screen.resize(event.size)
             else:
                 self.screen.handle_event(event)
-        self._check_pending_join()
-        self.screen.update(dt)
-        self.screen.draw(self.window)
-        pygame.display.flip()
+        changed = self._check_pending_join()
+        changed = self.screen.update(dt) is not False or changed or bool(events)
+        if changed or self._redraw or now - self._drawn_at >= IDLE_REDRAW_SECONDS:
+            self.screen.draw(self.window)
+            pygame.display.flip()
+            self._drawn_at = now
+            self._redraw = False
+            self.frames_drawn += 1
         return self.running
 
     def close(self) -> None:
@@ -236,24 +273,27 @@ class ChatApp:
         self._pending.start()
         self.screen.set_busy(f"Connecting to {host}:{port}…")
 
-    def _check_pending_join(self) -> None:
+    def _check_pending_join(self) -> bool:
+        """The join the connect screen waits for; True if anything came of it."""
         client = self._pending
         if client is None:
-            return
+            return False
         events = client.poll()
+        self._redraw = self._redraw or bool(events)
         for event in events:
             if isinstance(event, Connected):
                 self._pending = None
                 self.settings.save()
                 self._open_chat(client, events)
-                return
+                return True
             if isinstance(event, Disconnected) and not event.will_retry:
                 self._pending = None
                 client.close()
                 text = REFUSALS.get(event.code or "", f"Could not join: {event.reason}")
                 if isinstance(self.screen, ConnectScreen):
                     self.screen.show_error(text)
-                return
+                return True
+        return bool(events)
 
     # --- LAN discovery ---------------------------------------------------------------------
 
@@ -290,6 +330,11 @@ def run_window(
     discovery: DiscoveryConfig | None = DiscoveryConfig(),  # noqa: B008 (frozen)
     alternates: Sequence[tuple[str, int]] = (),
 ) -> int:
+    # SDL's "accelerated" window surface streams every frame through OpenGL: where there is no
+    # GPU (VMs, remote desktops, Xvfb) that is software OpenGL, 40 % of a core at 60 frames a
+    # second. A chat window draws few frames with plain 2D blits: the unaccelerated surface
+    # (X11 shared memory, Wayland shm buffers) costs less everywhere. An explicit setting wins.
+    os.environ.setdefault("SDL_FRAMEBUFFER_ACCELERATION", "0")
     # Only what the window needs: pygame.init() would also open audio, which a chat never uses.
     pygame.display.init()
     pygame.font.init()

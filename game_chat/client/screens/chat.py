@@ -125,9 +125,12 @@ class ChatScreen:
             return True
         return self.log.handle_event(event) or self.users.handle_event(event)
 
-    def update(self, dt: float) -> None:
+    def update(self, dt: float) -> bool:
+        """Apply what the network brought and lay out; True if the window needs drawing
+        again (new events, or the caret blinked): idle, nothing changes and nothing is drawn."""
         conversation = self.conversation
-        for event in self.client.poll(MAX_EVENTS_PER_FRAME):
+        events = self.client.poll(MAX_EVENTS_PER_FRAME)
+        for event in events:
             conversation.apply(event)
         tab = conversation.current
         if tab is not self._shown:
@@ -143,10 +146,11 @@ class ChatScreen:
             if request is not None:
                 self.client.send(request)
         self.tabs.update(dt)
-        self.input.update(dt)
+        blinked = self.input.update(dt)
         self.users.update(dt)
         self._update_status()
         self._update_topic(tab)
+        return bool(events) or blinked
 
     def draw(self, surface: pygame.Surface) -> None:
         # Each part paints its own area; only the strip around the input is left to fill.

@@ -83,6 +83,7 @@ class ConnectScreen:
         self._focus(0 if not nick else 1)
         self._message: pygame.Surface | None = None
         self._message_key: tuple[str, str] | None = None
+        self._servers_seen: object = None  # the servers found, as last shown
         self._render_static()
         self.resize(size)
 
@@ -169,21 +170,29 @@ class ConnectScreen:
             return True
         return any(box.handle_event(event) for box in self.fields if box.focused)
 
-    def update(self, dt: float) -> None:
+    def update(self, dt: float) -> bool:
+        """Lay out; True if the screen needs drawing again (a message, a caret blink, the
+        list of servers found)."""
+        changed = False
         key = (self.error, self.busy)
         if key != self._message_key:  # rendered here, not in draw: draw changes nothing
+            changed = True
             self._message_key = key
             text, color = (
                 (self.error, self.theme.error) if self.error else (self.busy, self.theme.muted)
             )
             self._message = self.font.render(text, True, color) if text else None
         for box in self.fields:
-            box.update(dt)
+            changed = box.update(dt) or changed
         for button in self.buttons:
             button.update(dt)
         if self.server_list is not None and self.servers is not None:
-            self.server_list.set_servers(self.servers())
+            servers = self.servers()
+            changed = changed or servers != self._servers_seen
+            self._servers_seen = servers
+            self.server_list.set_servers(servers)
             self.server_list.update(dt)
+        return changed
 
     def draw(self, surface: pygame.Surface) -> None:
         theme = self.theme

@@ -232,13 +232,16 @@ class InputBox:
             self._changed()
         return consumed
 
-    def update(self, dt: float) -> None:
-        """Advance the caret blink by ``dt`` seconds and keep the IME window at the caret."""
+    def update(self, dt: float) -> bool:
+        """Advance the caret blink by ``dt`` seconds and keep the IME window at the caret;
+        True if the caret appeared or went (the box needs drawing again)."""
+        shown = self._focused and self._blink < BLINK_SECONDS
         self._blink = (self._blink + dt) % (2 * BLINK_SECONDS)
         # Keys of one frame arrive together; once a frame has passed, a key is the user's again.
         self._ime_just_ended = False
         if self._focused:
             self._place_ime_window()
+        return shown != (self._focused and self._blink < BLINK_SECONDS)
 
     def draw(self, surface: pygame.Surface) -> None:
         """Draw the box onto ``surface``. Changes no state (everything was laid out before)."""
