@@ -11,12 +11,15 @@ the room sees them change. The chat is game_chat.client.ChatOverlay (see the REA
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # --help prints the keys, not a banner
 
 import pygame
 
@@ -30,10 +33,13 @@ SPEED = 220  # pixels a second
 SHARE_EVERY = 0.2  # seconds between two position updates at most
 TEAM_COLORS = {1: (230, 95, 95), 2: (95, 150, 235)}
 BACKGROUND, TEXT, DIM = (18, 22, 30), (230, 232, 240), (130, 136, 150)
+QUIT_CONFIRM_SECONDS = 2.0  # Esc, then Esc again within this long, quits
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--server", help="HOST:PORT to join at once (no server list)")
     parser.add_argument("--nick", default=f"player{random.randint(100, 999)}")
     parser.add_argument("--discovery-address", default=DEFAULT_GROUP, help="where to listen")
@@ -60,6 +66,7 @@ class LobbyGame:
         self.server: ChatServer | None = None
         self.chat: ChatOverlay | None = None
         self.selected, self.note = 0, ""
+        self.quit_asked: float | None = None  # when Esc was pressed once (monotonic)
         self.pos = pygame.Vector2(random.randint(80, 820), random.randint(90, 320))
         self.shared: tuple[int, int] | None = None
         self.since_shared = 0.0
@@ -140,8 +147,13 @@ class LobbyGame:
 
     def on_key(self, key: int) -> bool:
         servers = self.listener.servers() if self.listener else ()
-        if key == pygame.K_ESCAPE:
-            return False
+        if key == pygame.K_ESCAPE:  # asks first: a stray Esc must not end the game
+            now = time.monotonic()
+            if self.quit_asked is not None and now - self.quit_asked < QUIT_CONFIRM_SECONDS:
+                return False
+            self.quit_asked = now
+            return True
+        self.quit_asked = None
         if self.chat is None and key == pygame.K_h:
             self.host()
         elif self.chat is None and key in (pygame.K_UP, pygame.K_DOWN) and servers:
@@ -192,12 +204,19 @@ class LobbyGame:
             self.text("Looking for games on the LAN...", (40, 80), DIM)
         self.text("Up/Down, Enter: join   H: host a game here   Esc: quit", (40, 540), DIM)
         self.text(self.note, (40, 510), TEAM_COLORS[1])
+        self.draw_quit_question()
+
+    def draw_quit_question(self) -> None:
+        asked = self.quit_asked
+        if asked is not None and time.monotonic() - asked < QUIT_CONFIRM_SECONDS:
+            self.text("Press Esc again to quit", (SIZE[0] - 260, 10), TEAM_COLORS[1])
 
     def draw_lobby(self) -> None:
         assert self.chat is not None
         self.screen.fill(BACKGROUND)
         state = "READY" if self.ready else "not ready"
         self.text(f"{self.chat.nick} | team {self.team} | {state} | {self.chat.status}", (10, 10))
+        self.draw_quit_question()
         help_text = "arrows/WASD: move   R: ready   1/2: team   T/Enter: chat   Esc: quit"
         self.text(help_text, (10, 34), DIM)
         for member in self.chat.members():

@@ -414,6 +414,9 @@ def test_escape_clears_and_passes_through_when_empty(make: Callable[..., Harness
     assert h.press(pygame.K_ESCAPE)
     assert h.box.text == ""
     assert not h.press(pygame.K_ESCAPE)  # the app may close the chat on it
+    assert h.press(pygame.K_UP)  # the cleared draft is not lost: Up brings it back
+    assert h.box.text == "draft"
+    assert h.sent == []
 
 
 def test_history_with_up_and_down_keeps_the_draft(make: Callable[..., Harness]) -> None:

@@ -8,6 +8,8 @@ listens on 127.0.0.1 and its hosted server announces to 127.0.0.1 only.
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -482,7 +484,20 @@ def test_lobby_game_hosts_and_finds_a_game_on_127_0_0_1(display: pygame.Surface)
         assert finder.frame(0.016, finder_events)
         assert finder.ready  # the "r" went into the chat, not the ready toggle
         run_until(both, lambda: "r" in texts(hoster.chat))
-        assert not finder.frame(0.016, [down(pygame.K_ESCAPE)])  # Esc with the chat closed
+        # Esc with the chat closed asks first; a second Esc quits.
+        assert finder.frame(0.016, [down(pygame.K_ESCAPE)])
+        assert not finder.frame(0.016, [down(pygame.K_ESCAPE)])
     finally:
         for game in games:
             game.close()
+
+
+def test_lobby_game_help_lists_the_keys_without_the_pygame_banner() -> None:
+    path = Path(__file__).resolve().parents[1] / "examples" / "lobby_game.py"
+    env = {k: v for k, v in os.environ.items() if k != "PYGAME_HIDE_SUPPORT_PROMPT"}
+    done = subprocess.run(
+        [sys.executable, str(path), "--help"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0
+    assert "Hello from the pygame community" not in done.stdout
+    assert "Arrows or WASD move your avatar" in done.stdout and "--server" in done.stdout

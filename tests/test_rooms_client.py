@@ -51,6 +51,7 @@ from game_chat.protocol.messages import (
     SendChat,
     SendPrivate,
     SetAway,
+    SetTopic,
     TopicChanged,
     UserJoined,
     UserLeft,
@@ -774,3 +775,19 @@ def test_typing_after_touching_the_log_still_reaches_the_input(
     run_frame(screen, display)
     assert screen.input.focused
     assert [getattr(m, "text", None) for m in client.sent][-1:] == ["hi"]
+
+
+def test_bare_topic_shows_it_and_topic_dash_clears_it() -> None:
+    """As in IRC clients: /topic shows the topic; text sets it; the window clears with '-'."""
+    c, rec = connected(joined("#dev", topic="ship it"))
+    client = FakeClient()
+    dev = c.tab("#dev")
+    assert dev is not None
+    c.switch_to(dev)
+    submit_line("/topic", client, c)
+    assert client.sent == [] and rec.texts(dev)[-1] == "Topic of #dev: ship it"
+    submit_line("/topic #lobby", client, c)
+    assert client.sent == [] and rec.texts(c.tab("#lobby"))[-1].startswith("#lobby has no topic")
+    submit_line("/topic friday", client, c)
+    submit_line("/topic -", client, c)
+    assert client.sent == [SetTopic("#dev", "friday"), SetTopic("#dev", "")]

@@ -27,6 +27,7 @@ from ..protocol.messages import (
 )
 from .conversation import Conversation, Status
 from .model import LineKind
+from .rooms import Tab
 
 #: Commands known to the client only.
 LOCAL_COMMANDS = ("close",)
@@ -61,6 +62,8 @@ def submit_line(
         _close(client, conversation)
         return None
     room = current.name if current.is_room else conversation.lobby
+    if name == "topic" and _show_topic(argument, current, conversation):
+        return None
     try:
         message = parse_command(line, room)
     except RemoteProtocolError as exc:
@@ -71,8 +74,31 @@ def submit_line(
     if isinstance(message, SetTopic) and not current.is_room and "#" not in argument[:1]:
         conversation.system("Name the room here: /topic #ROOM TEXT", LineKind.ERROR)
         return None
+    if isinstance(message, SetTopic) and message.topic.strip() == "-":
+        message = SetTopic(message.room, "")  # "/topic -" clears (bare /topic shows it)
     _dispatch(message, client, conversation, follow_private)
     return None
+
+
+def _show_topic(argument: str, current: Tab, conversation: Conversation) -> bool:
+    """``/topic`` or ``/topic #room`` with no text shows the topic (as IRC clients do; the
+    window clears one with ``/topic -``). False: the line sets a topic."""
+    words = argument.split(None, 1)
+    named = words[0] if words and words[0].startswith("#") and len(words[0]) > 1 else None
+    text = (words[1] if len(words) > 1 else "") if named else argument.strip()
+    if text:
+        return False
+    tab = conversation.tab(named) if named else (current if current.is_room else None)
+    if tab is None or not tab.is_room:
+        where = named or "this tab"
+        conversation.system(f"No topic known for {where}: /topic #ROOM", LineKind.ERROR)
+    elif tab.topic:
+        conversation.system(f"Topic of {tab.name}: {tab.topic}", LineKind.NOTICE, tab=tab)
+    else:
+        conversation.system(
+            f"{tab.name} has no topic (set one: /topic TEXT)", LineKind.NOTICE, tab=tab
+        )
+    return True
 
 
 def _dispatch(

@@ -351,9 +351,13 @@ class InputBox:
         return True
 
     def _escape(self) -> bool:
-        """Esc clears the line; on an empty line it is not ours (the app may close the chat)."""
-        if not self._buffer.text:
+        """Esc clears the line, keeping it (Up brings it back, as Discord keeps a draft); on
+        an empty line it is not ours (the app may close the chat)."""
+        text = self._buffer.text
+        if not text:
             return False
+        if text.strip():
+            self._history.add(text)
         self.clear()
         return True
 
