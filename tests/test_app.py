@@ -233,3 +233,19 @@ def test_an_idle_window_draws_nothing_but_the_caret_blink(
     run_until(app, lambda: "hello there" in " ".join(log_texts(app)))
     assert app.frames_drawn > drawn + 2
     app.close()
+
+
+def test_the_title_follows_a_nick_change_and_the_nickname_has_focus_at_start(
+    server: ChatServer,
+) -> None:
+    host, port = server.address
+    app = ChatApp(ClientSettings(nick="alice", server=f"{host}:{port}"))
+    assert isinstance(app.screen, ConnectScreen)
+    assert app.screen.nick_box.focused and not app.screen.server_box.focused
+    key(pygame.K_RETURN)
+    run_until(app, lambda: isinstance(app.screen, ChatScreen))
+    assert pygame.display.get_caption()[0] == f"game_chat — alice @ {host}:{port}"
+    type_text("/nick alicia")
+    key(pygame.K_RETURN)
+    run_until(app, lambda: pygame.display.get_caption()[0].startswith("game_chat — alicia @"))
+    app.close()

@@ -147,10 +147,10 @@ def test_scrolled_up_the_view_stays_put_and_counts_new_lines(
     assert not log.pinned
     before = texts(log)
     assert "line 49" not in before
-    log.extend([chat("new 1"), chat("new 2")])
+    log.extend([chat("new 1"), LogLine(LineKind.SYSTEM, "bob joined"), chat("new 2")])
     frame(log, screen)
     assert texts(log) == before
-    assert log.unread == 2
+    assert log.unread == 2  # messages: a join is not one
     for _ in range(10):
         log.handle_event(wheel(-1))
     assert log.pinned and log.unread == 0

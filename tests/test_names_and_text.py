@@ -460,3 +460,12 @@ def test_cleaned_text_has_no_invisible_characters(text: str) -> None:
             marks = 0
         assert ch not in "\u3164\uffa0\u115f\u1160"
     assert len(cleaned) <= len(text)
+
+
+def test_a_space_in_a_nick_is_named_in_words() -> None:
+    with pytest.raises(RemoteProtocolError) as refused:
+        validate_nick("a b")
+    assert refused.value.message.endswith("only: no spaces")
+    with pytest.raises(RemoteProtocolError) as refused:
+        validate_nick("x!")
+    assert refused.value.message.endswith("only: not '!'")

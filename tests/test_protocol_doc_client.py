@@ -1376,7 +1376,7 @@ def test_bad_resume_values_are_refused_and_the_hello_sent_again(server) -> None:
     client.send_json(type="hello", nick="alice", version=1, resume={"#a b": None})
     expect(
         client,
-        **error_of("bad_room", "a room name may hold letters, digits, '_' and '-' only, not ' '"),
+        **error_of("bad_room", "a room name may hold letters, digits, '_' and '-' only: no spaces"),
     )
     for fields in ({"resume": [LOBBY]}, {"session": 5}, {"store": 1}):
         client.send_json(type="hello", nick="alice", version=1, **fields)
@@ -1797,9 +1797,9 @@ def test_unicode_rules_of_sections_6_1_to_6_3(burst_server) -> None:
         expect(alice, **error_of("empty_text", "empty messages are not sent", id="e"))
     # Nicks: refused rather than cleaned.
     for nick, message in [
-        ("a\u200db", "a nickname may hold letters, digits, '_' and '-' only, not '\\u200d'"),
-        ("a\u3164", "a nickname may hold letters, digits, '_' and '-' only, not '\u3164'"),
-        ("a\ufe0f", "a nickname may hold letters, digits, '_' and '-' only, not '\ufe0f'"),
+        ("a\u200db", "a nickname may hold letters, digits, '_' and '-' only: not '\\u200d'"),
+        ("a\u3164", "a nickname may hold letters, digits, '_' and '-' only: not '\u3164'"),
+        ("a\ufe0f", "a nickname may hold letters, digits, '_' and '-' only: not '\ufe0f'"),
         ("_\u0301", "a combining mark goes on a letter or a digit"),
         ("x" + "\u0301" * 5, "a nickname has at most 4 marks on one letter"),
     ]:

@@ -76,7 +76,7 @@ class ChatApp:
         if icon.exists():
             pygame.display.set_icon(pygame.image.load(str(icon)))
         self.window = pygame.display.set_mode(size, pygame.RESIZABLE)
-        pygame.display.set_caption("game_chat")
+        self._caption = ""
         pygame.key.set_repeat(400, 35)
         pygame.key.start_text_input()
         self.font = load_font(self.theme)
@@ -146,6 +146,7 @@ class ChatApp:
                 self.screen.handle_event(event)
         changed = self._check_pending_join()
         changed = self.screen.update(dt) is not False or changed or bool(events)
+        self._update_caption()
         if changed or self._redraw or now - self._drawn_at >= IDLE_REDRAW_SECONDS:
             self.screen.draw(self.window)
             pygame.display.flip()
@@ -153,6 +154,17 @@ class ChatApp:
             self._redraw = False
             self.frames_drawn += 1
         return self.running
+
+    def _update_caption(self) -> None:
+        """The window's title names who you are now (after a /nick too)."""
+        if isinstance(self.screen, ChatScreen):
+            client = self.screen.client
+            title = f"game_chat — {self.screen.conversation.nick} @ {client.host}:{client.port}"
+        else:
+            title = "game_chat"
+        if title != self._caption:
+            self._caption = title
+            pygame.display.set_caption(title)
 
     def close(self) -> None:
         """Say goodbye to the server and stop every thread we started."""
@@ -181,7 +193,7 @@ class ChatApp:
             servers=self._found_servers if self.discovery is not None else None,
             servers_note=self._listener_note,
         )
-        pygame.display.set_caption("game_chat")
+        self._update_caption()
 
     def _open_chat(self, client: ChatClient, events: list[Any] | None = None) -> None:
         self._stop_discovery()
@@ -197,7 +209,7 @@ class ChatApp:
         )
         for event in events or []:
             self.screen.conversation.apply(event)
-        pygame.display.set_caption(f"game_chat — {client.nick} @ {client.host}:{client.port}")
+        self._update_caption()
 
     def _leave_chat(self) -> None:
         if self.hosted is not None and self._owns_hosted:

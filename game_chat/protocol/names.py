@@ -63,7 +63,8 @@ def validate_nick(name: str, max_chars: int = 24) -> str:
             or category in _MARK_CATEGORIES
             or category == "Nd"
         ):
-            raise _invalid(f"a nickname may hold letters, digits, '_' and '-' only, not {ch!r}")
+            refused = "no spaces" if ch == " " else f"not {ch!r}"
+            raise _invalid(f"a nickname may hold letters, digits, '_' and '-' only: {refused}")
         if category not in _MARK_CATEGORIES:
             marks = 0
         elif i == 0 or (marks == 0 and nick[i - 1] in "_-"):

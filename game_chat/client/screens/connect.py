@@ -80,7 +80,7 @@ class ConnectScreen:
             self.server_list = ServerList(pygame.Rect(0, 0, 10, 10), theme, font, self.pick)
             if servers_note:
                 self.server_list.set_status(servers_note)
-        self._focus(0 if not nick else 1)
+        self._focus(0)  # the nickname first, as every chat asks it (Enter joins either way)
         self._message: pygame.Surface | None = None
         self._message_key: tuple[str, str] | None = None
         self._servers_seen: object = None  # the servers found, as last shown

@@ -364,7 +364,8 @@ class MessageLog:
         if line.own:
             self.scroll_to_bottom()
         elif not self._pinned:
-            self._unread += 1
+            if line.kind in (LineKind.CHAT, LineKind.ACTION):  # joins and leaves are not news
+                self._unread += 1
             if self._anchor[0] < self._first_seq:  # the anchor fell off the front
                 self._set_anchor(*self._clamp_top(self._first_seq, 0))
         self._dirty = True
