@@ -116,8 +116,8 @@ def test_a_taken_name_gets_a_line_from_server_then_the_connection_closes(server)
     for name, line in [
         ("ALICE", "ERROR nick_taken: the nickname ALICE is taken"),
         ("a1ice", "ERROR nick_taken: the nickname a1ice looks too much like alice"),
-        ("a b", "ERROR nick_invalid: a nickname may hold letters, digits, '_' and '-' only, "
-                "not ' '"),
+        ("a b", "ERROR nick_invalid: a nickname may hold letters, digits, '_' and '-' only: "
+                "no spaces"),
         ("server", "ERROR nick_taken: the nickname server is reserved"),
     ]:  # fmt: skip
         client = SelectClient(server.address, name)
