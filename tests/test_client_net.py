@@ -139,6 +139,8 @@ def test_backoff_doubles_to_the_cap() -> None:
     assert [client._backoff(n) for n in range(1, 8)] == [0.5, 1, 2, 4, 8, 10, 10]
     low = ChatClient("127.0.0.1", 1, "x", random_source=lambda: 0.0)
     assert low._backoff(1) == 0.375
+    high = ChatClient("127.0.0.1", 1, "x", random_source=lambda: 1.0)
+    assert max(high._backoff(n) for n in range(1, 12)) == 10  # as documented, jitter too
 
 
 def test_close_says_goodbye_and_stops_quickly(server: ChatServer) -> None:

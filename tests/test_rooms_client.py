@@ -20,7 +20,14 @@ from conftest import start_server
 from wire import rich_client
 
 from game_chat.client.conversation import Conversation, Status
-from game_chat.client.events import ChatFailed, ChatSent, Connected, Disconnected
+from game_chat.client.events import (
+    ChatFailed,
+    ChatSent,
+    Connected,
+    Connecting,
+    Disconnected,
+    Reconnecting,
+)
 from game_chat.client.model import Delivery, LineKind, LogLine
 from game_chat.client.net import ChatClient
 from game_chat.client.rooms import Member, Tab, TabKind
@@ -791,3 +798,35 @@ def test_bare_topic_shows_it_and_topic_dash_clears_it() -> None:
     submit_line("/topic friday", client, c)
     submit_line("/topic -", client, c)
     assert client.sent == [SetTopic("#dev", "friday"), SetTopic("#dev", "")]
+
+
+def test_retries_update_the_status_instead_of_filling_the_log() -> None:
+    c, rec = connected()
+    lobby = c.tab("#lobby")
+    assert lobby is not None
+    before = len(rec.texts(lobby))
+    c.apply(Disconnected("the server stopped answering", True))
+    for attempt in range(2, 9):  # seven failed tries in a row
+        c.apply(Reconnecting(attempt, 2.0))
+        c.apply(Connecting("127.0.0.1", 5050, attempt))
+        c.apply(Disconnected("connection refused", True))
+    assert rec.texts(lobby)[before:] == ["Disconnected: the server stopped answering"]
+    c.apply(Reconnecting(9, 4.0))
+    assert c.status_detail == "retrying in 4.0 s (attempt 9)"
+
+
+@pytest.mark.ui
+def test_after_a_reconnect_away_is_restored_and_members_are_greyed_meanwhile(
+    display: pygame.Surface,
+) -> None:
+    screen, client = make_screen(display)
+    client.incoming += [AwayChanged(ME, "lunch", 1.0)]
+    run_frame(screen, display)
+    assert not screen.users.dimmed
+    client.incoming += [Disconnected("the server stopped answering", True)]
+    run_frame(screen, display)
+    assert screen.users.dimmed
+    client.incoming += [Connected(ME, "test", Limits(), (ME, "bob")), joined("#lobby", "bob")]
+    run_frame(screen, display)
+    assert not screen.users.dimmed
+    assert SetAway("lunch") in client.sent

@@ -269,16 +269,21 @@ class Conversation:
         self.system(f"Connected to {event.server} as {event.nick}. Here: {here}")
 
     def _on_Disconnected(self, event: Disconnected) -> None:
+        was_connected = self.status == Status.CONNECTED
         self.status = Status.RECONNECTING if event.will_retry else Status.DISCONNECTED
         self.status_detail = event.reason
         self._history_settled()
-        kind = LineKind.SYSTEM if event.will_retry or event.reason == "closed" else LineKind.ERROR
-        self.system(f"Disconnected: {event.reason}", kind)
+        # One line when the connection goes, one if we give up; the retries in between
+        # live in the status line (which updates), not in the log.
+        if was_connected or not event.will_retry:
+            kind = (
+                LineKind.SYSTEM if event.will_retry or event.reason == "closed" else LineKind.ERROR
+            )
+            self.system(f"Disconnected: {event.reason}", kind)
 
     def _on_Reconnecting(self, event: Reconnecting) -> None:
         self.status = Status.RECONNECTING
-        self.status_detail = f"retrying in {event.delay:.1f} s"
-        self.system(f"Reconnecting in {event.delay:.1f} s (attempt {event.attempt})…")
+        self.status_detail = f"retrying in {event.delay:.1f} s (attempt {event.attempt})"
 
     def _on_RoundTrip(self, event: RoundTrip) -> None:
         self.rtt_ms = event.ms

@@ -339,9 +339,10 @@ class ChatClient:
             self._wake_w.close()
 
     def _backoff(self, attempt: int) -> float:
-        """0.5 s doubling to 10 s, each with +-25 % jitter so clients don't reconnect in step."""
+        """0.5 s doubling, each with +-25 % jitter so clients don't reconnect in step, and
+        never more than ``backoff_max`` (10 s), jitter included."""
         base = min(self.backoff_max, self.backoff_initial * 2 ** max(0, attempt - 1))
-        return base * (0.75 + 0.5 * self._random())
+        return min(self.backoff_max, base * (0.75 + 0.5 * self._random()))
 
     def _fail_unacked(self, reason: str) -> None:
         with self._lock:

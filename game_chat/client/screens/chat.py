@@ -14,7 +14,9 @@ from collections.abc import Callable
 
 import pygame
 
+from ...protocol.messages import SetAway
 from ..conversation import Conversation, Status
+from ..events import Connected
 from ..model import LogLine
 from ..net import ChatClient
 from ..rooms import Member, Tab
@@ -130,8 +132,12 @@ class ChatScreen:
         again (new events, or the caret blinked): idle, nothing changes and nothing is drawn."""
         conversation = self.conversation
         events = self.client.poll(MAX_EVENTS_PER_FRAME)
+        away = conversation.away
         for event in events:
             conversation.apply(event)
+            if isinstance(event, Connected) and away:
+                # A new session starts not away: say it again, as you left it.
+                self.client.send(SetAway(away))
         tab = conversation.current
         if tab is not self._shown:
             self._show(tab)
@@ -219,10 +225,12 @@ class ChatScreen:
 
     def _update_users(self, tab: Tab) -> None:
         nick = self.conversation.nick
-        key = (tab.id, tab.revision, tab.name, nick)
+        online = self.conversation.status == Status.CONNECTED
+        key = (tab.id, tab.revision, tab.name, nick, online)
         if key == self._users_key:
             return
         self._users_key = key
+        self.users.dimmed = not online  # while disconnected, nobody is really "here"
         if tab.is_room:
             title = clean_display_text(tab.name, 64)
             self.users.set_members(tab.members, nick, title)

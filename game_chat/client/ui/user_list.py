@@ -49,10 +49,22 @@ class UserList:
         self.own_nick = ""
         self.title = "Users"
         self._surface: pygame.Surface | None = None
+        self._dimmed = False
 
     def set_rect(self, rect: pygame.Rect) -> None:
         self.rect = pygame.Rect(rect)
         self._surface = None
+
+    @property
+    def dimmed(self) -> bool:
+        """Every name greyed (the connection is down: the list is only what it was)."""
+        return self._dimmed
+
+    @dimmed.setter
+    def dimmed(self, value: bool) -> None:
+        if value != self._dimmed:
+            self._dimmed = value
+            self._surface = None
 
     def set_users(self, users: Iterable[str], own_nick: str) -> None:
         """List plain nicks (no marks)."""
@@ -94,7 +106,7 @@ class UserList:
             if y > size[1]:
                 break
             color = self.color_of(member.nick)
-            if member.away:
+            if member.away or self._dimmed:
                 color = mix(color, theme.panel, 0.5)
             line = self.font.render(member_label(member, self.own_nick), True, color)
             marker = self._team_marker(member, line.get_height())
