@@ -9,7 +9,7 @@ from pathlib import Path
 import pygame
 import pytest
 from conftest import start_server
-from wire import rich_client
+from wire import WireClient, rich_client
 
 from game_chat.client.app import ChatApp
 from game_chat.client.config import ClientSettings
@@ -152,8 +152,29 @@ def test_host_a_server_from_the_connect_screen() -> None:
     assert app.hosted is not None
     peer, welcome = rich_client(("127.0.0.1", app.hosted.address[1]), "guest")
     assert welcome["users"] == ["host", "guest"]
+    told = [t for t in log_texts(app) if t.startswith("You are hosting. Friends join with")]
+    assert told and app.clipboard.get_text() in told[0]  # the address to share, copied
     app.close()
     assert peer.recv_until(lambda m: m["type"] == "bye")
+
+
+def test_host_with_a_password_makes_a_server_that_asks_for_it() -> None:
+    app = ChatApp(ClientSettings(nick="host", server="localhost:0"))
+    screen = app.screen
+    assert isinstance(screen, ConnectScreen)
+    screen.password_box.text = "letmein"
+    screen.host()
+    run_until(app, lambda: isinstance(app.screen, ChatScreen))
+    assert app.hosted is not None
+    assert any("with the password you set" in t for t in log_texts(app))
+    port = app.hosted.address[1]
+    stranger = WireClient(("127.0.0.1", port))
+    stranger.send_json(type="hello", nick="stranger", version=1)
+    assert stranger.recv_json()["code"] == "bad_password"
+    friend = WireClient(("127.0.0.1", port))
+    friend.send_json(type="hello", nick="friend", version=1, password="letmein")
+    assert friend.recv_json()["type"] == "welcome"
+    app.close()
 
 
 def test_resize_and_flood_keep_frames_responsive(burst_server: ChatServer) -> None:

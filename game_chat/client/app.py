@@ -19,10 +19,12 @@ from ..discovery import DiscoveryConfig, DiscoveryListener, ServerEntry
 from ..protocol.errors import RemoteProtocolError
 from ..protocol.names import validate_nick
 from ..server import ChatServer, ServerConfig
+from ..server.netinfo import lan_addresses
 from .assets import assets_dir
 from .cli_support import host_local_server
 from .config import ClientSettings, parse_address, parse_servers
 from .events import Connected, Disconnected
+from .model import LineKind
 from .net import ChatClient
 from .screens.chat import ChatScreen
 from .screens.connect import ConnectScreen
@@ -243,7 +245,7 @@ class ChatApp:
         except ValueError:
             port = 5050
         try:
-            self.hosted = self._host_server(port)
+            self.hosted = self._host_server(port, password)
         except OSError as exc:
             self.screen.show_error(
                 f"Cannot host on port {port}: {exc.strerror or exc}. Is a server already "
@@ -253,14 +255,16 @@ class ChatApp:
         self._owns_hosted = True
         self._start_join("127.0.0.1", self.hosted.address[1], nick, password, server_text)
 
-    def _host_server(self, port: int) -> ChatServer:
-        """The server of "Host a server": announced where our own listener listens."""
+    def _host_server(self, port: int, password: str | None = None) -> ChatServer:
+        """The server of "Host a server" (the Password field, if filled, is its password):
+        announced where our own listener listens."""
         if self.discovery is None:
-            return host_local_server(port)
+            return host_local_server(port, password)
         server = ChatServer(
             ServerConfig(
                 host="0.0.0.0",
                 port=port,
+                password=password or None,
                 announce=True,
                 announce_addresses=(self.discovery.address,),
                 announce_port=self.discovery.port,
@@ -268,6 +272,19 @@ class ChatApp:
         )
         server.start()
         return server
+
+    def _tell_how_to_join(self, password: str | None) -> None:
+        """After hosting: the addresses to give friends, copied to the clipboard."""
+        assert isinstance(self.screen, ChatScreen) and self.hosted is not None
+        port = self.hosted.address[1]
+        shared = [f"{address}:{port}" for address in lan_addresses()] or [f"localhost:{port}"]
+        needs = " with the password you set" if password else ""
+        self.clipboard.set_text(shared[0])
+        text = (
+            f"You are hosting. Friends join with {' or '.join(shared)}{needs} "
+            f"({shared[0]} is copied: paste it to them)"
+        )
+        self.screen.conversation.system(text, LineKind.NOTICE)
 
     def _start_join(
         self,
@@ -297,6 +314,8 @@ class ChatApp:
                 self._pending = None
                 self.settings.save()
                 self._open_chat(client, events)
+                if self.hosted is not None and self._owns_hosted:
+                    self._tell_how_to_join(client.password)
                 return True
             if isinstance(event, Disconnected) and not event.will_retry:
                 self._pending = None
