@@ -621,6 +621,13 @@ class _Connection:
         self.sock.settimeout(0.5)
         try:
             self.sock.sendall(data)
+            # Close gracefully: stop sending, then read until the server closes its side
+            # (it does once it has the goodbye). Closing with unread bytes would send a reset
+            # instead, and the server could lose the goodbye and see "connection lost".
+            self.sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + 0.5
+            while time.monotonic() < deadline and self.sock.recv(65536):
+                pass
         except OSError:
             pass
         return _Outcome("closed", retry=False)
