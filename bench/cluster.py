@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     fanout.raise_fd_limit(8192)
     ok = True
     with tempfile.TemporaryDirectory(prefix="cluster-bench-") as data:
-        server = RedisProcess(Path(data))
+        server = RedisProcess(Path(data), "--appendfsync", "everysec")
         server.start()
         try:
             for name in names:

@@ -389,6 +389,14 @@ def test_nick_colours_are_stable_and_readable() -> None:
     assert all(contrast(nick_color(f"p{i}", light), light.background) >= 3.0 for i in range(50))
 
 
+def test_your_nick_has_a_colour_no_other_nick_gets() -> None:
+    others = {nick_color(f"player{i}", THEME) for i in range(500)}
+    _, own_spans = compose_line(LineKind.CHAT, "hi", "me", 0.0, None, THEME, own=True)
+    _, other_spans = compose_line(LineKind.CHAT, "hi", "me", 0.0, None, THEME)
+    own_color, other_color = own_spans[1][1], other_spans[1][1]
+    assert own_color not in others and other_color in others | {nick_color("me", THEME)}
+
+
 # --- peer text is shown as text -----------------------------------------------------------
 
 

@@ -830,3 +830,42 @@ def test_after_a_reconnect_away_is_restored_and_members_are_greyed_meanwhile(
     run_frame(screen, display)
     assert not screen.users.dimmed
     assert SetAway("lunch") in client.sent
+
+
+@pytest.mark.ui
+def test_double_click_a_member_for_a_private_chat_and_middle_click_closes_a_tab(
+    display: pygame.Surface,
+) -> None:
+    screen, _client = make_screen(display)
+    run_frame(screen, display)
+    row = next(
+        (x, y)
+        for y in range(screen.users.rect.top, screen.users.rect.bottom)
+        for x in (screen.users.rect.centerx,)
+        if screen.users.nick_at((x, y)) == "bob"
+    )
+    click = {"pos": row, "button": 1}
+    for _ in range(2):
+        pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, click))
+        pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONUP, click))
+    run_frame(screen, display)
+    bob = screen.conversation.tab("bob")
+    assert bob is not None and not bob.is_room and screen.conversation.current is bob
+    run_frame(screen, display)
+    tab_pos = next(
+        (x, screen.tabs.rect.centery)
+        for x in range(screen.tabs.rect.left, screen.tabs.rect.right)
+        if screen.tabs.tab_at((x, screen.tabs.rect.centery)) == bob.id
+    )
+    pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, {"pos": tab_pos, "button": 2}))
+    run_frame(screen, display)
+    assert screen.conversation.tab("bob") is None  # closed; a private tab goes at once
+    me = next(
+        (screen.users.rect.centerx, y)
+        for y in range(screen.users.rect.top, screen.users.rect.bottom)
+        if screen.users.nick_at((screen.users.rect.centerx, y)) == ME
+    )
+    for _ in range(2):
+        pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, {"pos": me, "button": 1}))
+    run_frame(screen, display)
+    assert screen.conversation.tab(ME) is None  # not a chat with yourself

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import pygame
 
 from ...protocol.messages import SetAway
+from ...protocol.names import nick_key
 from ..conversation import Conversation, Status
 from ..events import Connected
 from ..model import LogLine
@@ -23,7 +24,7 @@ from ..rooms import Member, Tab
 from ..submit import COMMAND_NAMES, submit_line
 from ..ui.clipboard import Clipboard
 from ..ui.input_box import InputBox
-from ..ui.message_log import MessageLog, nick_color
+from ..ui.message_log import MessageLog, nick_color, readable
 from ..ui.tabs import TabBar, TabItem
 from ..ui.text_safety import clean_display_text
 from ..ui.theme import Theme
@@ -57,7 +58,9 @@ class ChatScreen:
         self.logs: dict[int, MessageLog] = {}  # tab id -> its log
         self.log_rect = pygame.Rect(0, 0, 10, 10)
         self.conversation = Conversation(client.nick, self._add_line, self._add_older)
-        self.tabs = TabBar(pygame.Rect(0, 0, 10, 10), theme, font, self._select_tab)
+        self.tabs = TabBar(
+            pygame.Rect(0, 0, 10, 10), theme, font, self._select_tab, on_close=self._close_tab
+        )
         self.input = InputBox(
             pygame.Rect(0, 0, 10, 10),
             theme,
@@ -69,7 +72,9 @@ class ChatScreen:
             placeholder="Type a message, /help for commands",
             keep_focus=True,  # keys go to the line wherever you click (the log, the list...)
         )
-        self.users = UserList(pygame.Rect(0, 0, 10, 10), theme, font, self._color_of)
+        self.users = UserList(
+            pygame.Rect(0, 0, 10, 10), theme, font, self._color_of, on_open=self._open_private
+        )
         self._shown: Tab = self.conversation.current
         self._tabs_key: tuple[object, ...] | None = None
         self._users_key: tuple[object, ...] | None = None
@@ -203,6 +208,18 @@ class ChatScreen:
             if tab.id == key:
                 self.conversation.switch_to(tab)
 
+    def _close_tab(self, key: int) -> None:
+        """Middle click on a tab: close it as /close would (a room is left)."""
+        shown = self.conversation.current
+        self._select_tab(key)
+        self._submit("/close")
+        if shown in self.conversation.tabs and shown is not self.conversation.current:
+            self.conversation.switch_to(shown)  # closing another tab does not move you
+
+    def _open_private(self, nick: str) -> None:
+        """Double click on a member: a private chat with them, shown."""
+        self.conversation.open_private(nick, switch=True)
+
     def _show(self, tab: Tab) -> None:
         """``tab`` is shown now: the previous one's rendered lines are let go."""
         previous = self.logs.get(self._shown.id)
@@ -246,6 +263,8 @@ class ChatScreen:
         self._log_for(tab).prepend(lines)
 
     def _color_of(self, nick: str) -> tuple[int, int, int]:
+        if nick_key(nick) == nick_key(self.conversation.nick):  # you: no one else's colour
+            return readable(self.theme.own_nick, self.theme.background)
         return nick_color(nick, self.theme)
 
     def _submit(self, text: str) -> None:

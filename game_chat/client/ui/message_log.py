@@ -212,6 +212,7 @@ def compose_line(
     delivery: str | None,
     theme: Theme,
     history: bool = False,
+    own: bool = False,
 ) -> tuple[str, list[tuple[int, Color]]]:
     """The text a log line shows and its colours as ``(end offset, colour)`` spans.
 
@@ -225,11 +226,11 @@ def compose_line(
     parts: list[tuple[str, Color]] = [(format_time(ts) + " ", theme.muted)]
     if kind == LineKind.CHAT:
         if nick:
-            parts += [(nick, _nick_shown(nick, theme, history)), (": ", body)]
+            parts += [(nick, _nick_shown(nick, theme, history, own)), (": ", body)]
         parts.append((text, body))
     elif kind == LineKind.ACTION:
         nick = nick or "?"
-        parts += [("* ", body), (nick, _nick_shown(nick, theme, history)), (" " + text, body)]
+        parts += [("* ", body), (nick, _nick_shown(nick, theme, history, own)), (" " + text, body)]
     elif kind == LineKind.ERROR:
         parts.append((text, theme.error))
     elif kind == LineKind.NOTICE:
@@ -251,8 +252,8 @@ def compose_line(
     return "".join(piece for piece, _ in parts), spans
 
 
-def _nick_shown(nick: str, theme: Theme, history: bool) -> Color:
-    color = nick_color(nick, theme)
+def _nick_shown(nick: str, theme: Theme, history: bool, own: bool = False) -> Color:
+    color = readable(theme.own_nick, theme.background) if own else nick_color(nick, theme)
     return mix(color, theme.background, 0.35) if history else color
 
 
@@ -789,7 +790,9 @@ class MessageLog:
     def _compose(self, entry: _Entry) -> tuple[str, list[tuple[int, Color]]]:
         kind, text, nick, ts, _, line, history = entry
         delivery = None if line is None else line.delivery
-        return compose_line(kind, text, nick, ts, delivery, self.theme, history)
+        me = self._own_nick()
+        own = nick is not None and me is not None and nick_key(nick) == nick_key(me)
+        return compose_line(kind, text, nick, ts, delivery, self.theme, history, own)
 
     def _rendered(
         self, seq: int, entry: _Entry, rows: tuple[int, ...], memo: bool

@@ -41,11 +41,13 @@ class TabBar:
         theme: Theme,
         font: TextFont,
         on_select: Callable[[int], None] = lambda key: None,
+        on_close: Callable[[int], None] | None = None,
     ) -> None:
         self.rect = pygame.Rect(rect)
         self.theme = theme
         self.font = font
         self.on_select = on_select
+        self.on_close = on_close
         self.items: tuple[TabItem, ...] = ()
         self.active: int | None = None
         self._rendered: dict[int, tuple[TabItem, bool, pygame.Surface]] = {}
@@ -87,11 +89,15 @@ class TabBar:
     # --- frame --------------------------------------------------------------------------
 
     def handle_event(self, event: pygame.event.Event) -> bool:
-        """A left click on a tab selects it. True if consumed."""
-        if event.type == pygame.MOUSEBUTTONDOWN and event.button == 1:
+        """A left click on a tab selects it; a middle click closes it (as in a browser),
+        when ``on_close`` is set. True if consumed."""
+        if event.type == pygame.MOUSEBUTTONDOWN and event.button in (1, 2):
             key = self.tab_at(event.pos)
-            if key is not None:
+            if key is not None and event.button == 1:
                 self.on_select(key)
+                return True
+            if key is not None and self.on_close is not None:
+                self.on_close(key)
                 return True
             return self.rect.collidepoint(event.pos)
         return False

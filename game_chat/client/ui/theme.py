@@ -26,6 +26,8 @@ class Theme:
     #: 0-255; the overlay of issue 5 draws with this opacity.
     opacity: int = 255
     padding: int = 6
+    #: Your own nick, in your lines and the member list: a colour no other nick gets.
+    own_nick: Color = (255, 255, 255)
     nick_colors: tuple[Color, ...] = field(
         default=(
             (240, 120, 120),

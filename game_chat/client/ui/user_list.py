@@ -7,6 +7,7 @@ marked "(away)", muted ones marked "(muted)". It is drawn once per change, not o
 from __future__ import annotations
 
 import colorsys
+import time
 import zlib
 from collections.abc import Callable, Iterable
 
@@ -30,6 +31,10 @@ def member_label(member: Member, own_nick: str) -> str:
     return label
 
 
+#: Two clicks on one member within this many seconds are a double click.
+DOUBLE_CLICK = 0.4
+
+
 class UserList:
     def __init__(
         self,
@@ -37,11 +42,16 @@ class UserList:
         theme: Theme,
         font: pygame.font.Font,
         color_of: Callable[[str], Color],
+        on_open: Callable[[str], None] | None = None,
     ) -> None:
         self.rect = pygame.Rect(rect)
         self.theme = theme
         self.font = font
         self.color_of = color_of
+        #: Called with a nick double-clicked in the list (not your own): a private chat.
+        self.on_open = on_open
+        self._rows: list[tuple[int, int, str]] = []  # (top, bottom, nick) in panel pixels
+        self._last_click: tuple[str, float] | None = None
         self.visible = True
         #: Nicks listed, sorted case-insensitively.
         self.users: list[str] = []
@@ -82,7 +92,24 @@ class UserList:
             self._surface = None
 
     def handle_event(self, event: pygame.event.Event) -> bool:
-        return False
+        """A double click on a member opens a private chat with them (as in HexChat)."""
+        if not (event.type == pygame.MOUSEBUTTONDOWN and event.button == 1 and self.visible):
+            return False
+        if not self.rect.collidepoint(event.pos):
+            return False
+        nick = self.nick_at(event.pos)
+        now = time.monotonic()
+        last, self._last_click = self._last_click, (nick, now) if nick else None
+        if nick and last is not None and last[0] == nick and now - last[1] <= DOUBLE_CLICK:
+            self._last_click = None
+            if self.on_open is not None and nick != self.own_nick:
+                self.on_open(nick)
+        return True
+
+    def nick_at(self, pos: tuple[int, int]) -> str | None:
+        """The member listed at a screen position, if any."""
+        y = pos[1] - self.rect.top
+        return next((nick for top, bottom, nick in self._rows if top <= y < bottom), None)
 
     def update(self, dt: float) -> None:
         size = self.rect.size
@@ -102,6 +129,7 @@ class UserList:
         title = self.font.render(f"{self.title} — {len(self.members)}", True, theme.muted)
         panel.blit(title, (x, y))
         y += title.get_height() + theme.padding
+        self._rows = []
         for member in self.members:
             if y > size[1]:
                 break
@@ -115,6 +143,7 @@ class UserList:
             panel.blit(line, (x + line.get_height(), y))
             if member.data.get("ready") is True:  # member data "ready": a tick after the name
                 self._draw_tick(panel, x + line.get_height() + line.get_width() + 6, y, line)
+            self._rows.append((y, y + line.get_height(), member.nick))
             y += line.get_height()
         return panel
 
