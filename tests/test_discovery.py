@@ -27,7 +27,8 @@ from game_chat.client.config import ClientSettings
 from game_chat.client.screens.chat import ChatScreen
 from game_chat.client.screens.connect import ConnectScreen
 from game_chat.client.ui.clipboard import MemoryClipboard
-from game_chat.client.ui.server_list import ServerList, fit
+from game_chat.client.ui.fonts import fit
+from game_chat.client.ui.server_list import ServerList
 from game_chat.client.ui.theme import Theme
 from game_chat.discovery import (
     Announcement,
@@ -602,3 +603,14 @@ def test_window_lists_an_announced_server_and_joins_it(
         if server is not None:
             server.shutdown()
         pygame.quit()
+
+
+@pytest.mark.ui
+def test_the_server_list_says_when_nothing_was_found(display: pygame.font.Font) -> None:
+    from game_chat.client.ui.server_list import NOTHING_FOUND, SEARCHING
+
+    servers = ServerList(pygame.Rect(0, 0, 400, 200), Theme(), display, lambda entry: None)
+    assert servers.status == SEARCHING
+    servers.update(4.0)
+    assert servers.status == SEARCHING
+    assert servers.update(2.0) and servers.status == NOTHING_FOUND

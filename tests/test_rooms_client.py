@@ -869,3 +869,16 @@ def test_double_click_a_member_for_a_private_chat_and_middle_click_closes_a_tab(
         pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, {"pos": me, "button": 1}))
     run_frame(screen, display)
     assert screen.conversation.tab(ME) is None  # not a chat with yourself
+
+
+@pytest.mark.ui
+def test_a_status_line_too_long_for_a_small_window_ends_in_an_ellipsis(
+    display: pygame.Surface,
+) -> None:
+    screen, _client = make_screen(display)
+    run_frame(screen, display)
+    screen.resize((400, 300))
+    screen.update(0.0)
+    assert screen._status_surface is not None
+    assert screen._status_surface.get_width() <= screen.status_rect.width
+    assert screen._status_key is not None

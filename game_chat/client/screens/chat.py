@@ -23,6 +23,7 @@ from ..net import ChatClient
 from ..rooms import Member, Tab
 from ..submit import COMMAND_NAMES, submit_line
 from ..ui.clipboard import Clipboard
+from ..ui.fonts import fit
 from ..ui.input_box import InputBox
 from ..ui.message_log import MessageLog, nick_color, readable
 from ..ui.tabs import TabBar, TabItem
@@ -276,7 +277,8 @@ class ChatScreen:
     def _update_status(self) -> None:
         c = self.conversation
         rtt = f"{c.rtt_ms:.0f} ms" if c.rtt_ms is not None else "–"
-        key = (c.status, c.status_detail, c.server_name, c.nick, rtt, self.address, c.away)
+        width = self.status_rect.width - 2 * self.theme.padding
+        key = (c.status, c.status_detail, c.server_name, c.nick, rtt, self.address, c.away, width)
         if key == self._status_key:
             return
         self._status_key = key
@@ -291,7 +293,8 @@ class ChatScreen:
             text = f"✕ Disconnected from {self.address}: {c.status_detail}"
             color = self.theme.error
         hint = "   F2: users · Ctrl+Tab: next tab"
-        self._status_surface = self.font.render(text + hint, True, color)
+        shown = fit(self.font, text + hint, width)  # cut with "…", never mid-word silently
+        self._status_surface = self.font.render(shown, True, color)
 
     def _update_topic(self, tab: Tab) -> None:
         key = (tab.id, tab.name, tab.topic, tab.joined, tab.is_room)

@@ -191,7 +191,7 @@ class ConnectScreen:
             changed = changed or servers != self._servers_seen
             self._servers_seen = servers
             self.server_list.set_servers(servers)
-            self.server_list.update(dt)
+            changed = self.server_list.update(dt) or changed
         return changed
 
     def draw(self, surface: pygame.Surface) -> None:

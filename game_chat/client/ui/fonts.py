@@ -432,3 +432,17 @@ def load_font(theme: Theme, bold: bool = False) -> FontChain:
     else:
         primary = BOLD_FONT if bold else REGULAR_FONT
     return FontChain(primary, theme.font_size)
+
+
+def fit(font: TextFont, text: str, width: int) -> str:
+    """``text`` cut (with an ellipsis) to at most ``width`` pixels."""
+    if font.size(text)[0] <= width:
+        return text
+    low, high = 0, len(text)
+    while low < high:  # the longest prefix that fits with the ellipsis
+        mid = (low + high + 1) // 2
+        if font.size(text[:mid] + "…")[0] <= width:
+            low = mid
+        else:
+            high = mid - 1
+    return text[:low].rstrip() + "…"

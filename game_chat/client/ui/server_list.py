@@ -14,23 +14,13 @@ import pygame
 
 from ...discovery import ServerEntry
 from ...protocol.messages import PROTOCOL_VERSION
+from .fonts import fit
 from .theme import Color, Theme
 
 SEARCHING = "Looking for servers on your network…"
-
-
-def fit(font: pygame.font.Font, text: str, width: int) -> str:
-    """``text`` cut (with an ellipsis) to at most ``width`` pixels."""
-    if font.size(text)[0] <= width:
-        return text
-    low, high = 0, len(text)
-    while low < high:  # the longest prefix that fits with the ellipsis
-        mid = (low + high + 1) // 2
-        if font.size(text[:mid] + "…")[0] <= width:
-            low = mid
-        else:
-            high = mid - 1
-    return text[:low].rstrip() + "…"
+#: After this many seconds with nothing found, the list says so (and what to do instead).
+NOTHING_FOUND_AFTER = 5.0
+NOTHING_FOUND = "No servers found on your network yet: host one, or type an address above"
 
 
 def ping_text(entry: ServerEntry) -> str:
@@ -70,6 +60,7 @@ class ServerList:
         self.hovered: int | None = None  # index into servers
         self.scroll = 0  # rows hidden above
         self._surface: pygame.Surface | None = None
+        self._searched = 0.0  # seconds the list has been empty while searching
 
     # --- state -------------------------------------------------------------------------
 
@@ -131,9 +122,21 @@ class ServerList:
             return True
         return False
 
-    def update(self, dt: float) -> None:
+    def update(self, dt: float) -> bool:
+        """Lay out; True if the list looks different now (so the screen draws again)."""
+        changed = False
+        if self.servers or self.status not in (SEARCHING, NOTHING_FOUND):
+            self._searched = 0.0
+        else:
+            self._searched += dt
+            wanted = SEARCHING if self._searched < NOTHING_FOUND_AFTER else NOTHING_FOUND
+            if wanted != self.status:
+                self.set_status(wanted)
+                changed = True
         if self._surface is None or self._surface.get_size() != self.rect.size:
             self._surface = self._render()
+            changed = True
+        return changed
 
     def draw(self, surface: pygame.Surface) -> None:
         if self._surface is None:
