@@ -270,3 +270,19 @@ def test_the_title_follows_a_nick_change_and_the_nickname_has_focus_at_start(
     key(pygame.K_RETURN)
     run_until(app, lambda: pygame.display.get_caption()[0].startswith("game_chat — alicia @"))
     app.close()
+
+
+@pytest.mark.parametrize("size", [(400, 300), (500, 340), (900, 640)])
+def test_the_connect_form_fits_the_window(size: tuple[int, int]) -> None:
+    """Down to 400x300 every field and both buttons are on screen (compact: no labels)."""
+    app = ChatApp(ClientSettings(nick="alice", server="localhost:5050"), size=size)
+    screen = app.screen
+    assert isinstance(screen, ConnectScreen)
+    window = pygame.Rect((0, 0), size)
+    for rect in [box.rect for box in screen.fields] + [b.rect for b in screen.buttons]:
+        assert window.contains(rect), (size, rect)
+    host = screen.host_button
+    assert host.font.size(host.label)[0] <= host.rect.width
+    assert (len(screen.label_pos) == 3) == (size[1] >= 600)
+    app.frame(0.016)  # and it draws
+    app.close()

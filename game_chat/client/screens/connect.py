@@ -123,28 +123,42 @@ class ConnectScreen:
     # --- layout and frame ---------------------------------------------------------------
 
     def resize(self, size: tuple[int, int]) -> None:
+        """Lay the form out; a window too small for it (down to 400x300) gets a compact form:
+        narrower fields, no labels above them (their placeholders say what they are), tighter
+        spacing, and a shorter Host button, so that Join and Host stay on screen."""
         width, height = size
         line = self.font.get_linesize()
         field_h = line + 2 * self.theme.padding
-        x = max(10, (width - FIELD_WIDTH) // 2)
-        y = max(10, height // 2 - 4 * (field_h + line))
-        if self.server_list is not None:
+        field_w = min(FIELD_WIDTH, width - 20)
+        title_h = self.title_font.get_linesize()
+        full = title_h + 2 * line + 3 * (line + 2 + field_h + line // 2) + line // 2 + field_h
+        compact = full + line + 20 > height
+        gap = line // 4 if compact else line // 2
+        x = max(10, (width - field_w) // 2)
+        y = 10 if compact else max(10, height // 2 - 4 * (field_h + line))
+        if self.server_list is not None and not compact:
             y = max(10, y - 3 * line)  # room for the server list under the form
         self.title_pos = (x, y)
-        y += self.title_font.get_linesize() + 2 * line
+        y += title_h + (gap if compact else 2 * line)
         self.label_pos: list[tuple[int, int]] = []
         for box in self.fields:
-            self.label_pos.append((x, y))
-            y += line + 2
-            box.set_rect(pygame.Rect(x, y, FIELD_WIDTH, field_h))
-            y += field_h + line // 2
-        y += line // 2
-        self.join_button.rect = pygame.Rect(x, y, 120, field_h)
-        self.host_button.rect = pygame.Rect(x + 130, y, FIELD_WIDTH - 130, field_h)
-        self.message_pos = (x, y + field_h + line)
+            if not compact:
+                self.label_pos.append((x, y))
+                y += line + 2
+            box.set_rect(pygame.Rect(x, y, field_w, field_h))
+            y += field_h + gap
+        y += gap
+        join_w = min(120, field_w // 3)
+        self.join_button.rect = pygame.Rect(x, y, join_w, field_h)
+        self.host_button.rect = pygame.Rect(x + join_w + 10, y, field_w - join_w - 10, field_h)
+        host_label = "Host a server on this machine"
+        if self.font.size(host_label)[0] > self.host_button.rect.width - 2 * self.theme.padding:
+            host_label = "Host a server"
+        self.host_button.label = host_label
+        self.message_pos = (x, y + field_h + gap)
         if self.server_list is not None:
-            list_w = min(width - 20, max(FIELD_WIDTH, 640))
-            top = self.message_pos[1] + 2 * line
+            list_w = min(width - 20, max(field_w, 640))
+            top = self.message_pos[1] + (line + gap if compact else 2 * line)
             self.server_list.set_rect(
                 pygame.Rect((width - list_w) // 2, top, list_w, max(0, height - top - 10))
             )
@@ -198,7 +212,7 @@ class ConnectScreen:
         theme = self.theme
         surface.fill(theme.background)
         surface.blit(self._title, self.title_pos)
-        for pos, label in zip(self.label_pos, self._labels, strict=True):
+        for pos, label in zip(self.label_pos, self._labels, strict=False):  # none when compact
             surface.blit(label, pos)
         for box in self.fields:
             box.draw(surface)
