@@ -286,3 +286,16 @@ def test_the_connect_form_fits_the_window(size: tuple[int, int]) -> None:
     assert (len(screen.label_pos) == 3) == (size[1] >= 600)
     app.frame(0.016)  # and it draws
     app.close()
+
+
+def test_button_labels_are_readable_hovered_or_not() -> None:
+    from game_chat.client.ui.message_log import contrast
+
+    app = ChatApp(ClientSettings(nick="alice", server="localhost:5050"))
+    screen = app.screen
+    assert isinstance(screen, ConnectScreen)
+    join = screen.join_button
+    for hovered in (False, True):
+        join.hovered = hovered
+        assert contrast(join.label_color(), join.fill_color()) >= 4.5, hovered
+    app.close()

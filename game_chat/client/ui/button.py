@@ -43,15 +43,27 @@ class Button:
         return False
 
     def update(self, dt: float) -> None:
-        key = (self.label, self.enabled)
+        hovered = self.hovered and self.enabled
+        key = (self.label, self.enabled, hovered)
         if key != self._surface_key:
-            color = self.theme.text if self.enabled else self.theme.muted
+            color = self.label_color()
             self._surface = self.font.render(self.label, True, color)
             self._surface_key = key
 
+    def fill_color(self) -> tuple[int, int, int]:
+        theme = self.theme
+        return theme.accent if self.hovered and self.enabled else theme.input_background
+
+    def label_color(self) -> tuple[int, int, int]:
+        """Light on the plain button; dark on the accent of a hovered one (light text on
+        the accent was 1.9:1, too faint to read)."""
+        if not self.enabled:
+            return self.theme.muted
+        return self.theme.background if self.hovered else self.theme.text
+
     def draw(self, surface: pygame.Surface) -> None:
         theme = self.theme
-        fill = theme.accent if self.hovered and self.enabled else theme.input_background
+        fill = self.fill_color()
         pygame.draw.rect(surface, fill, self.rect, border_radius=4)
         pygame.draw.rect(surface, theme.muted, self.rect, width=1, border_radius=4)
         if self._surface is not None:
