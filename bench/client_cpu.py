@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The chat window's CPU: idle, and while lines arrive.
+"""The chat window's CPU (or the example game's with its overlay): idle, and while lines arrive.
 
     python bench/client_cpu.py                 # under Xvfb/X11 when DISPLAY is set
     python bench/client_cpu.py --seconds 10 --runs 3
@@ -125,15 +125,19 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
         env["SDL_VIDEODRIVER"] = "dummy"
     env.setdefault("SDL_AUDIODRIVER", "dummy")
     root = Path(args.root) if args.root else ROOT
+    if args.overlay:  # the example game with the chat overlay, closed, the game idle
+        command = [sys.executable, str(root / "examples" / "lobby_game.py")]
+        command += ["--server", f"127.0.0.1:{port}", "--nick", "watcher"]
+    else:
+        command = [sys.executable, str(root / "run_client.py"), "--server", f"127.0.0.1:{port}"]
+        command += ["--nick", "watcher", "--no-discovery"]
     client = subprocess.Popen(
-        [sys.executable, str(root / "run_client.py"), "--server", f"127.0.0.1:{port}",
-         "--nick", "watcher", "--no-discovery"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         bot = Bot(port)
         bot.wait_for_member("watcher")
-        time.sleep(1.0)  # the window settles (history, layout) before it is measured
+        time.sleep(args.settle)  # the window settles (history, layout; the overlay's fading)
         proc = psutil.Process(client.pid)
         idle = cpu_percent(proc, args.seconds)
         at_200 = cpu_percent(proc, 0, lambda: bot.say_at(200, args.seconds))
@@ -149,14 +153,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per phase")
     parser.add_argument("--runs", type=int, default=1, help="runs (median printed)")
     parser.add_argument("--root", help="another checkout whose run_client.py to measure")
+    parser.add_argument(
+        "--overlay", action="store_true", help="measure examples/lobby_game.py (the overlay)"
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        help="seconds before measuring (default 1; 12 with --overlay: its lines fade out "
+        "11 s after they came, and fading is drawing)",
+    )
     parser.add_argument("--config-dir", default="/tmp/client-cpu-config", help="client settings")
     args = parser.parse_args(argv)
+    if args.settle is None:
+        args.settle = 12.0 if args.overlay else 1.0
     runs = [run_once(args) for _ in range(args.runs)]
     display = os.environ.get("DISPLAY") or "dummy driver"
     for phase in runs[0]:
         values = [r[phase] for r in runs]
         line = {"phase": phase, "cpu_percent_of_one_core": statistics.median(values),
-                "runs": values, "display": display, "root": args.root or str(ROOT)}  # fmt: skip
+                "runs": values, "display": display, "root": args.root or str(ROOT),
+                "window": "lobby_game overlay" if args.overlay else "chat window"}  # fmt: skip
         print(json.dumps(line), flush=True)
     return 0
 

@@ -20,6 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # --help prints the keys, not a banner
+# A 2D game of blits: the unaccelerated window surface is cheaper than streaming each frame
+# through OpenGL, which is software OpenGL where there is no GPU (see the README).
+os.environ.setdefault("SDL_FRAMEBUFFER_ACCELERATION", "0")
 
 import pygame
 
@@ -34,6 +37,7 @@ SHARE_EVERY = 0.2  # seconds between two position updates at most
 TEAM_COLORS = {1: (230, 95, 95), 2: (95, 150, 235)}
 BACKGROUND, TEXT, DIM = (18, 22, 30), (230, 232, 240), (130, 136, 150)
 QUIT_CONFIRM_SECONDS = 2.0  # Esc, then Esc again within this long, quits
+IDLE_POLL = 0.03  # seconds between looks at keys and network while nothing changes
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -67,6 +71,10 @@ class LobbyGame:
         self.chat: ChatOverlay | None = None
         self.selected, self.note = 0, ""
         self.quit_asked: float | None = None  # when Esc was pressed once (monotonic)
+        # Render on change: what was last drawn, and whether this frame drew.
+        self.drawn = True
+        self.shown_servers: object = None
+        self.shown_members: object = None
         self.pos = pygame.Vector2(random.randint(80, 820), random.randint(90, 320))
         self.shared: tuple[int, int] | None = None
         self.since_shared = 0.0
@@ -126,7 +134,9 @@ class LobbyGame:
     # --- the frame -------------------------------------------------------------------------
 
     def frame(self, dt: float, events: Sequence[pygame.event.Event]) -> bool:
-        """Handle ``events``, update, draw; False when the player quits."""
+        """Handle ``events``, update, and draw if anything changed (``self.drawn`` says
+        whether it did); False when the player quits."""
+        self.drawn = bool(events)
         for event in events:
             if event.type == pygame.QUIT:
                 return False
@@ -137,13 +147,25 @@ class LobbyGame:
         if self.chat is None:
             if self.listener is None and not self.note:
                 self.listen()
-            self.draw_server_list()
+            servers = self.listener.servers() if self.listener else ()
+            if self.drawn or servers != self.shown_servers or self.asking_to_quit():
+                self.shown_servers = servers
+                self.draw_server_list()
+                self.drawn = True
             return True
-        self.chat.update(dt)
-        self.move(dt)
-        self.draw_lobby()
-        self.chat.draw(self.screen)
+        changed = self.chat.update(dt)
+        moved = self.move(dt)
+        members = [(m.nick, m.data) for m in self.chat.members()]
+        quitting = self.asking_to_quit()
+        if self.drawn or changed or moved or quitting or members != self.shown_members:
+            self.shown_members = members
+            self.draw_lobby()
+            self.chat.draw(self.screen)
+            self.drawn = True
         return True
+
+    def asking_to_quit(self) -> bool:
+        return self.quit_asked is not None and time.monotonic() - self.quit_asked < 3.0
 
     def on_key(self, key: int) -> bool:
         servers = self.listener.servers() if self.listener else ()
@@ -169,8 +191,10 @@ class LobbyGame:
             self.chat.set_member_data(team=self.team)
         return True
 
-    def move(self, dt: float) -> None:
+    def move(self, dt: float) -> bool:
+        """Move the avatar by the keys held; True if it moved."""
         assert self.chat is not None
+        before = pygame.Vector2(self.pos)
         if not self.chat.is_open:  # while typing, WASD are letters
             keys = pygame.key.get_pressed()
             dx = (keys[pygame.K_RIGHT] or keys[pygame.K_d]) - (
@@ -185,6 +209,7 @@ class LobbyGame:
         if spot != self.shared and self.since_shared >= SHARE_EVERY:
             self.chat.set_member_data(x=spot[0], y=spot[1])
             self.shared, self.since_shared = spot, 0.0
+        return self.pos != before
 
     # --- drawing ---------------------------------------------------------------------------
 
@@ -240,8 +265,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     pygame.display.set_caption(f"LAN lobby - {args.nick}")
     game, clock = LobbyGame(args, screen), pygame.time.Clock()
     try:
+        # Render on change: flip only frames that drew; idle (nothing moving, the chat closed
+        # and not fading), sleep between looks at the keys and the network instead of
+        # spinning at 60 frames a second.
         while game.frame(clock.tick(60) / 1000, pygame.event.get()):
-            pygame.display.flip()
+            if game.drawn:
+                pygame.display.flip()
+            else:
+                time.sleep(IDLE_POLL)
     finally:
         game.close()
         pygame.quit()

@@ -501,3 +501,16 @@ def test_lobby_game_help_lists_the_keys_without_the_pygame_banner() -> None:
     assert done.returncode == 0
     assert "Hello from the pygame community" not in done.stdout
     assert "Arrows or WASD move your avatar" in done.stdout and "--server" in done.stdout
+
+
+def test_update_says_when_the_overlay_needs_drawing(display: pygame.Surface) -> None:
+    """A game that draws only on change asks update(): closed, idle, nothing fading: False."""
+    client = FakeClient()
+    chat = make_overlay(client)
+    connected(client)
+    assert chat.update(0.016)  # the join's lines arrive (and start fading)
+    while chat.update(1.0):  # they fade out within FADE_AFTER and a second
+        pass
+    assert not chat.update(0.016) and not chat.update(0.5)  # idle: nothing to draw
+    client.events.append(ChatMessage(1, "bob", "hi", 1.0, "#lobby"))
+    assert chat.update(0.016)

@@ -258,12 +258,17 @@ class ChatOverlay:
             return self._handle_mouse(event)
         return False
 
-    def update(self, dt: float) -> None:
+    def update(self, dt: float) -> bool:
         """Handle what arrived from the server (at most 200 events a frame), advance the
-        fading clock by ``dt`` seconds and lay out what :meth:`draw` shows."""
+        fading clock by ``dt`` seconds and lay out what :meth:`draw` shows.
+
+        True if what :meth:`draw` paints changed (lines came, a line is fading, the caret
+        blinked): a game that draws only when something changed asks this; an idle game with
+        the chat closed and nothing fading gets False and may sleep."""
         self._now += max(0.0, dt)
         self._swallow = ""  # the opening key's text comes in the same frame as the key
-        for event in self.client.poll(MAX_EVENTS_PER_FRAME):
+        events = self.client.poll(MAX_EVENTS_PER_FRAME)
+        for event in events:
             self.conversation.apply(event)
             if isinstance(event, MemberData):
                 self._member_changed(MemberChange(event.room, event.nick, event.data))
@@ -273,10 +278,12 @@ class ChatOverlay:
             request = self.conversation.request_older(self.conversation.current)
             if request is not None:
                 self.client.send(request)
-        self.input.update(dt)
+        blinked = self.input.update(dt)
         if self._open:
             self._place_ime_window()
+        before = self._strips
         self._strips = () if self._open else self._fading_strips()
+        return bool(events) or (self._open and blinked) or bool(before) or bool(self._strips)
 
     def draw(self, surface: pygame.Surface) -> None:
         """Draw the chat onto ``surface`` (the game's frame). Only paints: the chat's state,
