@@ -530,3 +530,40 @@ def test_100000_lines_append_draw_scroll_and_resize_stay_fast(
     # Lazy re-wrap: only what is visible (~5 ms); re-wrapping all 100,000 would take seconds.
     assert time.perf_counter() - begin < 0.5
     assert texts(log)[-1] == lines[0].text
+
+
+def test_web_addresses_are_found_without_the_sentences_punctuation() -> None:
+    from game_chat.client.ui.message_log import find_links
+
+    text = "see https://example.org/a?b=1. and (http://x.test/y) or ftp://no"
+    assert [a for _s, _e, a in find_links(text)] == ["https://example.org/a?b=1", "http://x.test/y"]
+    assert find_links("https:// alone") == []
+
+
+def test_links_are_drawn_as_links_and_a_click_opens_them(
+    font: FontChain, screen: pygame.Surface
+) -> None:
+    opened: list[str] = []
+    log = make_log(font, on_link=opened.append)
+    log.extend([chat("read https://example.org/guide first"), chat("no link here")])
+    frame(log, screen)
+    text, spans = compose_line(LineKind.CHAT, "read https://example.org/guide first", "alice",
+                               0.0, None, THEME)  # fmt: skip
+    start = text.index("https://")
+    colour_at = next(c for end, c in spans if end > start)
+    assert colour_at == THEME.accent  # the address in the link colour
+    # Find the link on screen by asking every point of the log, then click there.
+    hits = [
+        (x, y)
+        for y in range(log.rect.top, log.rect.bottom, 2)
+        for x in range(log.rect.left, log.rect.right, 4)
+        if log.link_at((x, y)) is not None
+    ]
+    assert hits and all(log.link_at(p) == "https://example.org/guide" for p in hits)
+    x, y = hits[len(hits) // 2]
+    assert log.handle_event(
+        pygame.event.Event(pygame.MOUSEBUTTONDOWN, {"pos": (x, y), "button": 1})
+    )
+    assert opened == ["https://example.org/guide"]
+    outside = (log.rect.right - 5, y)  # the same row, past the end of the text
+    assert log.link_at(outside) is None

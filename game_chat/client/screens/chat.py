@@ -10,6 +10,8 @@ network queue, a bounded number of events per frame so a flood never freezes inp
 
 from __future__ import annotations
 
+import threading
+import webbrowser
 from collections.abc import Callable
 
 import pygame
@@ -36,6 +38,12 @@ MAX_EVENTS_PER_FRAME = 400
 USER_LIST_WIDTH = 190
 #: Keys that switch tabs with Ctrl held: key -> step.
 _TAB_KEYS = {pygame.K_PAGEDOWN: 1, pygame.K_PAGEUP: -1}
+
+
+def open_link(address: str) -> None:
+    """A link clicked in the log: the system's browser, on a thread of its own (starting a
+    browser can take a moment, and the window must not wait for it)."""
+    threading.Thread(target=webbrowser.open, args=(address, 2), daemon=True).start()
 
 
 class ChatScreen:
@@ -188,7 +196,7 @@ class ChatScreen:
         log = self.logs.get(tab.id)
         if log is None:
             log = self.logs[tab.id] = MessageLog(
-                self.log_rect, self.theme, self.font, own_nick=self._own_nick
+                self.log_rect, self.theme, self.font, own_nick=self._own_nick, on_link=open_link
             )
         return log
 

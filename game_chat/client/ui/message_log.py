@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import colorsys
 import functools
+import re
 import time
 import zlib
 from collections import OrderedDict, deque
@@ -204,6 +205,22 @@ def nick_color(nick: str, theme: Theme) -> Color:
     return readable(color, theme.background)
 
 
+#: Web addresses in a line: drawn as links, opened in the browser on a click (http and https
+#: only; trailing punctuation is the sentence's, not the address's).
+URL = re.compile(r"https?://[^\s<>\"']+")
+_URL_TRAILING = ".,;:!?)]}'\""
+
+
+def find_links(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, address) of every web address in ``text``."""
+    found = []
+    for match in URL.finditer(text):
+        address = match.group().rstrip(_URL_TRAILING)
+        if len(address) > len("https://"):
+            found.append((match.start(), match.start() + len(address), address))
+    return found
+
+
 def compose_line(
     kind: str,
     text: str,
@@ -227,10 +244,11 @@ def compose_line(
     if kind == LineKind.CHAT:
         if nick:
             parts += [(nick, _nick_shown(nick, theme, history, own)), (": ", body)]
-        parts.append((text, body))
+        parts += _with_links(text, body, theme)
     elif kind == LineKind.ACTION:
         nick = nick or "?"
-        parts += [("* ", body), (nick, _nick_shown(nick, theme, history, own)), (" " + text, body)]
+        parts += [("* ", body), (nick, _nick_shown(nick, theme, history, own))]
+        parts += _with_links(" " + text, body, theme)
     elif kind == LineKind.ERROR:
         parts.append((text, theme.error))
     elif kind == LineKind.NOTICE:
@@ -250,6 +268,17 @@ def compose_line(
         else:
             spans.append((end, color))
     return "".join(piece for piece, _ in parts), spans
+
+
+def _with_links(text: str, color: Color, theme: Theme) -> list[tuple[str, Color]]:
+    """``text`` as (piece, colour) parts, its web addresses in the link colour."""
+    parts: list[tuple[str, Color]] = []
+    at = 0
+    for start, end, _address in find_links(text):
+        parts += [(text[at:start], color), (text[start:end], theme.accent)]
+        at = end
+    parts.append((text[at:], color))
+    return [part for part in parts if part[0]]
 
 
 def _nick_shown(nick: str, theme: Theme, history: bool, own: bool = False) -> Color:
@@ -314,11 +343,15 @@ class MessageLog:
         *,
         max_lines: int = DEFAULT_MAX_LINES,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        on_link: Callable[[str], None] | None = None,
     ) -> None:
         """``own_nick`` is the nick (or a callable returning it) whose mentions are highlighted.
 
         ``max_lines`` bounds the history; ``cache_size`` the number of rendered messages kept.
+        ``on_link`` is called with the web address clicked in a line (None: links are only
+        drawn).
         """
+        self.on_link = on_link
         self.theme = theme
         self.font = font
         self.own_nick: OwnNick = own_nick
@@ -507,7 +540,38 @@ class MessageLog:
             if marker is not None and marker.collidepoint(event.pos):
                 self.scroll_to_bottom()
                 return True
+            address = self.link_at(event.pos) if self.on_link is not None else None
+            if address is not None and self.on_link is not None:
+                self.on_link(address)
+                return True
         return False
+
+    def link_at(self, pos: tuple[int, int]) -> str | None:
+        """The web address drawn at a screen position, if any."""
+        if not self.rect.collidepoint(pos):
+            return None
+        left = self.rect.left + self.theme.padding
+        for seq, entry, rows, shown, y in self._place(False):
+            row = (pos[1] - y) // self._linesize
+            if not (y <= pos[1] and row < shown):
+                continue
+            text, _ = self._composed(seq, entry, False)
+            start, end = rows[2 * row], rows[2 * row + 1]
+            x = pos[0] - left - (0 if row == 0 else self._indent)
+            index = start + self._chars_within(text[start:end], x)
+            return next((a for s, e, a in find_links(text) if s <= index < e), None)
+        return None
+
+    def _chars_within(self, text: str, width: int) -> int:
+        """How many characters of ``text`` from its start fit in ``width`` pixels."""
+        low, high = 0, len(text)
+        while low < high:
+            mid = (low + high + 1) // 2
+            if self.font.size(text[:mid])[0] <= width:
+                low = mid
+            else:
+                high = mid - 1
+        return low
 
     def update(self, dt: float = 0.0) -> None:
         """Lay out the visible lines if anything changed since the last frame."""
