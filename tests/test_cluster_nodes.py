@@ -75,6 +75,12 @@ def hello_again(address: tuple[str, int], nick: str, **fields: Any) -> WireClien
     return client
 
 
+def join(client: WireClient, room: str) -> dict[str, Any]:
+    """Join ``room``; its ``joined`` reply."""
+    client.send_json(type="join", room=room)
+    return client.recv_until(lambda m: m["type"] == "joined")
+
+
 def chats(client: WireClient, n: int) -> list[dict[str, Any]]:
     return [client.recv_until(lambda m: m["type"] == "chat") for _ in range(n)]
 
@@ -124,8 +130,7 @@ def test_history_said_on_one_node_is_replayed_on_the_other(nodes: list[ChatServe
     a, b = nodes
     ann, _ = rich_client(a.address, "ann")
     ids = say(ann, [f"old {i}" for i in range(5)])
-    ann.send_json(type="join", room="#team")
-    ann.recv_until(lambda m: m["type"] == "joined")
+    join(ann, "#team")
     team = say(ann, ["in the team room"], room="#team")
     carol = WireClient(b.address)
     carol.send_json(type="hello", nick="carol", version=1)
@@ -134,8 +139,7 @@ def test_history_said_on_one_node_is_replayed_on_the_other(nodes: list[ChatServe
     assert [(m["id"], m["text"], m.get("history")) for m in replayed] == [
         (i, f"old {n}", True) for n, i in enumerate(ids)
     ]
-    carol.send_json(type="join", room="#team")
-    carol.recv_until(lambda m: m["type"] == "joined")
+    join(carol, "#team")
     assert [(m["id"], m["room"]) for m in chats(carol, 1)] == [(team[0], "#team")]
     carol.send_json(type="history", room="#lobby", before=ids[3], limit=2)
     page = carol.recv_until(lambda m: m["type"] == "history")
@@ -269,8 +273,7 @@ def test_joins_parts_nicks_away_and_leaves_are_told_on_every_node(
     ann.send_json(type="nick", nick="anna")
     renamed = watcher.recv_until(lambda m: m["type"] == "nick_changed" and m["old"] == "ann")
     assert renamed["new"] == "anna"
-    watcher.send_json(type="join", room="#team")
-    watcher.recv_until(lambda m: m["type"] == "joined")
+    join(watcher, "#team")
     ann.send_json(type="join", room="#team")
     assert watcher.recv_until(lambda m: m["type"] == "join")["room"] == "#team"
     ann.send_json(type="part", room="#team", reason="bye team")
@@ -305,11 +308,9 @@ def test_retention_by_age_trims_the_streams(
 def test_topics_and_member_data_are_the_clusters(nodes: list[ChatServer]) -> None:
     a, b = nodes
     ann, _ = rich_client(a.address, "ann")
-    ann.send_json(type="join", room="#team")
-    ann.recv_until(lambda m: m["type"] == "joined")
+    join(ann, "#team")
     watcher, _ = rich_client(b.address, "watcher")
-    watcher.send_json(type="join", room="#team")
-    watcher.recv_until(lambda m: m["type"] == "joined")
+    join(watcher, "#team")
     ann.send_json(type="topic", room="#team", topic="ranked tonight")
     told = watcher.recv_until(lambda m: m["type"] == "topic")
     assert (told["room"], told["topic"], told["nick"]) == ("#team", "ranked tonight", "ann")
@@ -320,8 +321,7 @@ def test_topics_and_member_data_are_the_clusters(nodes: list[ChatServer]) -> Non
     late, _ = rich_client(b.address, "late")
     deadline = time.monotonic() + 5
     while True:
-        late.send_json(type="join", room="#team")
-        joined = late.recv_until(lambda m: m["type"] == "joined")
+        joined = join(late, "#team")
         infos = {m["nick"]: m for m in joined["members"]}
         if "data" in infos.get("ann", {}) or time.monotonic() > deadline:
             break
@@ -332,8 +332,7 @@ def test_topics_and_member_data_are_the_clusters(nodes: list[ChatServer]) -> Non
     third = start_server(cluster=a.config.cluster, cluster_namespace=a.config.cluster_namespace)
     try:  # a node that starts later, and makes the room then
         newcomer, _ = rich_client(third.address, "newcomer")
-        newcomer.send_json(type="join", room="#team")
-        assert newcomer.recv_until(lambda m: m["type"] == "joined")["topic"] == "ranked tonight"
+        assert join(newcomer, "#team")["topic"] == "ranked tonight"
     finally:
         third.shutdown()
 
@@ -387,16 +386,14 @@ def test_an_operator_on_one_node_acts_on_members_of_another(
 def test_members_of_other_nodes_are_listed(nodes: list[ChatServer]) -> None:
     a, b = nodes
     ann, _ = rich_client(a.address, "ann")
-    ann.send_json(type="join", room="#team")
-    ann.recv_until(lambda m: m["type"] == "joined")
+    join(ann, "#team")
     bob, _ = rich_client(b.address, "bob")
     users = wait_for_users(bob, ["ann", "bob"])
     assert users == ["ann", "bob"]
     bob.send_json(type="who", room="#lobby")
     who = bob.recv_until(lambda m: m["type"] == "who")
     assert sorted(m["nick"] for m in who["members"]) == ["ann", "bob"]
-    bob.send_json(type="join", room="#team")
-    joined = bob.recv_until(lambda m: m["type"] == "joined")
+    joined = join(bob, "#team")
     assert sorted(m["nick"] for m in joined["members"]) == ["ann", "bob"]
 
 

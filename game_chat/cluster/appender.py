@@ -55,7 +55,7 @@ class Appender:
         self.backlog_limit = max(1, backlog_limit)
         self._cond = threading.Condition()
         self._queue: deque[_Waiting] = deque()
-        self._made_keys = 0
+        self._made_origins = 0
         self._stop = threading.Event()
         self._reconnect = Reconnect("room log writer")
         self._thread = threading.Thread(target=self._run, name="cluster-append", daemon=True)
@@ -82,8 +82,8 @@ class Appender:
             if len(self._queue) >= self.backlog_limit:
                 raise BacklogFull("the cluster's store has been unreachable for too long")
             if not line.origin:
-                self._made_keys += 1
-                line = dataclasses.replace(line, origin=f"{self._node_id}:{self._made_keys}")
+                self._made_origins += 1
+                line = dataclasses.replace(line, origin=f"{self._node_id}:{self._made_origins}")
             self._queue.append(_Waiting(line, on_done))
             self._cond.notify()
 

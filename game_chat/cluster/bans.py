@@ -14,6 +14,7 @@ import redis
 
 from ..server.history import HistoryError
 from ..server.moderation import BanEntry
+from .room_log import redis_errors
 
 
 class RedisBanStore:
@@ -25,22 +26,16 @@ class RedisBanStore:
 
     def add_ban(self, target: str, kind: str, reason: str, by: str, expires: float | None) -> None:
         ban = {"kind": kind, "reason": reason, "by": by, "expires": expires}
-        try:
+        with redis_errors("store a ban in the cluster", HistoryError):
             self._redis.hset(self._key, target, json.dumps(ban))
-        except redis.RedisError as exc:
-            raise HistoryError(f"cannot store a ban in the cluster: {exc}") from exc
 
     def remove_ban(self, target: str) -> bool:
-        try:
+        with redis_errors("lift a ban in the cluster", HistoryError):
             return bool(self._redis.hdel(self._key, target))
-        except redis.RedisError as exc:
-            raise HistoryError(f"cannot lift a ban in the cluster: {exc}") from exc
 
     def active_bans(self, now: float) -> list[BanEntry]:
-        try:
+        with redis_errors("read the cluster's bans", HistoryError):
             found = self._redis.hgetall(self._key)
-        except redis.RedisError as exc:
-            raise HistoryError(f"cannot read the cluster's bans: {exc}") from exc
         bans = []
         for raw_target, raw in found.items():  # type: ignore[union-attr]
             try:

@@ -79,10 +79,6 @@ class RoomFeed:
             self._positions[room_key] = after_id
         self._poke()
 
-    def unfollow(self, room_key: str) -> None:
-        with self._lock:
-            self._positions.pop(room_key, None)
-
     def followed(self) -> list[str]:
         """The room keys (streams) this feed reads."""
         with self._lock:
@@ -132,8 +128,7 @@ class RoomFeed:
     def _hand_on(self, lines: Sequence[FeedLine]) -> None:
         self.highest_id = max(self.highest_id, max(f.message.id for f in lines))
         with self._lock:
-            # A room unfollowed meanwhile is dropped; one followed again restarts from
-            # where follow() put it.
+            # Only lines past each room's position: none is ever handed on twice.
             pos = self._positions
             fresh = [f for f in lines if f.message.id > pos.get(f.room_key, f.message.id)]
         if not fresh:

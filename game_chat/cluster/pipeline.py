@@ -14,11 +14,12 @@ nodes get a delivery made by ``delivery_for``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import redis
@@ -45,6 +46,16 @@ from .room_log import (
 )
 
 log = logging.getLogger("game_chat.cluster")
+
+
+@contextlib.contextmanager
+def _as_history_error() -> Iterator[None]:
+    """Redis trouble, as the chat state knows store trouble (it reports it and goes on)."""
+    try:
+        yield
+    except ClusterError as exc:
+        raise HistoryError(str(exc)) from exc
+
 
 #: Every this many heartbeats a node publishes its whole member list, not only the changes.
 FULL_PUBLISH_EVERY = 10
@@ -104,24 +115,24 @@ class ClusterPipeline:
         self.private_key = private_stream(self.node_id)
         self.presence = Presence(client, namespace=namespace, node_id=self.node_id, ttl=ttl)
         self._stopping = threading.Event()
-        self._beat_now = threading.Event()  # a member came or went: publish it at once
+        self._publish_now = threading.Event()  # a member came or went: publish it at once
         self._heartbeat = threading.Thread(
             target=self._beat_loop, name="cluster-heartbeat", daemon=True
         )
-        try:
+        # HistoryError from here on: Redis cannot be reached at start.
+        with _as_history_error():
             #: Welcome ``store``: the same on every node, so a client resumes on any of them.
             self.store_id = self.log.store_id()
-        except ClusterError as exc:
-            raise HistoryError(str(exc)) from exc
+            self.presence.beat()
+        self.follow(self.private_key)
+        self.follow(nick_key(LOBBY))  # everyone's first room: never refused later
+
+    def start(self) -> None:
+        """Start the writer, the feed and the heartbeat, once the state has set the
+        callbacks (``snapshot``, ``on_event``, ``on_beat``): nothing read is lost before."""
         self._appender.start()
         self._feed.start()
-        try:
-            self.presence.beat()
-        except ClusterError as exc:
-            raise HistoryError(str(exc)) from exc
         self._heartbeat.start()
-        self.follow(self.private_key)  # HistoryError: Redis cannot be reached at start
-        self.follow(nick_key(LOBBY))  # everyone's first room: never refused later
 
     # --- called under the chat state's lock -------------------------------------------------
 
@@ -134,10 +145,8 @@ class ClusterPipeline:
         (lines below it are history). Raises HistoryError when Redis cannot be reached."""
         position = self._feed.position(room_key)
         if position is None:
-            try:
+            with _as_history_error():
                 position = self.log.last_id(room_key)
-            except ClusterError as exc:
-                raise HistoryError(str(exc)) from exc
             self._feed.follow(room_key, position)
         return position + 1
 
@@ -169,10 +178,8 @@ class ClusterPipeline:
             line = self._by_key.get(key)
         if line is not None:
             return line
-        try:
+        with _as_history_error():
             found = self.log.find_key(key)
-        except ClusterError as exc:
-            raise HistoryError(str(exc)) from exc
         return None if found is None else SentKey(key, *found)
 
     def history(
@@ -186,22 +193,27 @@ class ClusterPipeline:
     ) -> list[StoredMessage]:
         """Room lines with ``after`` < id < ``before`` from the room's stream. HistoryError
         when Redis cannot be reached."""
-        try:
+        with _as_history_error():
             if newest:
                 return self.log.recent(room, limit, before, after)
             return self.log.following(room, after or 0, limit, before)
-        except ClusterError as exc:
-            raise HistoryError(str(exc)) from exc
 
     # --- presence events -------------------------------------------------------------------
 
     def tell(
-        self, payload: bytes, rooms: Sequence[str], topic: tuple[str, str] | None = None
+        self,
+        payload: bytes,
+        rooms: Sequence[str],
+        topic: tuple[str, str] | None = None,
+        *,
+        members_changed: bool = False,
     ) -> None:
         """Tell the other nodes' members of ``rooms`` a server message (a join, part, leave,
         nick, away, topic or member data change here), in order with this node's lines;
-        ``topic`` (room key, topic) is also kept for nodes that make the room later. Best
-        effort: when Redis has been away too long it is dropped."""
+        ``topic`` (room key, topic) is also kept for nodes that make the room later.
+        ``members_changed`` (someone came, went or was renamed): the member list is
+        published now, not at the next beat. Best effort: when Redis has been away too long
+        it is dropped."""
         with self._cond:
             self._events_sent += 1
             origin = f"{self.node_id}:e{self._events_sent}"
@@ -209,14 +221,13 @@ class ClusterPipeline:
             self._appender.submit(NewEvent(payload, tuple(rooms), origin, topic), _ignore)
         except BacklogFull:
             log.warning("a presence event was dropped: Redis has been away too long")
-        self._beat_now.set()  # the member lists too, now rather than at the next beat
+        if members_changed:
+            self._publish_now.set()
 
     def topic(self, room_key: str) -> str:
         """A room's topic as the cluster has it. HistoryError when Redis cannot be reached."""
-        try:
+        with _as_history_error():
             return self.log.topic(room_key)
-        except ClusterError as exc:
-            raise HistoryError(str(exc)) from exc
 
     def _on_events(self, events: Sequence[FeedEvent]) -> None:
         mine = f"{self.node_id}:"
@@ -241,10 +252,8 @@ class ClusterPipeline:
     def claim_nick(self, skeleton: str) -> bool:
         """Take a nick (by its skeleton) for this node: False if another live node holds it.
         HistoryError when Redis cannot be reached (then nobody can take a nick)."""
-        try:
+        with _as_history_error():
             return self.presence.claim_nick(skeleton)
-        except ClusterError as exc:
-            raise HistoryError(str(exc)) from exc
 
     def release_nick(self, skeleton: str) -> None:
         """Let another node take a nick (best effort: if Redis cannot be reached the claim
@@ -259,11 +268,19 @@ class ClusterPipeline:
         reconnect = Reconnect("heartbeat")
         beats = 0
         reap_after = 0.0  # monotonic: no node is taken for dead before this
+        next_beat = time.monotonic() + self.beat_interval
         while True:
-            self._beat_now.wait(self.beat_interval)
-            self._beat_now.clear()
+            early = self._publish_now.wait(max(0.0, next_beat - time.monotonic()))
+            self._publish_now.clear()
             if self._stopping.is_set():
                 return
+            if early and time.monotonic() < next_beat and not reconnect.down:
+                try:  # only the member list; the rest of the beat keeps its pace
+                    self._publish(full=False)
+                except ClusterError:
+                    pass  # the beat meets the trouble and publishes again
+                continue
+            next_beat = time.monotonic() + self.beat_interval
             try:
                 self.presence.beat()
                 # Everything again now and then, and after trouble (another node may have
@@ -328,7 +345,7 @@ class ClusterPipeline:
         self._appender.stop(timeout or 0)
         self._feed.stop(timeout or 0)
         self._stopping.set()
-        self._beat_now.set()
+        self._publish_now.set()
         self._heartbeat.join(timeout)
         try:
             self.presence.leave()  # its nicks are free at once, not after the ttl

@@ -27,7 +27,7 @@ from typing import Any
 
 import redis
 
-from .room_log import ClusterDataError, ClusterError
+from .room_log import ClusterDataError, redis_errors
 
 #: KEYS nick claim; ARGV node, alive-key prefix. 1: this node holds it now (it was free, held
 #: by a dead node, or ours already: which member of the node has it is the node's business);
@@ -96,43 +96,35 @@ class Presence:
 
     def beat(self) -> None:
         """Say this node is alive for another ``ttl`` seconds (call every second or so)."""
-        try:
+        with redis_errors("send the heartbeat"):
             pipe = self._redis.pipeline(transaction=False)
             pipe.set(self._alive(self.node_id), "1", px=int(self.ttl * 1000))
             pipe.sadd(self._nodes, self.node_id)
             pipe.execute()
-        except redis.RedisError as exc:
-            raise ClusterError(f"cannot send the heartbeat: {exc}") from exc
 
     def leave(self) -> None:
         """A clean stop: this node and everything it holds are gone at once."""
-        try:
+        with redis_errors("leave the cluster"):
             pipe = self._redis.pipeline(transaction=False)
             pipe.delete(self._alive(self.node_id), self._members(self.node_id))
             pipe.srem(self._nodes, self.node_id)
             pipe.execute()
-        except redis.RedisError as exc:
-            raise ClusterError(f"cannot leave the cluster: {exc}") from exc
 
     def claim_nick(self, skeleton: str) -> bool:
         """Take the nick whose skeleton is ``skeleton`` for this node: True if it is this
         node's now, False if another live node holds it. (Which of its members has it is
         the node's own business: its chat state keeps nicks unique within it.)"""
-        try:
+        with redis_errors("claim a nick"):
             args = [self.node_id, self._alive("")]
             return int(self._claim(keys=[self._nick(skeleton)], args=args)) == 1
-        except redis.RedisError as exc:
-            raise ClusterError(f"cannot claim a nick: {exc}") from exc
 
     def release_nick(self, skeleton: str) -> None:
-        try:
+        with redis_errors("release a nick"):
             self._release(keys=[self._nick(skeleton)], args=[self.node_id])
-        except redis.RedisError as exc:
-            raise ClusterError(f"cannot release a nick: {exc}") from exc
 
     def publish(self, members: dict[str, dict[str, Any]], gone: Iterable[str] = ()) -> None:
         """Set (nick key -> info) and remove (``gone``) this node's members in the lists."""
-        try:
+        with redis_errors("publish members"):
             pipe = self._redis.pipeline(transaction=False)
             if members:
                 encoded = {k: json.dumps(v, separators=(",", ":")) for k, v in members.items()}
@@ -141,58 +133,53 @@ class Presence:
             if gone:
                 pipe.hdel(self._members(self.node_id), *gone)
             pipe.execute()
-        except redis.RedisError as exc:
-            raise ClusterError(f"cannot publish members: {exc}") from exc
 
     # --- the whole cluster ------------------------------------------------------------------
 
     def live_nodes(self) -> list[str]:
         """Nodes whose heartbeat has not expired."""
-        try:
+        alive, _dead = self._survey()
+        return alive
+
+    def _survey(self) -> tuple[list[str], list[str]]:
+        """The nodes not reaped yet, sorted: those whose heartbeat holds, and the others."""
+        with redis_errors("list nodes"):
             nodes = sorted(n.decode() for n in self._redis.smembers(self._nodes))  # type: ignore[union-attr]
-            if not nodes:
-                return []
-            alive = self._redis.exists(*(self._alive(n) for n in nodes)) if nodes else 0
-            if alive == len(nodes):
-                return nodes
             pipe = self._redis.pipeline(transaction=False)
             for n in nodes:
                 pipe.exists(self._alive(n))
-            return [n for n, up in zip(nodes, pipe.execute(), strict=True) if up]
-        except redis.RedisError as exc:
-            raise ClusterError(f"cannot list nodes: {exc}") from exc
+            up = pipe.execute() if nodes else []
+        alive = [n for n, beat in zip(nodes, up, strict=True) if beat]
+        return alive, [n for n, beat in zip(nodes, up, strict=True) if not beat]
 
     def members(self) -> dict[str, dict[str, Any]]:
         """Every member of every live node: nick key -> info (with ``node``)."""
         nodes = self.live_nodes()
-        try:
+        with redis_errors("list members"):
             pipe = self._redis.pipeline(transaction=False)
             for n in nodes:
                 pipe.hgetall(self._members(n))
-            found: dict[str, dict[str, Any]] = {}
-            for node, entries in zip(nodes, pipe.execute(), strict=True):
-                for key, info in entries.items():
-                    found[key.decode()] = {**_info(info), "node": node}
-            return found
-        except redis.RedisError as exc:
-            raise ClusterError(f"cannot list members: {exc}") from exc
+            lists = pipe.execute()
+        found: dict[str, dict[str, Any]] = {}
+        for node, entries in zip(nodes, lists, strict=True):
+            for key, info in entries.items():
+                found[key.decode()] = {**_info(info), "node": node}
+        return found
 
     def reap(self) -> dict[str, list[dict[str, Any]]]:
         """Dead nodes this call took over: node -> its members' info (each dead node is
         handed to exactly one caller in the whole cluster, which announces their leaving)."""
-        try:
-            nodes = [n.decode() for n in self._redis.smembers(self._nodes)]  # type: ignore[union-attr]
-            reaped: dict[str, list[dict[str, Any]]] = {}
-            for node in nodes:
+        _alive, dead = self._survey()  # the script checks again: only one caller reaps a node
+        reaped: dict[str, list[dict[str, Any]]] = {}
+        with redis_errors("reap dead nodes"):
+            for node in dead:
                 if node == self.node_id:
                     continue
                 keys = [self._nodes, self._alive(node), self._members(node)]
                 flat = self._reap(keys=keys, args=[node])
                 if flat:
                     reaped[node] = [_info(v) for v in flat[1::2]]
-            return reaped
-        except redis.RedisError as exc:
-            raise ClusterError(f"cannot reap dead nodes: {exc}") from exc
+        return reaped
 
 
 def _info(raw: bytes) -> dict[str, Any]:

@@ -22,8 +22,9 @@ error, :class:`ClusterDataError` when an entry is not one this module wrote.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -92,6 +93,15 @@ class ClusterError(ChatError):
 
 class ClusterDataError(ClusterError):
     """An entry in our keys is not one game_chat wrote (another program, or a damaged store)."""
+
+
+@contextlib.contextmanager
+def redis_errors(what: str, error: type[Exception] = ClusterError) -> Iterator[None]:
+    """Turn a Redis failure inside the block into ``error``: "cannot {what}: {reason}"."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise error(f"cannot {what}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -214,7 +224,7 @@ class RoomLog:
         origins is then harmless). An event's Appended has id 0."""
         if not items:
             return []
-        try:
+        with redis_errors("append to the room log"):
             pipe = self.client.pipeline(transaction=False)
             for item in items:
                 if isinstance(item, NewEvent):
@@ -222,8 +232,6 @@ class RoomLog:
                 else:
                     self._add_line(item, pipe)
             replies = pipe.execute()
-        except redis.RedisError as exc:
-            raise ClusterError(f"cannot append to the room log: {exc}") from exc
         return [
             Appended(0, 0.0) if isinstance(item, NewEvent) else _appended(item, reply)
             for item, reply in zip(items, replies, strict=True)
@@ -258,15 +266,14 @@ class RoomLog:
 
     def topic(self, room_key: str) -> str:
         """The room's topic as set on any node ("" for none)."""
-        try:
+        with redis_errors("read a topic"):
             value = self.client.hget(self._topics_key, room_key)
-        except redis.RedisError as exc:
-            raise ClusterError(f"cannot read a topic: {exc}") from exc
         return value.decode("utf-8", "replace") if isinstance(value, bytes) else ""
 
     def events_position(self) -> str:
         """The id of the newest event (where a node starts reading events), "0-0" if none."""
-        entries = self._call("xrevrange", self.events_key, "+", "-", 1)
+        with redis_errors("read the events"):
+            entries = self.client.xrevrange(self.events_key, "+", "-", 1)
         if not entries:
             return "0-0"
         raw = entries[0][0]
@@ -275,12 +282,10 @@ class RoomLog:
     def store_id(self) -> str:
         """The cluster's name for its ids (made once, kept in Redis): a client that resumes
         on any node of the cluster names this one."""
-        try:
-            key = f"{self.namespace}:store_id"
+        key = f"{self.namespace}:store_id"
+        with redis_errors("read the cluster's store id"):
             self.client.set(key, secrets.token_hex(8), nx=True)
             value = self.client.get(key)
-        except redis.RedisError as exc:
-            raise ClusterError(f"cannot read the cluster's store id: {exc}") from exc
         if not isinstance(value, bytes):
             raise ClusterDataError("the cluster's store id is missing")
         return "cluster-" + value.decode("ascii", "replace")
@@ -288,17 +293,17 @@ class RoomLog:
     def raise_id_floor(self, at_least: int) -> int:
         """Make the next id greater than ``at_least`` (ids a node has seen must never come
         back, even if Redis lost its data); returns the counter's value."""
+        with redis_errors("raise the id counter"):
+            value = self._raise_floor(keys=[self._ids_key], args=[at_least])
         try:
-            return int(self._raise_floor(keys=[self._ids_key], args=[at_least]))
-        except (redis.RedisError, ValueError) as exc:
-            raise ClusterError(f"cannot raise the id counter: {exc}") from exc
+            return int(value)
+        except (TypeError, ValueError) as exc:
+            raise ClusterDataError(f"the id counter is damaged: {value!r}") from exc
 
     def find_key(self, key: str) -> tuple[int, float, bytes] | None:
         """What a client's retry key was given to: (id, ts, digest of the text), or None."""
-        try:
+        with redis_errors("look up a retry key"):
             value = self.client.get(self._retry_key(key))
-        except redis.RedisError as exc:
-            raise ClusterError(f"cannot look up a retry key: {exc}") from exc
         if value is None:
             return None
         found = _appended(None, [0, value])
@@ -318,7 +323,8 @@ class RoomLog:
             return []
         high = "+" if before_id is None else f"({max(0, before_id)}-0"
         low = "-" if after_id is None else f"({max(0, after_id)}-0"
-        entries = self._call("xrevrange", self.stream_key(room_key), high, low, max(0, limit))
+        with redis_errors("read the room log"):
+            entries = self.client.xrevrange(self.stream_key(room_key), high, low, limit)
         return [_message(entry) for entry in reversed(entries)]
 
     def following(
@@ -328,9 +334,9 @@ class RoomLog:
         if limit <= 0:
             return []
         high = "+" if before_id is None else f"({max(0, before_id)}-0"
-        entries = self._call(
-            "xrange", self.stream_key(room_key), f"({max(0, after_id)}-0", high, max(0, limit)
-        )
+        low = f"({max(0, after_id)}-0"
+        with redis_errors("read the room log"):
+            entries = self.client.xrange(self.stream_key(room_key), low, high, limit)
         return [_message(entry) for entry in entries]
 
     def read(
@@ -355,10 +361,8 @@ class RoomLog:
             streams[self.events_key] = events
         if not streams:
             return [], None, [], None
-        try:
+        with redis_errors("read the room log"):
             reply = self.client.xread(streams, count=count, block=block_ms)  # type: ignore[arg-type]
-        except redis.RedisError as exc:
-            raise ClusterError(f"cannot read the room log: {exc}") from exc
         lines: list[FeedLine] = []
         found: list[FeedEvent] = []
         woken = wake[1] if wake is not None else None
@@ -381,7 +385,8 @@ class RoomLog:
 
     def last_id(self, room_key: str) -> int:
         """The id of the room's newest line (0: none)."""
-        entries = self._call("xrevrange", self.stream_key(room_key), "+", "-", 1)
+        with redis_errors("read the room log"):
+            entries = self.client.xrevrange(self.stream_key(room_key), "+", "-", 1)
         return _entry_id(entries[0][0]) if entries else 0
 
     def trim_before(self, room_key: str, cutoff_ts: float, step: int = 500) -> int:
@@ -389,24 +394,14 @@ class RoomLog:
         many went. Entries are in time order only roughly (nodes' clocks), so this stops at
         the first line young enough."""
         key = self.stream_key(room_key)
-        entries = self._call("xrange", key, "-", "+", step)
-        keep_from = None
-        for entry_id, _fields in entries:
-            if _message((entry_id, _fields)).ts >= cutoff_ts:
-                keep_from = entry_id
-                break
-        if keep_from is None:
+        with redis_errors("trim the room log"):
+            entries = self.client.xrange(key, "-", "+", step)
             if not entries:
                 return 0
-            last = _entry_id(entries[-1][0])
-            return int(self._call("xtrim", key, minid=f"{last + 1}-0", approximate=False))
-        return int(self._call("xtrim", key, minid=keep_from, approximate=False))
-
-    def _call(self, command: str, *args: object, **kwargs: object) -> list:  # type: ignore[type-arg]
-        try:
-            return getattr(self.client, command)(*args, **kwargs)  # type: ignore[no-any-return]
-        except redis.RedisError as exc:
-            raise ClusterError(f"cannot read the room log ({command}): {exc}") from exc
+            young = (e for e in entries if _message(e).ts >= cutoff_ts)
+            keep_from = next(young, None)
+            minid = keep_from[0] if keep_from else f"{_entry_id(entries[-1][0]) + 1}-0"
+            return int(self.client.xtrim(key, minid=minid, approximate=False))
 
 
 def _appended(line: NewLine | None, reply: object) -> Appended:
@@ -450,12 +445,12 @@ def _message(entry: tuple[bytes, dict[bytes, bytes]]) -> StoredMessage:
 
 
 def _event(entry: tuple[bytes, dict[bytes, bytes]]) -> FeedEvent:
-    _entry_id, fields = entry
+    event_id, fields = entry
     try:
         rooms = fields[b"rooms"].decode("utf-8")
         return FeedEvent(fields[b"msg"], tuple(rooms.split("\n")) if rooms else (), _origin(entry))
     except (KeyError, UnicodeDecodeError) as exc:
-        raise ClusterDataError(f"event {_entry_id!r} is damaged") from exc
+        raise ClusterDataError(f"event {event_id!r} is damaged") from exc
 
 
 def _origin(entry: tuple[bytes, dict[bytes, bytes]]) -> str:

@@ -58,7 +58,7 @@ class Outbox:
         self.limit_bytes = limit_bytes
         self._on_ready = on_ready  # called when the outbox goes from empty to non-empty
         self._on_overflow = on_overflow
-        self.sock = sock  # non-blocking; for offer (None: the sender thread does all sends)
+        self.sock = sock  # non-blocking, for write_through (None: the sender thread sends all)
         self._lock = threading.Lock()
         self._frames: deque[Buffer] = deque()
         self._size = 0  # bytes queued plus bytes taken by a sending thread, not yet sent

@@ -17,6 +17,7 @@ once live).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -218,6 +219,7 @@ class ChatState:
             self._group.on_event = self._cluster_event
             self._group.on_beat = self._reload_bans
             self._rooms[nick_key(LOBBY)].topic = self._cluster_topic(nick_key(LOBBY))
+            self._group.start()  # the callbacks are set: nothing it reads goes unheard
         self._sessions: dict[bytes, Member] = {}  # session key -> member
         self._guest_numbers = itertools.count(1)
         self._closed = False  # after close_all: nobody joins any more
@@ -232,6 +234,11 @@ class ChatState:
         self.flood_ban_minutes = flood_ban_minutes
 
     # --- queries ----------------------------------------------------------------------
+
+    @property
+    def _in_cluster(self) -> bool:
+        """This server is a node of a cluster (``pipeline`` given): Redis holds the lines."""
+        return self._room_tops is not None
 
     @property
     def store_id(self) -> str:
@@ -404,23 +411,30 @@ class ChatState:
         """Lock held, on a cluster node: take ``nick`` cluster-wide (one atomic step in
         Redis: of two nodes asking at once, one wins), or RemoteProtocolError nick_taken
         (held on another node) / unavailable (Redis cannot be reached)."""
-        if self._room_tops is None:
+        if not self._in_cluster:
             return
-        try:
+        with self._store_reachable():
             taken = self._group.claim_nick(nick_skeleton(nick))
-        except HistoryError as exc:
-            self._report(exc)
-            raise RemoteProtocolError(
-                ErrorCode.UNAVAILABLE, "the chat's store cannot be reached; try again"
-            ) from None
         if not taken:
             raise RemoteProtocolError(
                 ErrorCode.NICK_TAKEN, f"the nickname {nick} is taken (on another server)"
             )
 
+    @contextlib.contextmanager
+    def _store_reachable(self) -> Iterator[None]:
+        """Lock held, on a cluster node: what needs Redis now is refused in the block's
+        place (RemoteProtocolError unavailable) when Redis cannot be reached."""
+        try:
+            yield
+        except HistoryError as exc:
+            self._report(exc)
+            raise RemoteProtocolError(
+                ErrorCode.UNAVAILABLE, "the chat's store cannot be reached; try again"
+            ) from None
+
     def _release_in_cluster(self, nick: str) -> None:
         """Lock held: nobody here has ``nick`` (or a look-alike) any more."""
-        if self._room_tops is not None and nick_skeleton(nick) not in self._skeletons:
+        if self._in_cluster and nick_skeleton(nick) not in self._skeletons:
             self._group.release_nick(nick_skeleton(nick))
 
     def _welcome(self, member: Member) -> None:
@@ -530,7 +544,7 @@ class ChatState:
 
     def _cluster_topic(self, room_key: str) -> str:
         """Lock held: on a cluster node, the topic a room made here already has elsewhere."""
-        if self._room_tops is None:
+        if not self._in_cluster:
             return ""
         try:
             return self._group.topic(room_key)  # type: ignore[no-any-return]
@@ -685,14 +699,9 @@ class ChatState:
     ) -> None:
         """Lock held: put ``member`` in ``room``, tell the room, replay its history (with
         ``after``: the lines after that id, as a resume)."""
-        if self._room_tops is not None:  # a cluster node delivers the room's lines from now
-            try:
+        if self._in_cluster:  # a cluster node delivers the room's lines from now
+            with self._store_reachable():
                 self._top(nick_key(room.name))
-            except HistoryError as exc:
-                self._report(exc)
-                raise RemoteProtocolError(
-                    ErrorCode.UNAVAILABLE, "the chat's store cannot be reached; try again"
-                ) from None
         now = self._clock()
         joined = UserJoined(member.nick, now, room.name)
         self._send_all(room.members.values(), joined)
@@ -946,7 +955,7 @@ class ChatState:
     def _remote(self, room: Room | None = None) -> list[dict[str, Any]]:
         """Lock held: members of the other nodes of a cluster (of ``room``), as ``info``
         shows members (as of the last heartbeat: at most a second or two old)."""
-        if self._room_tops is None:
+        if not self._in_cluster:
             return []
         key = nick_key(room.name) if room is not None else None
         infos = []
@@ -970,8 +979,10 @@ class ChatState:
         """Lock held, on a cluster node: the members of ``rooms`` on the other nodes are
         told ``message`` too (a join, part, leave, nick, away, topic or member data change
         here); ``topic``: (room key, topic) kept for nodes that make the room later."""
-        if self._room_tops is not None:
-            self._group.tell(encode_message(message), [nick_key(r.name) for r in rooms], topic)
+        if self._in_cluster:
+            came_or_went = isinstance(message, UserJoined | UserParted | UserLeft | NickChanged)
+            keys = [nick_key(r.name) for r in rooms]
+            self._group.tell(encode_message(message), keys, topic, members_changed=came_or_went)
 
     def _cluster_event(self, payload: bytes, room_keys: Sequence[str]) -> None:
         """Cluster: what happened to a member of another node, for our members of
@@ -1000,7 +1011,7 @@ class ChatState:
 
     def _remote_nick(self, nick: str) -> str | None:
         """Lock held: ``nick`` as a member of another node of a cluster has it, or None."""
-        if self._room_tops is None:
+        if not self._in_cluster:
             return None
         found = self._group.remote.get(nick_key(nick))
         return None if found is None else str(found["nick"])
@@ -1057,15 +1068,13 @@ class ChatState:
                     j += 1
                 self._deliver_run(batch[i:j], kept, out)
                 i = j
+            tops = self._room_tops  # a cluster node's: each room's lines come in their order
             for line in batch:
                 line.kept, line.delivered = kept, True
+                if tops is not None and isinstance(line.delivery.message, ChatMessage):
+                    key = nick_key(line.delivery.message.room)
+                    tops[key] = max(tops.get(key, 0), line.id + 1)
             self._delivered_id = max(self._delivered_id, batch[-1].id)
-            if self._room_tops is not None:
-                for line in batch:
-                    message = line.delivery.message
-                    if isinstance(message, ChatMessage):
-                        key = nick_key(message.room)
-                        self._room_tops[key] = max(self._room_tops.get(key, 0), line.id + 1)
             held = out.put()
         return functools.partial(write_through, held)
 
@@ -1179,8 +1188,7 @@ class ChatState:
         with self._lock:
             target = self._operate_on(op, nick)
             if target is None:  # on another node of the cluster: that node kicks it
-                self._order("kick", nick, said, ErrorCode.KICKED)
-                op.send(Notice(f"{nick} is on another server of this chat: kick sent there"))
+                self._order_elsewhere(op, "kick", nick, said=said, code=ErrorCode.KICKED)
                 return None
             self._kick_here(target, said, ErrorCode.KICKED)
         target.disconnect(said)
@@ -1223,7 +1231,7 @@ class ChatState:
             victims = [m for m in victims if self._members.get(nick_key(m.nick)) is m]
             for victim in victims:
                 self._kick_here(victim, said, ErrorCode.BANNED)
-            self._order("kick", target, said, ErrorCode.BANNED)  # on the cluster's other nodes
+            self._order("kick", target, said=said, code=ErrorCode.BANNED)  # on the other nodes
         for victim in victims:
             victim.disconnect(said)
 
@@ -1245,8 +1253,7 @@ class ChatState:
         with self._lock:
             target = self._operate_on(op, nick)
             if target is None:  # on another node of the cluster
-                self._order("mute", nick, op.nick, minutes=minutes)
-                op.send(Notice(f"{nick} is on another server of this chat: mute sent there"))
+                self._order_elsewhere(op, "mute", nick, minutes=minutes)
                 return
             self._mute_here(target, op.nick, minutes)
 
@@ -1259,8 +1266,7 @@ class ChatState:
         with self._lock:
             target = self._operate_on(op, nick)
             if target is None:  # on another node of the cluster
-                self._order("unmute", nick, op.nick)
-                op.send(Notice(f"{nick} is on another server of this chat: unmute sent there"))
+                self._order_elsewhere(op, "unmute", nick)
                 return
             self._unmute_here(target, op.nick)
 
@@ -1279,15 +1285,17 @@ class ChatState:
             raise RemoteProtocolError(ErrorCode.NO_SUCH_NICK, f"nobody is called {nick}")
         return target
 
-    def _order(
-        self, order: str, target: str, said: str, code: str = "", minutes: float | None = None
-    ) -> None:
+    def _order(self, order: str, target: str, **fields: Any) -> None:
         """Lock held, on a cluster node: the other nodes carry out an operator's order on
-        their members (kick: ``target`` a nick or an address; mute, unmute: a nick)."""
-        if self._room_tops is None:
-            return
-        fields = {"order": order, "target": target, "said": said, "code": code}
-        self._group.tell(encode_json({**fields, "minutes": minutes}), [])
+        their members (kick: ``target`` a nick or an address, ``said`` and ``code``; mute:
+        ``by`` and ``minutes``; unmute: ``by``)."""
+        if self._in_cluster:
+            self._group.tell(encode_json({"order": order, "target": target, **fields}), [])
+
+    def _order_elsewhere(self, op: Member, order: str, nick: str, **fields: Any) -> None:
+        """Lock held: ``nick`` is a member of another node: that node carries it out."""
+        self._order(order, nick, by=op.nick, **fields)
+        op.send(Notice(f"{nick} is on another server of this chat: {order} sent there"))
 
     def _reload_bans(self) -> None:
         """Cluster, at each heartbeat: bans made on other nodes hold here too."""
@@ -1299,6 +1307,7 @@ class ChatState:
     def _carry_out(self, order: dict[str, Any]) -> None:
         """Cluster: an operator's order from another node, for our members (lock taken)."""
         target, said = str(order.get("target", "")), str(order.get("said", ""))
+        by = str(order.get("by", ""))
         kicked = []
         with self._lock:
             if order.get("order") == "kick":
@@ -1311,9 +1320,9 @@ class ChatState:
                 minutes = order.get("minutes")
                 if member is not None and order.get("order") == "mute":
                     ok = minutes is None or isinstance(minutes, int | float)
-                    self._mute_here(member, said, minutes if ok else None)  # type: ignore[arg-type]
+                    self._mute_here(member, by, minutes if ok else None)  # type: ignore[arg-type]
                 elif member is not None and order.get("order") == "unmute":
-                    self._unmute_here(member, said)
+                    self._unmute_here(member, by)
         for m in kicked:
             m.disconnect(said)
 

@@ -27,7 +27,7 @@ from ..submit import COMMAND_NAMES, submit_line
 from ..ui.clipboard import Clipboard
 from ..ui.fonts import fit
 from ..ui.input_box import InputBox
-from ..ui.message_log import MessageLog, nick_color, readable
+from ..ui.message_log import MessageLog, nick_color
 from ..ui.tabs import TabBar, TabItem
 from ..ui.text_safety import clean_display_text
 from ..ui.theme import Theme
@@ -272,9 +272,7 @@ class ChatScreen:
         self._log_for(tab).prepend(lines)
 
     def _color_of(self, nick: str) -> tuple[int, int, int]:
-        if nick_key(nick) == nick_key(self.conversation.nick):  # you: no one else's colour
-            return readable(self.theme.own_nick, self.theme.background)
-        return nick_color(nick, self.theme)
+        return nick_color(nick, self.theme, own=nick_key(nick) == nick_key(self.conversation.nick))
 
     def _submit(self, text: str) -> None:
         goodbye = submit_line(text, self.client, self.conversation)

@@ -192,9 +192,12 @@ def readable(color: Color, background: Color, minimum: float = 3.0) -> Color:
 
 
 @functools.lru_cache(maxsize=2048)
-def nick_color(nick: str, theme: Theme) -> Color:
+def nick_color(nick: str, theme: Theme, own: bool = False) -> Color:
     """A stable colour for ``nick`` (same for every spelling of the same nick), readable on
-    ``theme.background``: from ``theme.nick_colors`` or, if that is empty, a hue of the hash."""
+    ``theme.background``: from ``theme.nick_colors`` or, if that is empty, a hue of the hash;
+    ``own`` (your nick): ``theme.own_nick``, which no other nick gets."""
+    if own:
+        return readable(theme.own_nick, theme.background)
     digest = zlib.crc32(nick_key(nick).encode("utf-8", "replace"))
     if theme.nick_colors:
         color = theme.nick_colors[digest % len(theme.nick_colors)]
@@ -282,7 +285,7 @@ def _with_links(text: str, color: Color, theme: Theme) -> list[tuple[str, Color]
 
 
 def _nick_shown(nick: str, theme: Theme, history: bool, own: bool = False) -> Color:
-    color = readable(theme.own_nick, theme.background) if own else nick_color(nick, theme)
+    color = nick_color(nick, theme, own)
     return mix(color, theme.background, 0.35) if history else color
 
 
