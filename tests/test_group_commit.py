@@ -306,54 +306,53 @@ class Threads(Deliveries):
         super().__call__(batch, kept)
 
 
-def test_the_reader_that_waits_commits_its_own_line(db_path: Path) -> None:
+@pytest.fixture
+def leading(db_path: Path) -> Iterator[tuple[GroupCommit, Threads]]:
+    """A group commit on a file store whose deliveries record their threads."""
     store = HistoryStore(db_path)
     deliveries = Threads()
     group = GroupCommit(store, deliveries)
     try:
-        assert wait_until(lambda: group.prune_count >= 1)  # the pipeline thread is idle now
-        assert group.wait(group.submit(line(group)), timeout=10)
-        assert deliveries.threads == [threading.get_ident()]  # no hand-off to another thread
+        yield group, deliveries
     finally:
         group.close()
         store.close()
 
 
-def test_readers_waiting_while_a_commit_runs_are_taken_by_the_leader(db_path: Path) -> None:
-    store = HistoryStore(db_path)
-    deliveries = Threads()
-    group = GroupCommit(store, deliveries)
-    try:
-        assert wait_until(lambda: group.prune_count >= 1)
-        deliveries.go.clear()
-        leader = threading.Thread(target=lambda: group.wait(group.submit(line(group)), 10))
-        leader.start()
-        assert deliveries.hold.wait(10)  # the leader is delivering its line, held there
-        followers = [group.submit(line(group)) for _ in range(3)]
-        waiting = [
-            threading.Thread(target=group.wait, args=(seq, 10), daemon=True) for seq in followers
-        ]
-        for thread in waiting:
-            thread.start()
-        deliveries.go.set()
-        leader.join(10)
-        for thread in waiting:
-            thread.join(10)
-        assert deliveries.ids == [1, 2, 3, 4]
-        assert set(deliveries.threads) == {leader.ident}  # the followers' lines too
-    finally:
-        group.close()
-        store.close()
+def test_the_reader_that_waits_commits_its_own_line(leading: tuple[GroupCommit, Threads]) -> None:
+    group, deliveries = leading
+    assert wait_until(lambda: group.prune_count >= 1)  # the pipeline thread is idle now
+    assert group.wait(group.submit(line(group)), timeout=10)
+    assert deliveries.threads == [threading.get_ident()]  # no hand-off to another thread
 
 
-def test_a_line_nobody_waits_for_is_committed_all_the_same(db_path: Path) -> None:
-    store = HistoryStore(db_path)
-    deliveries = Threads()
-    group = GroupCommit(store, deliveries)
-    try:
-        group.submit(line(group))  # and nobody waits: the pipeline thread finds it
-        assert wait_until(lambda: deliveries.ids == [1], timeout=5)
-        assert threading.get_ident() not in deliveries.threads
-    finally:
-        group.close()
-        store.close()
+def test_readers_waiting_while_a_commit_runs_are_taken_by_the_leader(
+    leading: tuple[GroupCommit, Threads],
+) -> None:
+    group, deliveries = leading
+    assert wait_until(lambda: group.prune_count >= 1)
+    deliveries.go.clear()
+    leader = threading.Thread(target=lambda: group.wait(group.submit(line(group)), 10))
+    leader.start()
+    assert deliveries.hold.wait(10)  # the leader is delivering its line, held there
+    followers = [group.submit(line(group)) for _ in range(3)]
+    waiting = [
+        threading.Thread(target=group.wait, args=(seq, 10), daemon=True) for seq in followers
+    ]
+    for thread in waiting:
+        thread.start()
+    deliveries.go.set()
+    leader.join(10)
+    for thread in waiting:
+        thread.join(10)
+    assert deliveries.ids == [1, 2, 3, 4]
+    assert set(deliveries.threads) == {leader.ident}  # the followers' lines too
+
+
+def test_a_line_nobody_waits_for_is_committed_all_the_same(
+    leading: tuple[GroupCommit, Threads],
+) -> None:
+    group, deliveries = leading
+    group.submit(line(group))  # and nobody waits: the pipeline thread finds it
+    assert wait_until(lambda: deliveries.ids == [1], timeout=5)
+    assert threading.get_ident() not in deliveries.threads
