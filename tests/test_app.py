@@ -289,7 +289,7 @@ def test_the_connect_form_fits_the_window(size: tuple[int, int]) -> None:
 
 
 def test_button_labels_are_readable_hovered_or_not() -> None:
-    from game_chat.client.ui.message_log import contrast
+    from game_chat.client.ui.colors import contrast
 
     app = ChatApp(ClientSettings(nick="alice", server="localhost:5050"))
     screen = app.screen

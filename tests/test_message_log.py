@@ -11,20 +11,14 @@ import pygame
 import pytest
 
 from game_chat.client.model import Delivery, LineKind, LogLine
+from game_chat.client.ui.colors import contrast, nick_color
 from game_chat.client.ui.fonts import FontChain, load_font
-from game_chat.client.ui.message_log import (
-    FAILED_MARK,
-    PENDING_MARK,
-    MessageLog,
-    compose_line,
-    contrast,
-    format_time,
-    mentions,
-    nick_color,
-    wrap_text,
-)
+from game_chat.client.ui.line_text import FAILED_MARK, PENDING_MARK, compose_line, format_time
+from game_chat.client.ui.message_log import MessageLog
 from game_chat.client.ui.text_safety import clean_display_text
 from game_chat.client.ui.theme import Theme
+from game_chat.client.ui.wrap import wrap_text
+from game_chat.protocol.names import mentions
 
 THEME = Theme()
 SIZE = (480, 240)
@@ -311,7 +305,8 @@ def test_new_messages_marker_appears_and_jumps_down_when_clicked(
     spot = _find_marker(screen)
     assert spot is not None
     miss = pygame.event.Event(pygame.MOUSEBUTTONDOWN, {"pos": (5, 5), "button": 1})
-    assert not log.handle_event(miss)
+    log.handle_event(miss)  # a click elsewhere in the log (it starts a selection)
+    assert not log.pinned
     click = pygame.event.Event(pygame.MOUSEBUTTONDOWN, {"pos": spot, "button": 1})
     assert log.handle_event(click)
     assert log.pinned and log.unread == 0
@@ -533,7 +528,7 @@ def test_100000_lines_append_draw_scroll_and_resize_stay_fast(
 
 
 def test_web_addresses_are_found_without_the_sentences_punctuation() -> None:
-    from game_chat.client.ui.message_log import find_links
+    from game_chat.client.ui.line_text import find_links
 
     text = "see https://example.org/a?b=1. and (http://x.test/y) or ftp://no"
     assert [a for _s, _e, a in find_links(text)] == ["https://example.org/a?b=1", "http://x.test/y"]
@@ -564,6 +559,127 @@ def test_links_are_drawn_as_links_and_a_click_opens_them(
     assert log.handle_event(
         pygame.event.Event(pygame.MOUSEBUTTONDOWN, {"pos": (x, y), "button": 1})
     )
-    assert opened == ["https://example.org/guide"]
+    assert opened == []  # a press may become a drag (a selection): the release decides
+    assert log.handle_event(pygame.event.Event(pygame.MOUSEBUTTONUP, {"pos": (x, y), "button": 1}))
+    assert opened == ["https://example.org/guide"] and log.selection is None
     outside = (log.rect.right - 5, y)  # the same row, past the end of the text
     assert log.link_at(outside) is None
+
+
+# --- selection and copying --------------------------------------------------------------
+
+
+def said(text: str) -> LogLine:
+    return chat(text, ts=0.0)  # at 00:00, which spot() lays out
+
+
+def mouse(kind: int, pos: tuple[int, int], **extra: Any) -> pygame.event.Event:
+    return pygame.event.Event(kind, {"pos": pos, "button": 1, "buttons": (1, 0, 0), **extra})
+
+
+def spot(log: MessageLog, font: FontChain, from_bottom: int, text: str, before: str) -> tuple:
+    """Screen point just inside the character after ``before`` in a one-row line ``text``
+    (``from_bottom`` lines up from the newest)."""
+    shown = compose_line(LineKind.CHAT, text, "alice", 0.0, None, THEME)[0]
+    x = THEME.padding + font.size(shown[: shown.index(before) + len(before)])[0] + 1
+    y = log.rect.bottom - THEME.padding - (from_bottom + 1) * font.get_linesize() + 3
+    return x, y
+
+
+def test_dragging_selects_across_lines_and_ctrl_c_copies_what_is_shown(
+    font: FontChain, screen: pygame.Surface
+) -> None:
+    from game_chat.client.ui.clipboard import MemoryClipboard
+
+    board = MemoryClipboard()
+    log = make_log(font, clipboard=board)
+    log.extend([said("first line here"), said("second line there"), said("third")])
+    frame(log, screen)
+    start = spot(log, font, 2, "first line here", "first ")  # just before "line here"
+    end = spot(log, font, 1, "second line there", "second line")  # just after "second line"
+    assert log.handle_event(mouse(pygame.MOUSEBUTTONDOWN, (start[0] - 1, start[1])))
+    assert log.handle_event(mouse(pygame.MOUSEMOTION, end, rel=(1, 1)))
+    assert log.handle_event(mouse(pygame.MOUSEBUTTONUP, end))
+    stamp = format_time(0)
+    copied = log.selected_text()
+    assert copied == f"line here\n{stamp} alice: second line", copied
+    assert log.handle_event(key(pygame.K_c, pygame.KMOD_CTRL))
+    assert board.get_text() == copied
+    # Drawn: the selected part is tinted, the rest of the row is not.
+    before = screen.copy()
+    frame(log, screen)
+    plain = make_log(font)
+    plain.extend([said("first line here"), said("second line there"), said("third")])
+    other = screen.copy()
+    frame(plain, other)
+    row = pygame.Rect(start[0] + 2, start[1] - 2, 10, 4)
+    assert screen.subsurface(row).get_at((5, 1)) != other.subsurface(row).get_at((5, 1))
+    third = spot(log, font, 0, "third", "thi")
+    assert screen.get_at(third) == other.get_at(third)  # not selected: not tinted
+    assert before.get_size() == screen.get_size()
+    # New lines arriving keep the selection on the same lines.
+    log.extend([said("fourth"), said("fifth")])
+    frame(log, screen)
+    assert log.selected_text() == copied
+
+
+def test_a_click_clears_the_selection_and_ctrl_c_without_one_is_not_used(
+    font: FontChain, screen: pygame.Surface
+) -> None:
+    from game_chat.client.ui.clipboard import MemoryClipboard
+
+    board = MemoryClipboard("kept")
+    log = make_log(font, clipboard=board)
+    log.extend([said("alpha beta gamma")])
+    frame(log, screen)
+    a = spot(log, font, 0, "alpha beta gamma", "alpha ")
+    b = spot(log, font, 0, "alpha beta gamma", "alpha beta")
+    log.handle_event(mouse(pygame.MOUSEBUTTONDOWN, a))
+    log.handle_event(mouse(pygame.MOUSEMOTION, b, rel=(1, 0)))
+    log.handle_event(mouse(pygame.MOUSEBUTTONUP, b))
+    assert log.selection is not None
+    log.handle_event(mouse(pygame.MOUSEBUTTONDOWN, b))
+    log.handle_event(mouse(pygame.MOUSEBUTTONUP, b))
+    assert log.selection is None and log.selected_text() == ""
+    assert not log.handle_event(key(pygame.K_c, pygame.KMOD_CTRL))
+    assert board.get_text() == "kept"
+
+
+def test_double_click_selects_a_word_or_a_whole_link(
+    font: FontChain, screen: pygame.Surface, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[str] = []
+    log = make_log(font, on_link=opened.append)
+    text = "see https://example.org/a?b=1 now, don't-wait"
+    log.extend([said(text)])
+    frame(log, screen)
+    clock = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+
+    def double(pos: tuple[int, int]) -> None:
+        for _ in range(2):
+            log.handle_event(mouse(pygame.MOUSEBUTTONDOWN, pos))
+            log.handle_event(mouse(pygame.MOUSEBUTTONUP, pos))
+            clock[0] += 0.1
+        clock[0] += 5  # the next pair is not a triple click
+
+    double(spot(log, font, 0, text, "don"))
+    assert log.selected_text() == "don't-wait"
+    double(spot(log, font, 0, text, "https://exa"))
+    assert log.selected_text() == "https://example.org/a?b=1"
+    # Each single click on the link opened it; the double click selected it as well.
+    assert opened and set(opened) == {"https://example.org/a?b=1"}
+    double(spot(log, font, 0, text, "alic"))  # the nick is a word too
+    assert log.selected_text() == "alice"
+
+
+def test_row_count_matches_the_log_s_own_wrapping(font: FontChain, screen: pygame.Surface) -> None:
+    log = make_log(font)
+    long = chat(" ".join(["wrapping"] * 40))
+    assert log.row_count(chat("short")) == 1
+    rows = log.row_count(long)
+    assert rows > 2
+    log.append(long)
+    frame(log, screen)
+    assert len(log.visible_lines()) == 1
+    assert log._row_count(log._next_seq - 1) == rows

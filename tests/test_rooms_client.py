@@ -784,6 +784,35 @@ def test_typing_after_touching_the_log_still_reaches_the_input(
     assert [getattr(m, "text", None) for m in client.sent][-1:] == ["hi"]
 
 
+@pytest.mark.ui
+def test_selecting_in_the_log_then_ctrl_c_copies_it_and_typing_still_reaches_the_input(
+    display: pygame.Surface,
+) -> None:
+    screen, client = make_screen(display)
+    client.incoming += [chat(n, f"line number {n}", nick="bob") for n in range(1, 4)]
+    run_frame(screen, display)
+    rect = screen.log_rect
+    row = rect.bottom - screen.theme.padding - screen.font.get_linesize() // 2  # the newest line
+    start, end = (rect.left + 2, row), (rect.right - 20, row)
+    for kind, pos in [
+        (pygame.MOUSEBUTTONDOWN, start),
+        (pygame.MOUSEMOTION, end),
+        (pygame.MOUSEBUTTONUP, end),
+    ]:
+        pygame.event.post(pygame.event.Event(kind, {"pos": pos, "button": 1, "rel": (1, 0)}))
+    pygame.event.post(pygame.event.Event(pygame.TEXTINPUT, {"text": "draft"}))
+    post_key(pygame.K_c, pygame.KMOD_CTRL)
+    run_frame(screen, display)
+    assert screen.log.selected_text().endswith("bob: line number 3")
+    assert screen.input.text == "draft"  # the keys went to the input line
+    assert screen.input.clipboard.get_text() == screen.log.selected_text()
+    # Text selected in the input line is what Ctrl+C copies then.
+    post_key(pygame.K_a, pygame.KMOD_CTRL)
+    post_key(pygame.K_c, pygame.KMOD_CTRL)
+    run_frame(screen, display)
+    assert screen.input.clipboard.get_text() == "draft"
+
+
 def test_bare_topic_shows_it_and_topic_dash_clears_it() -> None:
     """As in IRC clients: /topic shows the topic; text sets it; the window clears with '-'."""
     c, rec = connected(joined("#dev", topic="ship it"))

@@ -44,8 +44,7 @@ from .submit import COMMAND_NAMES, submit_line
 from .ui.clipboard import Clipboard, make_clipboard
 from .ui.fonts import TextFont, load_font
 from .ui.input_box import InputBox
-from .ui.message_log import WHEEL_ROWS, MessageLog, compose_line, format_time, wrap_text
-from .ui.text_safety import MAX_DISPLAY_NICK, clean_display_text
+from .ui.message_log import WHEEL_ROWS, MessageLog, copies_log
 from .ui.theme import Theme
 
 __all__ = ["DEFAULT_OVERLAY_THEME", "FADE_AFTER", "ChatOverlay", "MemberChange"]
@@ -128,6 +127,7 @@ class ChatOverlay:
             placeholder="Say something, /help for commands",
             focused=False,
         )
+        self.log.clipboard = self.input.clipboard  # Ctrl+C copies the log's selection
         self._open = False
         self._swallow = ""  # the opening key's own TEXTINPUT, expected in the same frame
         self._now = 0.0  # seconds of update() so far: the fading clock
@@ -348,6 +348,8 @@ class ChatOverlay:
             pygame.K_END,
         ):
             return self.log.handle_event(event)
+        if copies_log(event, self.input.selection) and self.log.copy_selection():
+            return True
         return self.input.handle_event(event) or self.log.handle_event(event)
 
     def _handle_mouse(self, event: pygame.event.Event) -> bool:
@@ -356,8 +358,8 @@ class ChatOverlay:
             event.type,
             {**event.dict, "pos": (event.pos[0] - self.rect.x, event.pos[1] - self.rect.y)},
         )
-        if event.type != pygame.MOUSEBUTTONDOWN:
-            return self.input.handle_event(local)  # a drag selecting text in the line
+        if event.type != pygame.MOUSEBUTTONDOWN:  # a drag selecting text in the line or log
+            return self.input.handle_event(local) or self.log.handle_event(local)
         if not inside:
             return False  # (passed on, the input line would lose the focus)
         if self.input.rect.collidepoint(local.pos):
@@ -435,28 +437,13 @@ class ChatOverlay:
         return tuple(strips)
 
     def _row_count(self, line: LogLine) -> int:
-        """Rows the log wraps ``line`` into: the same composition and wrap as MessageLog's."""
+        """Rows the log wraps ``line`` into (kept per line and width: fading asks every frame)."""
         width = self.log.wrap_width
         key = (line, line.version, width)
         count = self._row_counts.get(key)
         if count is None:
-            nick = None if line.nick is None else clean_display_text(line.nick, MAX_DISPLAY_NICK)
-            delivery = line.delivery if line.own else None
-            text, _ = compose_line(
-                line.kind,
-                clean_display_text(line.text),
-                nick,
-                line.ts,
-                delivery,
-                self.theme,
-                line.history,
-            )
-            measure = self._measure
-            count = len(wrap_text(text, measure, width, measure(format_time(0) + " "))) // 2
+            count = self.log.row_count(line)
             if len(self._row_counts) >= 4 * MAX_FADING_LINES:
                 self._row_counts.clear()
             self._row_counts[key] = count
         return count
-
-    def _measure(self, text: str) -> int:
-        return self.font.size(text)[0]

@@ -25,9 +25,10 @@ from ..net import ChatClient
 from ..rooms import Member, Tab
 from ..submit import COMMAND_NAMES, submit_line
 from ..ui.clipboard import Clipboard
+from ..ui.colors import nick_color
 from ..ui.fonts import fit
 from ..ui.input_box import InputBox
-from ..ui.message_log import MessageLog, nick_color
+from ..ui.message_log import MessageLog, copies_log
 from ..ui.tabs import TabBar, TabItem
 from ..ui.text_safety import clean_display_text
 from ..ui.theme import Theme
@@ -137,6 +138,8 @@ class ChatScreen:
                     return True
                 if event.key in (pygame.K_HOME, pygame.K_END):  # the log's, not the input's
                     return self.log.handle_event(event)
+                if copies_log(event, self.input.selection) and self.log.copy_selection():
+                    return True
         if self.tabs.handle_event(event) or self.input.handle_event(event):
             return True
         return self.log.handle_event(event) or self.users.handle_event(event)
@@ -196,7 +199,12 @@ class ChatScreen:
         log = self.logs.get(tab.id)
         if log is None:
             log = self.logs[tab.id] = MessageLog(
-                self.log_rect, self.theme, self.font, own_nick=self._own_nick, on_link=open_link
+                self.log_rect,
+                self.theme,
+                self.font,
+                own_nick=self._own_nick,
+                on_link=open_link,
+                clipboard=self.input.clipboard,
             )
         return log
 

@@ -25,11 +25,8 @@ How it stays cheap (see shared/PERFORMANCE.md):
 
 from __future__ import annotations
 
-import colorsys
-import functools
 import re
 import time
-import zlib
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
@@ -37,21 +34,25 @@ from typing import NamedTuple
 import pygame
 
 from ...protocol.names import mentions, nick_key
-from ..model import Delivery, LineKind, LogLine
+from ..model import LineKind, LogLine
+from .clipboard import Clipboard
 from .fonts import TextFont
+from .line_text import compose_line, find_links, format_time
 from .text_safety import MAX_DISPLAY_NICK, clean_display_text
 from .theme import Color, Theme
+from .wrap import wrap_text
 
 DEFAULT_MAX_LINES = 200_000
 DEFAULT_CACHE_SIZE = 512
 #: Rows scrolled per notch of the mouse wheel.
 WHEEL_ROWS = 3
 SCROLLBAR_WIDTH = 4
-PENDING_MARK = " …"
-FAILED_MARK = " (not sent)"
-
-# Rows whose summed word widths come this close to the limit are measured whole.
-_KERNING_SLACK = 3
+#: Two clicks on the same spot within this many seconds are a double click (select a word).
+DOUBLE_CLICK = 0.4
+#: How far (pixels) the mouse may move between press and release for it to be a click.
+CLICK_SLOP = 4
+#: Opacity (0-255) of the selection tint laid over selected text.
+SELECTION_ALPHA = 120
 # Short pieces (timestamps, nicks, ": ") repeat on every line: their renders are cached.
 _PIECE_CACHE_CHARS = 32
 _PIECE_CACHE_ENTRIES = 1024
@@ -60,233 +61,21 @@ _MEASURE_CACHE_ENTRIES = 16384
 
 OwnNick = str | Callable[[], str | None] | None
 
-
-# --- pure helpers -------------------------------------------------------------------------
-
-
-def wrap_text(
-    text: str, measure: Callable[[str], int], width: int, indent: int = 0
-) -> tuple[int, ...]:
-    """Break ``text`` into rows no wider than ``width`` pixels; words wider than a row are cut.
-
-    Rows after the first are ``indent`` pixels narrower (a hanging indent). Returns the rows'
-    ``(start, end)`` character offsets flattened: ``(s0, e0, s1, e1, ...)``; the spaces at a
-    break belong to no row. ``measure(s)`` is the pixel width of ``s``.
-    """
-    rows, widths = _greedy_wrap(text, measure, width, indent, exact=False)
-    # Word widths are summed, which can be off by a pixel or two of kerning at the spaces: a
-    # row that close to the limit is measured whole, and in the rare case it overflows, the
-    # text is wrapped again measuring whole rows.
-    for row, summed in enumerate(widths):
-        limit = max(1, width if row == 0 else width - indent)
-        start, end = rows[2 * row], rows[2 * row + 1]
-        if summed > limit - _KERNING_SLACK and end - start > 1 and measure(text[start:end]) > limit:
-            return _greedy_wrap(text, measure, width, indent, exact=True)[0]
-    return rows
+# A place in the log: (entry seq, character offset in the entry's composed text).
+_Spot = tuple[int, int]
+# What a double click selects: a word (letters, digits, _ and inner ' or -), else one character.
+_WORD = re.compile(r"\w+(?:['’-]\w+)*")
 
 
-def _greedy_wrap(
-    text: str, measure: Callable[[str], int], width: int, indent: int, exact: bool
-) -> tuple[tuple[int, ...], list[int]]:
-    """Greedy wrap at spaces; returns the flattened rows and each row's (summed) width."""
-    avail = max(1, width)
-    rest = max(1, width - indent)
-    rows: list[int] = []
-    widths: list[int] = []
-    start = end = x = 0
-    empty = True
-    e = -1
-    # Splitting at " " (what the cleaned text breaks at) is much cheaper than a regex; an
-    # empty word is a second space in a row. No-break spaces stay inside their word.
-    for word in text.split(" "):
-        s = e + 1
-        e = s + len(word)
-        if not word:
-            continue
-        if not empty:
-            # The gap and the word are measured together, so the space's kerning counts.
-            w = measure(text[start:e]) if exact else x + measure(text[end:e])
-            if w <= avail:
-                end, x = e, w
-                continue
-            rows += (start, end)
-            widths.append(x)
-            avail, empty = rest, True
-        w = measure(word)
-        if w <= avail:
-            start, end, x, empty = s, e, w, False
-            continue
-        # A word wider than a whole row: cut it between characters, filling rows.
-        pos = s
-        while True:
-            cut = _fit(text, pos, e, avail, measure)
-            if cut >= e:
-                start, end, x, empty = pos, e, measure(text[pos:e]), False
-                break
-            rows += (pos, cut)
-            widths.append(avail)  # measured exactly by _fit: never re-checked
-            pos, avail = cut, rest
-    if not empty:
-        rows += (start, end)
-        widths.append(x)
-    if not rows:
-        return (0, 0), [0]
-    return tuple(rows), widths
-
-
-def _fit(text: str, pos: int, end: int, avail: int, measure: Callable[[str], int]) -> int:
-    """Largest ``cut`` in ``(pos, end]`` with ``text[pos:cut]`` within ``avail`` (>= pos + 1)."""
-    lo, hi = pos + 1, end
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if measure(text[pos:mid]) <= avail:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def format_time(ts: float) -> str:
-    """``HH:MM`` in local time."""
-    return _format_minute(int(ts // 60))
-
-
-@functools.lru_cache(maxsize=256)
-def _format_minute(minute: int) -> str:
-    # Lines arrive in time order: a small cache by minute saves a localtime per line.
-    return time.strftime("%H:%M", time.localtime(minute * 60))
-
-
-def _luminance(color: Color) -> float:
-    def channel(c: int) -> float:
-        v = c / 255
-        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
-
-    r, g, b = color[:3]
-    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
-
-
-def contrast(a: Color, b: Color) -> float:
-    """WCAG contrast ratio of two colours (1 to 21)."""
-    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
-    return (la + 0.05) / (lb + 0.05)
-
-
-def mix(a: Color, b: Color, t: float) -> Color:
-    """``a`` moved a fraction ``t`` of the way to ``b``."""
+def copies_log(event: pygame.event.Event, input_selection: object) -> bool:
+    """Whether a key event is a Ctrl+C meant for the log's selection: the input line's own
+    selection, when it has one, is what Ctrl+C copies (as in Discord)."""
     return (
-        round(a[0] + (b[0] - a[0]) * t),
-        round(a[1] + (b[1] - a[1]) * t),
-        round(a[2] + (b[2] - a[2]) * t),
+        event.type == pygame.KEYDOWN
+        and event.key == pygame.K_c
+        and bool(event.mod & pygame.KMOD_CTRL)
+        and input_selection is None
     )
-
-
-def readable(color: Color, background: Color, minimum: float = 3.0) -> Color:
-    """``color``, lightened or darkened (away from ``background``) until it can be read."""
-    towards: Color = (255, 255, 255) if _luminance(background) < 0.5 else (0, 0, 0)
-    step = 0
-    while contrast(color, background) < minimum and step < 10:
-        color = mix(color, towards, 0.2)
-        step += 1
-    return color
-
-
-@functools.lru_cache(maxsize=2048)
-def nick_color(nick: str, theme: Theme, own: bool = False) -> Color:
-    """A stable colour for ``nick`` (same for every spelling of the same nick), readable on
-    ``theme.background``: from ``theme.nick_colors`` or, if that is empty, a hue of the hash;
-    ``own`` (your nick): ``theme.own_nick``, which no other nick gets."""
-    if own:
-        return readable(theme.own_nick, theme.background)
-    digest = zlib.crc32(nick_key(nick).encode("utf-8", "replace"))
-    if theme.nick_colors:
-        color = theme.nick_colors[digest % len(theme.nick_colors)]
-    else:
-        light = 0.7 if _luminance(theme.background) < 0.5 else 0.35
-        r, g, b = colorsys.hls_to_rgb((digest % 360) / 360, light, 0.65)
-        color = (round(r * 255), round(g * 255), round(b * 255))
-    return readable(color, theme.background)
-
-
-#: Web addresses in a line: drawn as links, opened in the browser on a click (http and https
-#: only; trailing punctuation is the sentence's, not the address's).
-URL = re.compile(r"https?://[^\s<>\"']+")
-_URL_TRAILING = ".,;:!?)]}'\""
-
-
-def find_links(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, address) of every web address in ``text``."""
-    found = []
-    for match in URL.finditer(text):
-        address = match.group().rstrip(_URL_TRAILING)
-        if len(address) > len("https://"):
-            found.append((match.start(), match.start() + len(address), address))
-    return found
-
-
-def compose_line(
-    kind: str,
-    text: str,
-    nick: str | None,
-    ts: float,
-    delivery: str | None,
-    theme: Theme,
-    history: bool = False,
-    own: bool = False,
-) -> tuple[str, list[tuple[int, Color]]]:
-    """The text a log line shows and its colours as ``(end offset, colour)`` spans.
-
-    ``HH:MM nick: text``, ``HH:MM * nick text`` for actions, ``HH:MM text`` for system and
-    error lines (muted, error colour) and notices (accent colour); one's own pending lines are
-    dimmed and end in "…", failed ones in "(not sent)"; ``history`` lines (replayed by the
-    server) are dimmed, their nick too.
-    """
-    dim = delivery == Delivery.PENDING or history
-    body = mix(theme.text, theme.background, 0.45) if dim else theme.text
-    parts: list[tuple[str, Color]] = [(format_time(ts) + " ", theme.muted)]
-    if kind == LineKind.CHAT:
-        if nick:
-            parts += [(nick, _nick_shown(nick, theme, history, own)), (": ", body)]
-        parts += _with_links(text, body, theme)
-    elif kind == LineKind.ACTION:
-        nick = nick or "?"
-        parts += [("* ", body), (nick, _nick_shown(nick, theme, history, own))]
-        parts += _with_links(" " + text, body, theme)
-    elif kind == LineKind.ERROR:
-        parts.append((text, theme.error))
-    elif kind == LineKind.NOTICE:
-        parts.append((text, theme.accent))
-    else:
-        parts.append((text, theme.muted))
-    if delivery == Delivery.PENDING:
-        parts.append((PENDING_MARK, theme.muted))
-    elif delivery == Delivery.FAILED:
-        parts.append((FAILED_MARK, theme.error))
-    spans: list[tuple[int, Color]] = []
-    end = 0
-    for piece, color in parts:
-        end += len(piece)
-        if spans and spans[-1][1] == color:  # one render call for ": " and the text
-            spans[-1] = (end, color)
-        else:
-            spans.append((end, color))
-    return "".join(piece for piece, _ in parts), spans
-
-
-def _with_links(text: str, color: Color, theme: Theme) -> list[tuple[str, Color]]:
-    """``text`` as (piece, colour) parts, its web addresses in the link colour."""
-    parts: list[tuple[str, Color]] = []
-    at = 0
-    for start, end, _address in find_links(text):
-        parts += [(text[at:start], color), (text[start:end], theme.accent)]
-        at = end
-    parts.append((text[at:], color))
-    return [part for part in parts if part[0]]
-
-
-def _nick_shown(nick: str, theme: Theme, history: bool, own: bool = False) -> Color:
-    color = nick_color(nick, theme, own)
-    return mix(color, theme.background, 0.35) if history else color
 
 
 # --- the widget ---------------------------------------------------------------------------
@@ -347,14 +136,16 @@ class MessageLog:
         max_lines: int = DEFAULT_MAX_LINES,
         cache_size: int = DEFAULT_CACHE_SIZE,
         on_link: Callable[[str], None] | None = None,
+        clipboard: Clipboard | None = None,
     ) -> None:
         """``own_nick`` is the nick (or a callable returning it) whose mentions are highlighted.
 
         ``max_lines`` bounds the history; ``cache_size`` the number of rendered messages kept.
         ``on_link`` is called with the web address clicked in a line (None: links are only
-        drawn).
+        drawn). ``clipboard`` is where Ctrl+C puts the selected text (None: nowhere).
         """
         self.on_link = on_link
+        self.clipboard = clipboard
         self.theme = theme
         self.font = font
         self.own_nick: OwnNick = own_nick
@@ -380,23 +171,22 @@ class MessageLog:
         self._view: _View | None = None
         self._dirty = True
         self._wants_older = False  # the user scrolled toward older lines (and not back down)
+        # Selection: (anchor, focus) spots; the press that may become a click (its position and
+        # the link under it); the last click, for double clicks.
+        self._selection: tuple[_Spot, _Spot] | None = None
+        self._dragging = False
+        self._press: tuple[tuple[int, int], str | None] | None = None
+        self._last_click: tuple[_Spot, float] | None = None
 
     # --- content ----------------------------------------------------------------------------
 
     def append(self, line: LogLine) -> None:
         """Add a line at the bottom. Peer text is cleaned here: it is only ever shown as text."""
-        text = clean_display_text(line.text)
-        nick = self._clean_nick(line.nick)
-        mention = line.mention or (
-            not line.own
-            and line.kind in (LineKind.CHAT, LineKind.ACTION)
-            and mentions(text, self._own_nick())
-        )
+        entry = self._make_entry(line, self._own_nick())
         if len(self._entries) == self._entries.maxlen:  # the oldest entry is about to go
             self._wraps.pop(self._first_seq, None)
             self._surfaces.pop(self._first_seq, None)
-        keep = line if line.own else None
-        self._entries.append((line.kind, text, nick, line.ts, mention, keep, line.history))
+        self._entries.append(entry)
         self._next_seq += 1
         if line.own:
             self.scroll_to_bottom()
@@ -421,21 +211,22 @@ class MessageLog:
         batch = list(lines)[-room:] if room > 0 else []
         own = self._own_nick()
         for line in reversed(batch):
-            text = clean_display_text(line.text)
-            mention = line.mention or (
-                not line.own
-                and line.kind in (LineKind.CHAT, LineKind.ACTION)
-                and mentions(text, own)
-            )
-            keep = line if line.own else None
-            nick = self._clean_nick(line.nick)
-            entries.appendleft((line.kind, text, nick, line.ts, mention, keep, line.history))
+            entries.appendleft(self._make_entry(line, own))
             seq = self._first_seq
             self._wraps.pop(seq, None)  # nothing cached may survive under a reused number
             self._surfaces.pop(seq, None)
         if batch:
             self._dirty = True
         return len(batch)
+
+    def _make_entry(self, line: LogLine, own: str | None) -> _Entry:
+        """What the log keeps of ``line``: peer text cleaned (it is only ever shown as text)."""
+        text = clean_display_text(line.text)
+        mention = line.mention or (
+            not line.own and line.kind in (LineKind.CHAT, LineKind.ACTION) and mentions(text, own)
+        )
+        keep = line if line.own else None
+        return (line.kind, text, self._clean_nick(line.nick), line.ts, mention, keep, line.history)
 
     def forget_rendered(self) -> None:
         """Drop the rendered surfaces (e.g. of a log not shown): they are made again as
@@ -452,6 +243,7 @@ class MessageLog:
         self._entries.clear()
         self._wraps.clear()
         self._surfaces.clear()
+        self.clear_selection()
         self.scroll_to_bottom()
 
     def line_changed(self, line: LogLine | None = None) -> None:
@@ -494,6 +286,63 @@ class MessageLog:
         """
         return [_as_line(placed.entry) for placed in self._place(memo=False)]
 
+    def row_count(self, line: LogLine) -> int:
+        """Rows ``line`` takes (or would take) in this log at its current width: the same
+        cleaning, composition and wrap as the log's own (the overlay fades lines by rows)."""
+        entry = self._make_entry(line, self._own_nick())
+        text, _ = self._compose(entry)
+        return len(wrap_text(text, self._measure, self._wrap_width, self._indent)) // 2
+
+    # --- selection --------------------------------------------------------------------------
+
+    @property
+    def selection(self) -> tuple[_Spot, _Spot] | None:
+        """The selected range as ((seq, offset), (seq, offset)), start first; None if empty.
+
+        Offsets count characters of the text a line shows (``HH:MM nick: text``)."""
+        if self._selection is None:
+            return None
+        start, end = sorted(self._selection)
+        first = self._first_seq
+        if end[0] < first:  # every selected line has fallen off the front
+            return None
+        start = max(start, (first, 0))
+        return None if start == end else (start, end)
+
+    def selected_text(self) -> str:
+        """The selected text as shown (time, nick and text), one line per log line."""
+        selection = self.selection
+        if selection is None:
+            return ""
+        (seq0, off0), (seq1, off1) = selection
+        out = []
+        for seq in range(seq0, seq1 + 1):
+            text, _ = self._compose(self._entry(seq))
+            a = off0 if seq == seq0 else 0
+            b = off1 if seq == seq1 else len(text)
+            out.append(text[a:b])
+        return "\n".join(out)
+
+    def copy_selection(self) -> bool:
+        """Put the selected text on the clipboard (Ctrl+C); False if there was nothing to copy."""
+        text = self.selected_text()
+        if not text or self.clipboard is None:
+            return False
+        self.clipboard.set_text(text)
+        return True
+
+    def select(self, start: _Spot, end: _Spot) -> None:
+        """Select from ``start`` to ``end`` (as :attr:`selection` gives them)."""
+        self._selection = (start, end)
+        self._dirty = True
+
+    def clear_selection(self) -> None:
+        """Select nothing."""
+        if self._selection is not None:
+            self._selection = None
+            self._dirty = True
+        self._dragging = False
+
     # --- scrolling --------------------------------------------------------------------------
 
     def scroll_by(self, rows: int) -> None:
@@ -530,47 +379,135 @@ class MessageLog:
     # --- events, update, draw ---------------------------------------------------------------
 
     def handle_event(self, event: pygame.event.Event) -> bool:
-        """Scroll on wheel/keys, jump down on a click on the marker. True if consumed."""
-        if event.type == pygame.MOUSEWHEEL:
+        """Scroll on wheel/keys; select with the mouse (drag, double click a word); open a link
+        on a click; jump down on a click on the marker. True if consumed.
+
+        The log never takes the keys: typing still goes to the input line (Ctrl+C is the
+        screen's to route, see :meth:`selected_text`)."""
+        kind = event.type
+        if kind == pygame.MOUSEWHEEL:
             if event.y and self._hovered():
                 self.scroll_by(int(event.y) * WHEEL_ROWS)
                 return True
             return False
-        if event.type == pygame.KEYDOWN:
+        if kind == pygame.KEYDOWN:
             return self._handle_key(event.key, event.mod)
-        if event.type == pygame.MOUSEBUTTONDOWN and event.button == 1:
-            marker = self._marker_rect()
-            if marker is not None and marker.collidepoint(event.pos):
-                self.scroll_to_bottom()
-                return True
-            address = self.link_at(event.pos) if self.on_link is not None else None
-            if address is not None and self.on_link is not None:
-                self.on_link(address)
-                return True
+        if kind == pygame.MOUSEBUTTONDOWN and event.button == 1:
+            return self._mouse_down(event.pos)
+        if kind == pygame.MOUSEMOTION and self._dragging:
+            spot = self._spot_at(event.pos)
+            if spot is not None and self._selection is not None:
+                self.select(self._selection[0], spot)
+            return True
+        if kind == pygame.MOUSEBUTTONUP and event.button == 1:
+            return self._mouse_up(event.pos)
         return False
 
     def link_at(self, pos: tuple[int, int]) -> str | None:
         """The web address drawn at a screen position, if any."""
+        spot = self._spot_at(pos, exact=True) if self.rect.collidepoint(pos) else None
+        if spot is None:
+            return None
+        seq, index = spot
+        text, _ = self._compose(self._entry(seq))
+        return next((a for s, e, a in find_links(text) if s <= index < e), None)
+
+    def _mouse_down(self, pos: tuple[int, int]) -> bool:
         if not self.rect.collidepoint(pos):
+            return False
+        marker = self._marker_rect()
+        if marker is not None and marker.collidepoint(pos):
+            self.scroll_to_bottom()
+            return True
+        spot = self._spot_at(pos)
+        if spot is None:  # an empty log
+            return True
+        now = time.monotonic()
+        last, self._last_click = self._last_click, (spot, now)
+        if last is not None and last[0] == spot and now - last[1] <= DOUBLE_CLICK:
+            self._last_click = None
+            self._select_word(spot)
+            self._press = None
+            return True
+        self._press = (pos, self.link_at(pos))
+        self._selection = (spot, spot)
+        self._dragging = True
+        self._dirty = True
+        return True
+
+    def _mouse_up(self, pos: tuple[int, int]) -> bool:
+        if not self._dragging:
+            return False
+        self._dragging = False
+        press, self._press = self._press, None
+        if self.selection is not None:
+            return True
+        self._selection = None  # a click, not a drag: nothing stays selected
+        if press is None or press[1] is None or self.on_link is None:
+            return True
+        (x, y), address = press
+        if max(abs(pos[0] - x), abs(pos[1] - y)) <= CLICK_SLOP:
+            self.on_link(address)
+        return True
+
+    def _select_word(self, spot: _Spot) -> None:
+        """Select the link, else the word, else the character at ``spot``."""
+        seq, index = spot
+        text, _ = self._compose(self._entry(seq))
+        for start, end, _address in find_links(text):
+            if start <= index < end:
+                self.select((seq, start), (seq, end))
+                return
+        for match in _WORD.finditer(text):
+            if match.start() <= index < match.end():
+                self.select((seq, match.start()), (seq, match.end()))
+                return
+        if index < len(text) and not text[index].isspace():
+            self.select((seq, index), (seq, index + 1))
+
+    def _spot_at(self, pos: tuple[int, int], exact: bool = False) -> _Spot | None:
+        """The place in the text nearest a screen position (between the two characters
+        nearest it). Above the view: the top line's start; below: the bottom line's end.
+        ``exact``: the character under the position (None off the text)."""
+        placed = self._place(False)
+        if not placed:
             return None
         left = self.rect.left + self.theme.padding
-        for seq, entry, rows, shown, y in self._place(False):
+        top = placed[-1]
+        if pos[1] < top.y:
+            return None if exact else (top.seq, 0)
+        for seq, entry, rows, shown, y in placed:
             row = (pos[1] - y) // self._linesize
             if not (y <= pos[1] and row < shown):
                 continue
-            text, _ = self._composed(seq, entry, False)
+            text, _ = self._compose(entry)
             start, end = rows[2 * row], rows[2 * row + 1]
             x = pos[0] - left - (0 if row == 0 else self._indent)
-            index = start + self._chars_within(text[start:end], x)
-            return next((a for s, e, a in find_links(text) if s <= index < e), None)
-        return None
+            if exact:
+                if x < 0 or x >= self._measure(text[start:end]):
+                    return None
+                return seq, start + self._chars_within(text[start:end], x)
+            return seq, start + self._nearest_gap(text[start:end], x)
+        bottom = placed[0]
+        return None if exact else (bottom.seq, len(self._compose(bottom.entry)[0]))
+
+    def _nearest_gap(self, text: str, x: int) -> int:
+        """The gap between characters of ``text`` nearest ``x`` pixels from its start."""
+        if x <= 0:
+            return 0
+        n = self._chars_within(text, x)
+        if n < len(text):
+            before, after = self._measure(text[:n]), self._measure(text[: n + 1])
+            if x - before > (after - before) / 2:
+                n += 1
+        return n
 
     def _chars_within(self, text: str, width: int) -> int:
         """How many characters of ``text`` from its start fit in ``width`` pixels."""
         low, high = 0, len(text)
         while low < high:
             mid = (low + high + 1) // 2
-            if self.font.size(text[:mid])[0] <= width:
+            if self._measure(text[:mid]) <= width:
                 low = mid
             else:
                 high = mid - 1
@@ -693,6 +630,8 @@ class MessageLog:
 
     def _handle_key(self, key: int, mod: int) -> bool:
         page = max(1, self._view_rows() - 1)
+        if key == pygame.K_c and mod & pygame.KMOD_CTRL:
+            return self.copy_selection()
         if key == pygame.K_PAGEUP:
             self.scroll_by(page)
         elif key == pygame.K_PAGEDOWN:
@@ -759,7 +698,45 @@ class MessageLog:
             line = entry[_LINE]
             if line is not None:
                 versions.append((line, line.version))
+        blits += self._selection_tints(placed, memo)
         return _View(blits, bands, versions, self._marker(memo), self._thumb(), top_shown)
+
+    def _selection_tints(self, placed: list[_Placed], memo: bool) -> list[_Blit]:
+        """Translucent patches over the selected part of each visible row (the rows are
+        opaque renders, so the selection is laid over them rather than under)."""
+        selection = self.selection
+        if selection is None:
+            return []
+        (seq0, off0), (seq1, off1) = selection
+        measure = self._measure if memo else self._peek_measure
+        left = self.rect.left + self.theme.padding
+        tints: list[_Blit] = []
+        for seq, entry, rows, shown, y in placed:
+            if not seq0 <= seq <= seq1:
+                continue
+            text, _ = self._composed(seq, entry, memo)
+            a = off0 if seq == seq0 else 0
+            b = off1 if seq == seq1 else len(text)
+            for row in range(shown):
+                start, end = rows[2 * row], rows[2 * row + 1]
+                lo, hi = max(a, start), min(b, end)
+                if hi < lo or (hi == lo and b <= end):  # nothing of this row (or its end)
+                    continue
+                x = left + (0 if row == 0 else self._indent)
+                x0 = x + measure(text[start:lo]) if lo > start else x
+                x1 = x + measure(text[start:hi]) if hi > start else x
+                if b > end:  # the selection goes on past this row: show that it does
+                    x1 += max(2, self._linesize // 4)
+                width = min(x1, left + self._wrap_width) - x0
+                if width > 0:
+                    tints.append((self._tint(width), (x0, y + row * self._linesize), None))
+        return tints
+
+    def _tint(self, width: int) -> pygame.Surface:
+        surface = pygame.Surface((width, self._linesize))
+        surface.fill(self.theme.selection)
+        surface.set_alpha(SELECTION_ALPHA)
+        return surface
 
     def _thumb(self) -> pygame.Rect | None:
         # Entry count stands in for the total height, which lazy wrapping never computes.

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 import pygame
 
 from ..rooms import Member
-from .message_log import mix
+from .colors import mix
 from .text_safety import MAX_DISPLAY_NICK, clean_display_text
 from .theme import Color, Theme
 
