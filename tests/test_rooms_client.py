@@ -102,14 +102,17 @@ def chat(msg_id: int, text: str, nick: str = "bob", room: str = "#lobby", **kw: 
     return ChatMessage(msg_id, nick, text, 1000.0 + msg_id, room=room, **kw)
 
 
-def connected(*events: Any) -> tuple[Conversation, Recorder]:
-    """A conversation that has connected and joined the lobby (with bob), then ``events``."""
+def connected(*events: Any, settle: bool = True) -> tuple[Conversation, Recorder]:
+    """A conversation that has connected and joined the lobby (with bob), then ``events``;
+    then (``settle``) the replay is taken to be over: the "Connected" line is shown."""
     recorder = Recorder()
     conversation = Conversation(ME, recorder.on_line, recorder.on_history)
     conversation.apply(Connected(ME, "test", Limits(), (ME, "bob")))
     conversation.apply(joined("#lobby", "bob"))
     for event in events:
         conversation.apply(event)
+    if settle:
+        conversation.settle()
     return conversation, recorder
 
 
@@ -258,8 +261,10 @@ def test_history_is_marked_and_replays_after_a_reconnect_are_not_repeated() -> N
     lobby = c.tab("#lobby")
     assert lobby is not None
     c.apply(chat(13, "live"))
-    assert rec.texts(lobby)[-4:] == ["old 10", "old 11", "old 12", "live"]
-    assert [line.history for line in rec.lines[lobby.id][-4:]] == [True, True, True, False]
+    texts = rec.texts(lobby)
+    assert texts[-5:-2] == ["old 10", "old 11", "old 12"] and texts[-1] == "live"
+    assert texts[-2].startswith("Connected to")  # below the replay (see the test below)
+    assert [line.history for line in rec.lines[lobby.id][-5:]] == [True] * 3 + [False] * 2
     # Reconnected: the lobby is replayed, with one line we missed and one older than all.
     count = len(rec.lines[lobby.id])
     c.apply(Disconnected("gone", will_retry=True))
@@ -267,10 +272,44 @@ def test_history_is_marked_and_replays_after_a_reconnect_are_not_repeated() -> N
     c.apply(joined("#lobby", "bob"))
     for n in (5, 11, 12, 13, 14):
         c.apply(chat(n, f"replay {n}", history=True))
+    c.settle()  # the replay is over: the "Connected" line shows below it
     texts = rec.texts(lobby)
-    assert texts[0] == "replay 5" and texts[-1] == "replay 14"
+    assert texts[0] == "replay 5" and texts[-2] == "replay 14"
+    assert texts[-1].startswith("Connected to")
     assert len(texts) == count + 2 + 2  # the two system lines, and lines 5 and 14
     assert (lobby.oldest_id, lobby.newest_id) == (5, 14)
+
+
+def test_the_connected_line_lands_below_the_replayed_history_not_among_it() -> None:
+    """As in Discord: what was said before you came, then that you are here, then what is new.
+    The line waits while replayed lines keep coming, and shows when a live event comes or when
+    the replay has been quiet for REPLAY_QUIET seconds (or the connection goes)."""
+    from game_chat.client.conversation import REPLAY_QUIET
+
+    c, rec = connected(settle=False)
+    lobby = c.tab("#lobby")
+    assert lobby is not None
+    assert not any(t.startswith("Connected to") for t in rec.texts(lobby))  # held back
+    assert not c.settle(100.0)
+    for n in range(1, 4):  # the replay may span several batches (several frames)
+        c.apply(chat(n, f"old {n}", history=True))
+        assert not c.settle(100.0 + n * REPLAY_QUIET * 0.9)
+    assert c.settle(100.0 + 4 * REPLAY_QUIET)  # quiet for long enough: shown
+    texts = rec.texts(lobby)
+    assert texts[-4:-1] == ["old 1", "old 2", "old 3"] and texts[-1].startswith("Connected to")
+    assert not c.settle(200.0)  # (shown once)
+    # Reconnected, and something live comes before the quiet time is over: shown before it.
+    c.apply(Disconnected("gone", will_retry=True))
+    c.apply(Connected(ME, "test", Limits(), (ME, "bob")))
+    c.apply(chat(4, "replayed", history=True))
+    c.apply(chat(5, "live"))
+    assert rec.texts(lobby)[-3:-1] == ["replayed", rec.texts(lobby)[-2]]
+    assert rec.texts(lobby)[-2].startswith("Connected to") and rec.texts(lobby)[-1] == "live"
+    # Lost again before anything came: the line is not lost, it comes before the drop's.
+    c.apply(Connected(ME, "test", Limits(), (ME, "bob")))
+    c.apply(Disconnected("gone", will_retry=True))
+    assert rec.texts(lobby)[-2].startswith("Connected to")
+    assert rec.texts(lobby)[-1].startswith("Disconnected")
 
 
 def test_history_pages_go_above_one_request_at_a_time() -> None:
@@ -515,7 +554,7 @@ def test_scrolling_to_the_top_fetches_history_once_and_inserts_it(
         run_frame(screen, display)
     assert client.sent == [FetchHistory("#lobby", before=200, limit=100)]
     shown = [line.text for line in screen.log.visible_lines()]
-    assert shown[-1].startswith("Connected to test")  # history follows the join notice
+    assert shown[-1] == "line 200"  # the oldest line on top (the "Connected" line is below)
     page = tuple({"id": n, "nick": "bob", "text": f"older {n}", "ts": 1.0} for n in range(150, 200))
     client.incoming.append(HistoryPage("#lobby", page, more=False))
     run_frame(screen, display)

@@ -54,6 +54,8 @@ from .rooms import Member, Tab, TabKind, tab_key
 _UNREAD_KINDS = frozenset({LineKind.CHAT, LineKind.ACTION})
 #: Errors after which no answer to a pending history request will come.
 _HISTORY_ERRORS = frozenset({ErrorCode.NOT_IN_ROOM, ErrorCode.BAD_ROOM, ErrorCode.NO_SUCH_ROOM})
+#: Seconds without a replayed line after which the replay is taken to be over.
+REPLAY_QUIET = 0.25
 #: Lines asked for per history page.
 HISTORY_PAGE = 100
 
@@ -112,6 +114,11 @@ class Conversation:
         self._ids = itertools.count(1)
         self._own: dict[int, tuple[Tab, LogLine]] = {}  # local id -> our line awaiting its ack
         self._switch_on_join: set[str] = set()  # rooms we asked to join and want to look at
+        # The "Connected to ..." line, held back while the server replays history after the
+        # welcome so that it lands below the replayed lines, not among them (see settle()).
+        self._held: tuple[Tab, LogLine] | None = None
+        self._held_since: float | None = None  # when settle() last saw the replay go on
+        self._replayed = False  # a history line came since the last settle()
         self.current = self.open_room(lobby)
 
     # --- tabs --------------------------------------------------------------------------------
@@ -226,7 +233,31 @@ class Conversation:
         shown."""
         self._emit(tab or self.current, LogLine(kind, text))
 
+    def settle(self, now: float | None = None) -> bool:
+        """Call after applying each batch of events, with the time (``time.monotonic()``):
+        the "Connected" line held back during the history replay is shown once a live line
+        or event comes, or once no replayed line has come for :data:`REPLAY_QUIET` seconds.
+        ``now=None`` shows it at once (e.g. before quitting). True if it was shown now."""
+        if self._held is None:
+            return False
+        if now is not None and (self._held_since is None or self._replayed):
+            self._held_since, self._replayed = now, False
+            return False
+        if now is None or now - (self._held_since or now) >= REPLAY_QUIET:
+            self._release_held()
+            return True
+        return False
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self._emit(*held)
+
     def _emit(self, tab: Tab, line: LogLine) -> None:
+        if self._held is not None and line is not self._held[1]:
+            self._replayed = self._replayed or line.history
+            if not line.history:
+                self._release_held()  # the replay is over: something live came
         if tab is not self.current and not line.history and line.kind in _UNREAD_KINDS:
             tab.unread += 1
             if line.mention or tab.kind == TabKind.PRIVATE:
@@ -266,9 +297,14 @@ class Conversation:
             lobby.set_members(Member(nick) for nick in event.users)
         others = [u for u in event.users if not _same_nick(u, event.nick)]
         here = ", ".join(others) if others else "nobody else yet"
-        self.system(f"Connected to {event.server} as {event.nick}. Here: {here}")
+        self._release_held()  # (a welcome after a welcome: the first one's line goes first)
+        line = LogLine(
+            LineKind.SYSTEM, f"Connected to {event.server} as {event.nick}. Here: {here}"
+        )
+        self._held, self._held_since, self._replayed = (self.current, line), None, False
 
     def _on_Disconnected(self, event: Disconnected) -> None:
+        self._release_held()
         was_connected = self.status == Status.CONNECTED
         self.status = Status.RECONNECTING if event.will_retry else Status.DISCONNECTED
         self.status_detail = event.reason

@@ -272,6 +272,7 @@ class ChatOverlay:
             self.conversation.apply(event)
             if isinstance(event, MemberData):
                 self._member_changed(MemberChange(event.room, event.nick, event.data))
+        settled = self.conversation.settle(self._now)
         self.input.max_chars = self.conversation.max_text_chars
         self.log.update(dt)
         if self._open and self.log.at_top:
@@ -283,7 +284,8 @@ class ChatOverlay:
             self._place_ime_window()
         before = self._strips
         self._strips = () if self._open else self._fading_strips()
-        return bool(events) or (self._open and blinked) or bool(before) or bool(self._strips)
+        changed = bool(events) or settled or (self._open and blinked)
+        return changed or bool(before) or bool(self._strips)
 
     def draw(self, surface: pygame.Surface) -> None:
         """Draw the chat onto ``surface`` (the game's frame). Only paints: the chat's state,

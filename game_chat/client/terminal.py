@@ -50,6 +50,7 @@ def run_terminal(client: ChatClient, stdin: TextIO, stdout: TextIO) -> int:
         while True:
             for event in client.poll():
                 conversation.apply(event)
+            conversation.settle(time.monotonic())
             if conversation.status == Status.DISCONNECTED:
                 return 1  # refused or gave up: the reason was printed
             if eof_at is not None:
@@ -68,6 +69,7 @@ def run_terminal(client: ChatClient, stdin: TextIO, stdout: TextIO) -> int:
             elif line.strip() and not _handle_input(line, client, conversation):
                 return 0
     finally:
+        conversation.settle()  # a "Connected" line still held back is printed
         client.close()
 
 

@@ -11,6 +11,7 @@ network queue, a bounded number of events per frame so a flood never freezes inp
 from __future__ import annotations
 
 import threading
+import time
 import webbrowser
 from collections.abc import Callable
 
@@ -155,6 +156,7 @@ class ChatScreen:
             if isinstance(event, Connected) and away:
                 # A new session starts not away: say it again, as you left it.
                 self.client.send(SetAway(away))
+        settled = conversation.settle(time.monotonic())
         tab = conversation.current
         if tab is not self._shown:
             self._show(tab)
@@ -173,7 +175,7 @@ class ChatScreen:
         self.users.update(dt)
         self._update_status()
         self._update_topic(tab)
-        return bool(events) or blinked
+        return bool(events) or settled or blinked
 
     def draw(self, surface: pygame.Surface) -> None:
         # Each part paints its own area; only the strip around the input is left to fill.
