@@ -3,13 +3,17 @@
 :class:`FontChain` looks like the part of ``pygame.font.Font`` the widgets use, and draws each
 character with the first font of a chain that has it: the theme's font (bundled Noto Sans by
 default), the bundled DejaVu Sans, then fonts installed on the system for what both lack (CJK,
-emoji, rarer scripts), found lazily and only when a character needs them.
+rarer scripts), found lazily and only when a character needs them. Emoji are drawn by a system
+colour emoji font if there is one, else by the bundled monochrome Noto Emoji: never as boxes.
 
 Coverage is asked of FreeType (``pygame.freetype.Font.get_metrics``: None = no glyph) once per
 character and cached. Text the primary font covers whole renders with one ``Font.render`` call;
 other text is split into runs by font and the runs are drawn side by side on the primary font's
 baseline. Colour emoji fonts only have a fixed bitmap size (~136x128): their runs are scaled to
 the line height.
+
+Right-to-left text is measured and drawn in its display form (Arabic joined, visual order), made
+by :func:`~game_chat.client.ui.shaping.display_text` in ``size`` and ``render`` alike.
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ from __future__ import annotations
 import functools
 import os
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import pygame
 import pygame.freetype
 
 from ..assets import assets_dir
+from .shaping import display_text
 from .theme import Theme
 
 RGB = tuple[int, int, int] | tuple[int, int, int, int]
@@ -33,6 +38,8 @@ BUNDLED_FONT_DIR = assets_dir() / "fonts"
 REGULAR_FONT = BUNDLED_FONT_DIR / "NotoSans-Regular.ttf"
 BOLD_FONT = BUNDLED_FONT_DIR / "NotoSans-Bold.ttf"
 FALLBACK_FONT = BUNDLED_FONT_DIR / "DejaVuSans.ttf"
+#: Monochrome emoji, for machines without a colour emoji font (Noto Emoji 1.05).
+EMOJI_FONT = BUNDLED_FONT_DIR / "NotoEmoji-Regular.ttf"
 
 # System font families to try first, in order, for what the bundled fonts lack; matched as
 # substrings of pygame's normalised family names ("Noto Sans CJK SC" -> "notosanscjksc").
@@ -67,6 +74,9 @@ _CHAR_CACHE_ENTRIES = 65536
 _DROP = -1
 # Characters never looked up in system fonts: private use, unassigned, surrogates, controls.
 _NO_FALLBACK_CATEGORIES = frozenset({"Co", "Cn", "Cs", "Cc"})
+# Category of the emoji outside the pictograph blocks (⌚, ⏰, ⭐...): the emoji font is asked for
+# those before any other system font, and never for letters (a CJK text needs no emoji font).
+_SYMBOL_CATEGORY = "So"
 
 
 class TextFont(Protocol):
@@ -100,6 +110,19 @@ def is_pictograph(ch: str) -> bool:
     """
     cp = ord(ch)
     return 0x1F300 <= cp <= 0x1FAFF or 0x1F000 <= cp <= 0x1F2FF
+
+
+def font_covers(path: str | os.PathLike[str]) -> Callable[[str], bool]:
+    """A test of whether the font file at ``path`` has a glyph for a character.
+
+    A font that cannot be read is taken to have everything: callers use this to avoid glyphs a
+    font lacks, and without the font there is nothing better to choose.
+    """
+    ensure_font_init()
+    try:
+        return _Face(str(path), 16).covers
+    except (pygame.error, OSError, ValueError):
+        return lambda ch: True
 
 
 def is_ignorable(ch: str) -> bool:
@@ -157,8 +180,13 @@ class FontChain:
         fallback_paths: Sequence[str | os.PathLike[str]] = (str(FALLBACK_FONT),),
         *,
         system_fallbacks: bool = True,
+        emoji_path: str | os.PathLike[str] | None = EMOJI_FONT,
     ) -> None:
-        """Chain ``primary_path`` -> ``fallback_paths`` -> (if enabled) system fonts."""
+        """Chain ``primary_path`` -> ``fallback_paths`` -> (if enabled) system fonts.
+
+        Emoji come from a colour emoji font among the fallbacks or (if enabled) the system
+        fonts, else from ``emoji_path`` (the bundled Noto Emoji; None: none).
+        """
         ensure_font_init()
         self._size = size
         self._faces = [_Face(str(primary_path), size)]
@@ -171,6 +199,7 @@ class FontChain:
         self._linesize = self._primary.get_linesize()
         self._system_fallbacks = system_fallbacks
         self._system_queue: list[str] | None = None if system_fallbacks else []
+        self._emoji_path = None if emoji_path is None else str(emoji_path)
         self._emoji_index: int | None = None
         self._emoji_searched = False
         self._char_face: dict[str, int] = {}
@@ -184,10 +213,11 @@ class FontChain:
         cached = self._sizes.get(text)
         if cached is not None:
             return cached
-        if self._primary_covers(text):
-            result = self._primary.size(text)
+        shown = display_text(text)  # measured as it is drawn (RTL: joined and reordered)
+        if self._primary_covers(shown):
+            result = self._primary.size(shown)
         else:
-            width = sum(self._run_width(face, run) for face, run in self._split(text))
+            width = sum(self._run_width(face, run) for face, run in self._split(shown))
             result = (width, self._height)
         if len(text) <= _SIZE_CACHE_MAX_CHARS:
             if len(self._sizes) >= _SIZE_CACHE_ENTRIES:
@@ -198,9 +228,13 @@ class FontChain:
     def render(
         self, text: str, antialias: bool, color: RGB, background: RGB | None = None
     ) -> pygame.Surface:
-        """Draw ``text`` like ``Font.render``: opaque on ``background``, else per-pixel alpha."""
+        """Draw ``text`` like ``Font.render``: opaque on ``background``, else per-pixel alpha.
+
+        Right-to-left text is drawn in display form (see :mod:`.shaping`).
+        """
         if "\x00" in text:  # SDL_ttf refuses embedded NULs
             text = text.replace("\x00", "")
+        text = display_text(text)
         if self._primary_covers(text):
             return self._primary.render(text, antialias, color, background)
         pieces = [
@@ -228,8 +262,9 @@ class FontChain:
     # --- inspection ------------------------------------------------------------------------
 
     def runs(self, text: str) -> list[tuple[str, str]]:
-        """Split ``text`` into ``(font path, run)`` pairs, in order, as it would be drawn."""
-        return [(face.path, run) for face, run in self._split(text)]
+        """Split ``text`` into ``(font path, run)`` pairs, left to right, as it would be drawn
+        (right-to-left text in its display form)."""
+        return [(face.path, run) for face, run in self._split(display_text(text))]
 
     def font_path_for(self, ch: str) -> str:
         """Path of the font that draws ``ch`` (the primary font if no font has it)."""
@@ -271,8 +306,13 @@ class FontChain:
                 return index
         if is_ignorable(ch):
             return _DROP
-        if unicodedata.category(ch) in _NO_FALLBACK_CATEGORIES:
+        category = unicodedata.category(ch)
+        if category in _NO_FALLBACK_CATEGORIES:
             return 0
+        if category == _SYMBOL_CATEGORY and not is_pictograph(ch):
+            emoji = self._emoji_face()
+            if emoji is not None and self._faces[emoji].covers(ch):
+                return emoji
         # Open more system fonts only when a character is missing from every open one.
         while self._open_next_system_face():
             if self._faces[-1].covers(ch):
@@ -280,7 +320,9 @@ class FontChain:
         return 0  # nobody has it: the primary font's "missing glyph" box
 
     def _emoji_face(self) -> int | None:
-        # The colour emoji font, searched for once: an open bitmap face, else a system one.
+        # The emoji font, searched for once: an open colour (bitmap) face, else a system emoji
+        # font, else the bundled monochrome one. Colour looks like what the sender saw, but
+        # most Linux machines without a desktop (and CI) have no emoji font at all.
         if not self._emoji_searched:
             self._emoji_searched = True
             self._emoji_index = next((i for i, f in enumerate(self._faces) if f.bitmap), None)
@@ -289,6 +331,8 @@ class FontChain:
                     if "emoji" in os.path.basename(path).lower() and self._add_face(path):
                         self._emoji_index = len(self._faces) - 1
                         break
+            if self._emoji_index is None and self._emoji_path is not None:
+                self._emoji_index = self._open_face(self._emoji_path)
         return self._emoji_index
 
     def _open_next_system_face(self) -> bool:
@@ -299,6 +343,15 @@ class FontChain:
             if self._add_face(self._system_queue.pop()):
                 return True
         return False
+
+    def _open_face(self, path: str) -> int | None:
+        # Index of the face of ``path``, opened now if it is not yet (None: unreadable).
+        if self._add_face(path):
+            return len(self._faces) - 1
+        real = os.path.realpath(path)
+        return next(
+            (i for i, f in enumerate(self._faces) if os.path.realpath(f.path) == real), None
+        )
 
     def _add_face(self, path: str) -> bool:
         real = os.path.realpath(path)
