@@ -6,6 +6,7 @@ docs/SCALING.md; these tests cover what is."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import subprocess
 import sys
@@ -397,6 +398,26 @@ def test_members_of_other_nodes_are_listed(nodes: list[ChatServer]) -> None:
     assert sorted(m["nick"] for m in joined["members"]) == ["ann", "bob"]
 
 
+def test_rooms_lists_the_rooms_of_every_node(nodes: list[ChatServer]) -> None:
+    """``rooms`` answers for the whole cluster: rooms made on another node, with their
+    topics, and members counted on every node."""
+    a, b = nodes
+    ann, _ = rich_client(a.address, "ann")
+    bob, _ = rich_client(b.address, "bob")
+    join(ann, "#Dev")
+    ann.send_json(type="topic", room="#dev", topic="ship it")
+    ann.recv_until(lambda m: m["type"] == "topic")
+    deadline = time.monotonic() + 5
+    while True:
+        bob.send_json(type="rooms")
+        listed = {r["room"]: r for r in bob.recv_until(lambda m: m["type"] == "rooms")["rooms"]}
+        if ("#Dev" in listed and listed["#lobby"]["members"] == 2) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)  # lists are as of the other node's last heartbeat
+    assert listed["#Dev"] == {"room": "#Dev", "members": 1, "topic": "ship it"}
+    assert listed["#lobby"]["members"] == 2
+
+
 def wait_for_users(client: WireClient, wanted: list[str], within: float = 5) -> list[str]:
     """``users`` until it lists ``wanted`` (lists are as of the nodes' last heartbeats)."""
     deadline = time.monotonic() + within
@@ -538,14 +559,25 @@ def test_the_bundled_client_skips_a_node_that_is_down(nodes: list[ChatServer]) -
         client.close()
 
 
-def test_redis_killed_and_restarted_mid_stream_loses_and_doubles_nothing(tmp_path: Path) -> None:
-    """Two nodes; Redis is SIGKILLed after the 100th acked line and started again a second
-    later (append-only file): every line is acked once and reaches the other node once, in
-    order; nobody is taken for gone meanwhile."""
+@contextlib.contextmanager
+def redis_of_their_own(tmp_path: Path) -> Iterator[tuple[RedisProcess, list[ChatServer]]]:
+    """A Redis the test may kill and start again, and two nodes on it; all stopped after."""
     server = RedisProcess(tmp_path / "redis")
     server.start()
     nodes = [start_server(cluster=server.url, limits=NO_FLOOD_LIMITS) for _ in range(2)]
     try:
+        yield server, nodes
+    finally:
+        for node in nodes:
+            node.shutdown()
+        server.stop()
+
+
+def test_redis_killed_and_restarted_mid_stream_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    """Two nodes; Redis is SIGKILLed after the 100th acked line and started again a second
+    later (append-only file): every line is acked once and reaches the other node once, in
+    order; nobody is taken for gone meanwhile."""
+    with redis_of_their_own(tmp_path) as (server, nodes):
         ann, _ = rich_client(nodes[0].address, "ann")
         watcher, _ = rich_client(nodes[1].address, "watcher")
         wait_for_users(watcher, ["ann", "watcher"])
@@ -567,10 +599,58 @@ def test_redis_killed_and_restarted_mid_stream_loses_and_doubles_nothing(tmp_pat
                 seen.append(message)
         assert [m["id"] for m in seen] == acked == sorted(set(acked))
         assert [m["text"] for m in seen] == [f"line {n}" for n in range(300)]
-    finally:
-        for node in nodes:
-            node.shutdown()
-        server.stop()
+
+
+def plain_until(client: WireClient, needle: str) -> str | None:
+    """The next plain line holding ``needle`` (None: nothing more within the timeout)."""
+    try:
+        while (text := client.recv_text(timeout=1.0 if not needle else 10.0)) is not None:
+            if needle in text:
+                return text
+    except TimeoutError:
+        pass
+    return None
+
+
+def test_members_of_one_node_chat_while_redis_is_away(tmp_path: Path) -> None:
+    """Redis stopped: a line said on a node is shown at once to that node's members, marked
+    pending (rich) or as a plain line (tutorial); its sender waits for its ack. Redis back:
+    the sender is acked, the rich member gets the line's id (not the line again), the plain
+    member nothing more, and the member of the other node gets the line once, stored."""
+    with redis_of_their_own(tmp_path) as (server, nodes):
+        ann, _ = rich_client(nodes[0].address, "ann")
+        cat, _ = rich_client(nodes[0].address, "cat")
+        plain = WireClient(nodes[0].address)
+        plain.send(b"/nick dan")
+        assert plain.recv_text() is not None  # its welcome line
+        bob, _ = rich_client(nodes[1].address, "bob")
+        wait_for_users(bob, ["ann", "bob", "cat", "dan"])
+        server.kill()
+        ann.send_json(type="chat", text="anyone here?", id="c1")
+        early = cat.recv_until(lambda m: m["type"] == "chat")
+        assert (early["text"], early["id"], early["pending"]) == ("anyone here?", 0, True)
+        assert plain_until(plain, "anyone here?") == "ann: anyone here?"
+        cat.send_json(type="chat", text="yes, me", id="c1")  # and the other way round
+        assert ann.recv_until(lambda m: m["type"] == "chat")["text"] == "yes, me"
+        server.start()
+        ack = ann.recv_until(lambda m: m["type"] == "ack", limit=10_000)
+        settled = cat.recv_until(lambda m: m["type"] in ("settled", "chat"))
+        assert settled == {
+            "type": "settled", "room": "#lobby", "origin": early["origin"], "id": ack["msg_id"]
+        }  # fmt: skip
+        said = chats(bob, 2)
+        assert (said[0]["id"], said[0]["text"]) == (ack["msg_id"], "anyone here?")
+        assert "pending" not in said[0]
+        # Nothing more for anyone: the next line is the next thing each of them gets.
+        say(bob, ["welcome back"])
+        for client in (ann, cat):
+            nxt = client.recv_until(lambda m: m["type"] in ("chat", "settled"))
+            if nxt["type"] == "settled":  # (ann's copy of cat's line settles first)
+                assert client is ann
+                nxt = client.recv_until(lambda m: m["type"] in ("chat", "settled"))
+            assert nxt["text"] == "welcome back", nxt
+        assert plain_until(plain, "welcome back") == "bob: welcome back"
+        assert plain_until(plain, "") is None  # nothing more: the early line not twice
 
 
 def test_rediss_with_a_password_in_the_url(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from game_chat.protocol.messages import (
     Goodbye,
     Hello,
     HistoryPage,
+    LineSettled,
     MemberData,
     Mute,
     NickChanged,
@@ -548,6 +549,8 @@ SERVER_SAMPLES = [
     Goodbye("server shutting down"),
     ErrorReply(ErrorCode.TEXT_TOO_LONG, "too long", False, "m7"),
     MemberData("#lobby", "bob", {"ready": True}, 1.0),
+    LineSettled("#lobby", "node1:7", 42),
+    ChatMessage(0, "bob", "said while the store was away", 1.0, pending=True, origin="n:3"),
 ]
 
 
@@ -564,8 +567,9 @@ def test_every_server_message_round_trips(message: object) -> None:
 @pytest.mark.parametrize("current_room", [None, "#lobby", "#team", ""])
 def test_every_server_message_has_a_plain_rendering(message: object, current_room: str) -> None:
     line = render_plain(message, current_room)  # type: ignore[arg-type]
-    if isinstance(message, MemberData | Ping):
-        # Member data is not shown to plain clients, and they are never pinged.
+    if isinstance(message, MemberData | Ping | LineSettled):
+        # Member data is not shown to plain clients, they are never pinged, and a line
+        # shown pending is a plain line like any other (its settlement changes nothing).
         assert line is None
     else:
         assert isinstance(line, str) and line

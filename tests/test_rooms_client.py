@@ -49,6 +49,7 @@ from game_chat.protocol.messages import (
     Help,
     HistoryPage,
     JoinRoom,
+    LineSettled,
     NickChanged,
     Notice,
     PartRoom,
@@ -310,6 +311,35 @@ def test_the_connected_line_lands_below_the_replayed_history_not_among_it() -> N
     c.apply(Disconnected("gone", will_retry=True))
     assert rec.texts(lobby)[-2].startswith("Connected to")
     assert rec.texts(lobby)[-1].startswith("Disconnected")
+
+
+def test_a_line_shown_before_it_was_stored_gets_its_id_once_and_is_not_shown_twice() -> None:
+    """A cluster node whose store is away shows its members' lines pending (PROTOCOL.md 4.2):
+    dimmed, no id; a LineSettled (or the stored line with the same origin) makes it a line
+    like any other, in place; a replay after a reconnect (no origin) settles it by sender and
+    text; id 0 marks it not sent."""
+    c, rec = connected()
+    lobby = c.tab("#lobby")
+    assert lobby is not None
+    c.apply(chat(0, "said while away", pending=True, origin="n1:1"))
+    c.apply(chat(0, "and again", pending=True, origin="n1:2"))
+    c.apply(chat(0, "this one is lost", pending=True, origin="n1:3"))
+    first, second, lost = rec.lines[lobby.id][-3:]
+    assert [line.delivery for line in (first, second, lost)] == [Delivery.PENDING] * 3
+    assert lobby.newest_id is None  # no ids yet
+    c.apply(LineSettled("#lobby", "n1:1", 40))
+    assert first.delivery == Delivery.SENT and lobby.newest_id == 40
+    c.apply(chat(41, "and again", origin="n1:2"))  # (a member who joined since: the line)
+    assert second.delivery == Delivery.SENT and lobby.newest_id == 41
+    c.apply(LineSettled("#lobby", "n1:3", 0))
+    assert lost.delivery == Delivery.FAILED
+    assert rec.texts(lobby)[-3:] == ["said while away", "and again", "this one is lost"]
+    # Disconnected before its id came: the replay settles it, by sender and text.
+    c.apply(chat(0, "in flight", pending=True, origin="n1:4"))
+    flight = rec.lines[lobby.id][-1]
+    c.apply(chat(42, "in flight", history=True))
+    assert flight.delivery == Delivery.SENT and rec.texts(lobby).count("in flight") == 1
+    c.apply(LineSettled("#nowhere", "x:1", 5))  # nothing of ours: nothing happens
 
 
 def test_history_pages_go_above_one_request_at_a_time() -> None:

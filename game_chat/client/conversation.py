@@ -23,6 +23,7 @@ from ..protocol.messages import (
     ErrorReply,
     FetchHistory,
     HistoryPage,
+    LineSettled,
     MemberData,
     NickChanged,
     Notice,
@@ -350,6 +351,9 @@ class Conversation:
         """
         if event.history and tab.knows(event.id):
             return None  # replayed after a reconnection: already shown
+        early = isinstance(event, ChatMessage) and event.pending
+        if not early and tab.early and self._settled(tab, event):
+            return None  # shown early: now it has its id
         own = _same_nick(event.nick, self.nick)
         line = LogLine(
             LineKind.ACTION if event.action else LineKind.CHAT,
@@ -358,13 +362,46 @@ class Conversation:
             ts=event.ts,
             mention=not own and mentions(event.text, self.nick),
             history=event.history,
+            delivery=Delivery.PENDING if early else None,
         )
+        if early:  # not stored yet (PROTOCOL.md 4.2): no id until it is
+            if isinstance(event, ChatMessage) and event.origin:
+                tab.early[event.origin] = line
+            return line
         older = tab.oldest_id is not None and event.id < tab.oldest_id
         tab.saw_id(event.id)
         if event.history and older:
             self._prepend(tab, [line])
             return None
         return line
+
+    def _settled(self, tab: Tab, event: ChatMessage | PrivateMessage) -> bool:
+        """Whether ``event`` is a line ``tab`` showed early: if so it is marked stored now.
+
+        Matched by origin; a replay (after a reconnection) carries none: by sender and text."""
+        origin = getattr(event, "origin", None)
+        line = tab.early.pop(origin, None) if origin else None
+        if line is None and event.history:
+            for key, early in tab.early.items():
+                if early.text == event.text and _same_nick(early.nick or "", event.nick):
+                    line = tab.early.pop(key)
+                    break
+        if line is None:
+            return False
+        line.set_delivery(Delivery.SENT)
+        tab.saw_id(event.id)
+        return True
+
+    def _on_LineSettled(self, event: LineSettled) -> None:
+        tab = self.tab(event.room)
+        line = tab.early.pop(event.origin, None) if tab is not None else None
+        if tab is None or line is None:
+            return
+        if event.id:
+            line.set_delivery(Delivery.SENT)
+            tab.saw_id(event.id)
+        else:  # it could not be stored: said here only, in no history
+            line.set_delivery(Delivery.FAILED)
 
     def _on_PrivateMessage(self, event: PrivateMessage) -> None:
         peer = event.to if _same_nick(event.nick, self.nick) else event.nick

@@ -47,6 +47,7 @@ from ..protocol.messages import (
     Goodbye,
     Hello,
     HistoryPage,
+    LineSettled,
     ListUsers,
     NickChanged,
     Ping,
@@ -540,6 +541,8 @@ class _Connection:
                 client._resume.left(message.room)
             elif isinstance(message, PrivateMessage):
                 client._resume.other(message)
+            elif isinstance(message, LineSettled):
+                client._resume.live(message.id)  # stored in its place among the live lines
             client._emit(message)
         return None
 

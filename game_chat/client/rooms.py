@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol.names import nick_key
+from .model import LogLine
 
 
 class TabKind:
@@ -80,6 +81,9 @@ class Tab:
     history_pending: bool = False
     #: Changes whenever members or topic change, so views can cache what they drew.
     revision: int = 0
+    #: Lines shown before the server stored them (a cluster node whose store was away), by
+    #: origin, until their id comes (PROTOCOL.md 4.2).
+    early: dict[str, LogLine] = field(default_factory=dict, repr=False)
     _members: dict[str, Member] = field(default_factory=dict, repr=False)
 
     @property

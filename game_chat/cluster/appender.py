@@ -74,6 +74,11 @@ class Appender:
     def backlog(self) -> int:
         return len(self._queue)
 
+    @property
+    def redis_down(self) -> bool:
+        """True while the last append failed for want of Redis (it is being retried)."""
+        return self._reconnect.down
+
     def submit(self, line: NewLine | NewEvent, on_done: OnDone) -> None:
         """Queue ``line`` (or an event, in order with the lines); ``on_done`` runs on the
         appender's thread once it is in Redis. Raises BacklogFull when too many wait for

@@ -84,6 +84,11 @@ class RoomFeed:
         with self._lock:
             return list(self._positions)
 
+    @property
+    def redis_down(self) -> bool:
+        """True while the last read failed for want of Redis (it is being retried)."""
+        return self._reconnect.down
+
     def position(self, room_key: str) -> int | None:
         with self._lock:
             return self._positions.get(room_key)

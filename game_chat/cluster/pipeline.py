@@ -10,6 +10,13 @@ Redis, and every member on every node sees a room's lines in the same order.
 A line the feed brings back is matched with the pending line it came from by its origin
 (this node's id and the line's sequence number), written into the entry; lines of other
 nodes get a delivery made by ``delivery_for``.
+
+Early lines: a room line not back from Redis within :data:`EARLY_AFTER` seconds (Redis is
+slow, restarting or unreachable) is shown at once to the members of its room on this node,
+marked pending (``on_early``), so they go on chatting; when it comes back stored they get
+its id (a LineSettled), not the line again, and the other nodes get it as usual. Its sender
+still gets its ack only then. One lock (``_delivering``) orders early and stored deliveries,
+so a member never gets a line's settlement before its early copy.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -57,6 +65,8 @@ def _as_history_error() -> Iterator[None]:
         raise HistoryError(str(exc)) from exc
 
 
+#: Seconds a room line may wait for Redis before its room's members here are shown it early.
+EARLY_AFTER = 0.5
 #: Every this many heartbeats a node publishes its whole member list, not only the changes.
 FULL_PUBLISH_EVERY = 10
 #: Seconds between two retention passes over the streams a node reads.
@@ -91,13 +101,29 @@ class ClusterPipeline:
         self._feed = RoomFeed(
             self.log, self._on_lines, on_events=self._on_events, node_id=self.node_id
         )
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        # Wakes the early thread only (the same lock): a delivered line need not wake it.
+        self._early_wake = threading.Condition(lock)
         self._seq = 0
         self._done = 0  # every line up to this sequence number is delivered (or failed)
         self._finished: set[int] = set()  # sequence numbers above _done that are finished
         self._mine: dict[str, PendingLine] = {}  # origin -> this node's line, until delivered
         self._by_key: dict[str, PendingLine] = {}  # client retry key -> pending line
         self._closed = False
+        # Early lines: (when it is due, origin) of this node's room lines, in submit order.
+        self.early_after = EARLY_AFTER
+        self._due: deque[tuple[float, str]] = deque()
+        self._delivering = threading.Lock()  # early, then stored: never the other way round
+        self._early_told = False  # the log says once per outage that lines go out early
+        #: Set by the chat state: on_early(lines) shows lines to their rooms' members here
+        #: before they are stored (and records who got them in ``line.early_to``);
+        #: on_unstored(line) tells them a line they were shown early will never be stored.
+        self.on_early: Callable[[Sequence[PendingLine]], None] = lambda lines: None
+        self.on_unstored: Callable[[PendingLine], None] = lambda line: None
+        self._early_thread = threading.Thread(
+            target=self._early_loop, name="cluster-early", daemon=True
+        )
         self.beat_interval = beat_interval
         self.retention_days = retention_days
         self._pruned_at = time.monotonic()
@@ -133,6 +159,7 @@ class ClusterPipeline:
         self._appender.start()
         self._feed.start()
         self._heartbeat.start()
+        self._early_thread.start()
 
     # --- called under the chat state's lock -------------------------------------------------
 
@@ -158,10 +185,14 @@ class ClusterPipeline:
                 raise RemoteProtocolError(ErrorCode.SHUTTING_DOWN, "the server is stopping")
             self._seq += 1
             seq = line.seq = self._seq
-            origin = f"{self.node_id}:{seq}"
+            origin = line.origin = f"{self.node_id}:{seq}"
             self._mine[origin] = line
             if line.key is not None:
                 self._by_key[line.key.key] = line
+            if _in_room(line):
+                self._due.append((time.monotonic() + self.early_after, origin))
+                if len(self._due) == 1:
+                    self._early_wake.notify()  # it sleeps until the first line is due
         try:
             self._appender.submit(self._new_line(line, origin), lambda r: self._appended(seq, r))
         except BacklogFull as exc:
@@ -228,6 +259,12 @@ class ClusterPipeline:
         """A room's topic as the cluster has it. HistoryError when Redis cannot be reached."""
         with _as_history_error():
             return self.log.topic(room_key)
+
+    def topics(self) -> dict[str, str]:
+        """Every room's topic as the cluster has it. HistoryError when Redis cannot be
+        reached."""
+        with _as_history_error():
+            return self.log.topics()
 
     def _on_events(self, events: Sequence[FeedEvent]) -> None:
         mine = f"{self.node_id}:"
@@ -346,7 +383,10 @@ class ClusterPipeline:
         self._feed.stop(timeout or 0)
         self._stopping.set()
         self._publish_now.set()
+        with self._cond:
+            self._early_wake.notify()
         self._heartbeat.join(timeout)
+        self._early_thread.join(timeout)
         try:
             self.presence.leave()  # its nicks are free at once, not after the ttl
         except ClusterError as exc:
@@ -361,15 +401,22 @@ class ClusterPipeline:
     def _appended(self, seq: int, result: Appended | ClusterError) -> None:
         if isinstance(result, ClusterError):
             log.error("a line could not be stored and is dropped: %s", result)
-            with self._cond:
-                origin = f"{self.node_id}:{seq}"
-                line = self._mine.get(origin)
-                if line is not None:
-                    self._forget(origin, line)
-                self._finish(seq)
+            with self._delivering:
+                with self._cond:
+                    origin = f"{self.node_id}:{seq}"
+                    line = self._mine.get(origin)
+                    if line is not None:
+                        self._forget(origin, line)
+                    self._finish(seq)
+                if line is not None and line.early_to:
+                    self.on_unstored(line)
         # Appended: the feed delivers it (and finishes it) when it reads it back.
 
     def _on_lines(self, lines: Sequence[FeedLine]) -> None:
+        with self._delivering:
+            self._deliver_stored(lines)
+
+    def _deliver_stored(self, lines: Sequence[FeedLine]) -> None:
         with self._cond:
             owns = [self._mine.pop(f.origin, None) if f.origin else None for f in lines]
             for own in owns:
@@ -385,6 +432,10 @@ class ClusterPipeline:
             pending = PendingLine(f.message.id, f.message, None, delivery)
             if own is not None:
                 pending.extra_acks = own.extra_acks
+                pending.origin, pending.early_to = own.origin, own.early_to
+                if own.early_to is not None and self._early_told:
+                    self._early_told = False
+                    log.warning("Redis stores lines again: the pending ones get their ids")
             batch.append(pending)
         sends = self._deliver(batch, True) if batch else None
         if sends is not None:
@@ -393,6 +444,46 @@ class ClusterPipeline:
             for own in owns:
                 if own is not None:
                     self._finish(own.seq)
+
+    def _early_loop(self) -> None:
+        """Show the room lines that have waited EARLY_AFTER, while Redis is away, to their
+        rooms here. (Not when Redis is only slow: a node behind on a flood would double its
+        own work with early copies. A Redis that hangs counts as away after the command
+        timeout.)"""
+        while True:
+            with self._cond:
+                due = self._next_due()
+                while due is None or due > time.monotonic() or not self._redis_down():
+                    if self._stopping.is_set():
+                        return
+                    if due is not None and due <= time.monotonic():
+                        wait: float | None = self.early_after  # overdue, Redis up: look again
+                    else:
+                        wait = None if due is None else max(0.0, due - time.monotonic())
+                    self._early_wake.wait(wait)
+                    due = self._next_due()
+            with self._delivering:
+                with self._cond:  # still waiting (not delivered, not dropped) and due
+                    now, lines = time.monotonic(), []
+                    while self._due and self._due[0][0] <= now:
+                        line = self._mine.get(self._due.popleft()[1])
+                        if line is not None:
+                            lines.append(line)
+                if lines:
+                    if not self._early_told:
+                        self._early_told = True
+                        log.warning("Redis is away: lines are shown to this node's members "
+                                    "before they are stored (pending)")  # fmt: skip
+                    self.on_early(lines)
+
+    def _redis_down(self) -> bool:
+        return self._appender.redis_down or self._feed.redis_down
+
+    def _next_due(self) -> float | None:
+        """Lock held: when the first line still waiting is due (those done are dropped)."""
+        while self._due and self._due[0][1] not in self._mine:
+            self._due.popleft()
+        return self._due[0][0] if self._due else None
 
     def _forget(self, origin: str, line: PendingLine) -> None:
         self._mine.pop(origin, None)
@@ -405,6 +496,7 @@ class ClusterPipeline:
         while self._done + 1 in self._finished:
             self._done += 1
             self._finished.discard(self._done)
+        self._next_due()  # (drops the lines done from the early queue: it stays short)
         self._cond.notify_all()
 
     def _new_line(self, line: PendingLine, origin: str) -> NewLine:
@@ -432,6 +524,11 @@ class ClusterPipeline:
             recipient,
             copy_to,
         )
+
+
+def _in_room(line: PendingLine) -> bool:
+    """A line said in a room (private lines are never shown early)."""
+    return getattr(line.delivery.message, "to", None) is None
 
 
 def _ignore(result: object) -> None:

@@ -270,6 +270,16 @@ class RoomLog:
             value = self.client.hget(self._topics_key, room_key)
         return value.decode("utf-8", "replace") if isinstance(value, bytes) else ""
 
+    def topics(self) -> dict[str, str]:
+        """Every room's topic set on any node: room key -> topic."""
+        with redis_errors("read the topics"):
+            raw = self.client.hgetall(self._topics_key)
+        return {
+            k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
+            for k, v in raw.items()
+            if isinstance(k, bytes) and isinstance(v, bytes)
+        }
+
     def events_position(self) -> str:
         """The id of the newest event (where a node starts reading events), "0-0" if none."""
         with redis_errors("read the events"):

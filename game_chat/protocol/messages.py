@@ -272,6 +272,9 @@ class ChatMessage:
     """A chat line as the server delivers it: stamped with sender, server id and time.
 
     ``history`` marks lines replayed from the room's history (on join or by FetchHistory).
+    ``pending`` (a cluster node whose store is unreachable): the line is shown to the members
+    of its server before it is stored, with id 0; ``origin`` names it until a LineSettled (or
+    the same line, stored, with the same ``origin``) gives its id. See PROTOCOL.md 4.2.
     """
 
     TYPE: ClassVar[str] = "chat"
@@ -282,6 +285,8 @@ class ChatMessage:
     room: str = "#lobby"
     action: bool = False
     history: bool = False
+    pending: bool = False
+    origin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -404,6 +409,17 @@ class Ack:
 
 
 @dataclass(frozen=True)
+class LineSettled:
+    """A line shown ``pending`` (see ChatMessage) is stored now under ``id``; id 0: it could
+    not be stored and is in no history (show it as not sent)."""
+
+    TYPE: ClassVar[str] = "settled"
+    room: str
+    origin: str
+    id: int
+
+
+@dataclass(frozen=True)
 class UserJoined:
     TYPE: ClassVar[str] = "join"
     nick: str
@@ -459,7 +475,7 @@ _CLIENT_CLASSES = (
 _SERVER_CLASSES = (
     Welcome, ChatMessage, PrivateMessage, Ack, UserJoined, UserLeft, UserParted, RoomJoined,
     RoomList, TopicChanged, WhoReply, AwayChanged, HistoryPage, Notice, NickChanged, UserList,
-    Ping, Pong, Goodbye, ErrorReply, MemberData,
+    Ping, Pong, Goodbye, ErrorReply, MemberData, LineSettled,
 )  # fmt: skip
 
 ClientMessage = (
@@ -470,16 +486,16 @@ ClientMessage = (
 ServerMessage = (
     Welcome | ChatMessage | PrivateMessage | Ack | UserJoined | UserLeft | UserParted
     | RoomJoined | RoomList | TopicChanged | WhoReply | AwayChanged | HistoryPage | Notice
-    | NickChanged | UserList | Ping | Pong | Goodbye | ErrorReply | MemberData
+    | NickChanged | UserList | Ping | Pong | Goodbye | ErrorReply | MemberData | LineSettled
 )  # fmt: skip
 
 CLIENT_TYPES: dict[str, type] = {cls.TYPE: cls for cls in _CLIENT_CLASSES}
 SERVER_TYPES: dict[str, type] = {cls.TYPE: cls for cls in _SERVER_CLASSES}
 
 #: Flags written only when true (a reader takes their absence as false).
-_OMITTED_WHEN_FALSE = frozenset({"retry", "action", "history", "unsaved"})
+_OMITTED_WHEN_FALSE = frozenset({"retry", "action", "history", "unsaved", "pending"})
 #: Optional fields written only when they hold something.
-_OMITTED_WHEN_NONE = frozenset({"after", "gap", "session", "store", "resume"})
+_OMITTED_WHEN_NONE = frozenset({"after", "gap", "session", "store", "resume", "origin"})
 #: Longest string a client id (``id``, ``token``: any field of type ClientId) may be.
 MAX_ID_CHARS = 64
 

@@ -27,6 +27,7 @@ from .messages import (
     ErrorReply,
     Goodbye,
     HistoryPage,
+    LineSettled,
     MemberData,
     NickChanged,
     Notice,
@@ -139,6 +140,8 @@ _RENDERERS: Final[dict[type, Callable[[Any], str | None]]] = {
     Ping: _not_shown,
     #: Member data is not shown to plain clients (PROTOCOL.md 4.11).
     MemberData: _not_shown,
+    #: A plain client was shown the line when it was pending: it has nothing to update.
+    LineSettled: _not_shown,
 }
 _unrendered = set(SERVER_TYPES.values()) - set(_RENDERERS)
 if _unrendered:

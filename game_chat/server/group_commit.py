@@ -83,6 +83,10 @@ class PendingLine:
     delivered: bool = False
     #: (member, client id) of retries of this line that arrived before it was delivered.
     extra_acks: list[tuple[Any, Any]] = field(default_factory=list)
+    #: Cluster: the line's origin (node id and sequence number), and the members it was shown
+    #: to early, pending (the store was slow or away): they get a LineSettled, not the line.
+    origin: str = ""
+    early_to: set[Any] | None = None
 
 
 #: deliver(batch, kept): fan the lines out and acknowledge them, in order.

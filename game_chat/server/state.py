@@ -44,6 +44,7 @@ from ..protocol.messages import (
     ErrorReply,
     Goodbye,
     HistoryPage,
+    LineSettled,
     MemberData,
     NickChanged,
     Notice,
@@ -218,6 +219,8 @@ class ChatState:
             self._group.snapshot = self._member_snapshot
             self._group.on_event = self._cluster_event
             self._group.on_beat = self._reload_bans
+            self._group.on_early = self._deliver_early
+            self._group.on_unstored = self._unstored
             self._rooms[nick_key(LOBBY)].topic = self._cluster_topic(nick_key(LOBBY))
             self._group.start()  # the callbacks are set: nothing it reads goes unheard
         self._sessions: dict[bytes, Member] = {}  # session key -> member
@@ -619,12 +622,33 @@ class ChatState:
             self._drop_from_room(member, room)
 
     def list_rooms(self, member: Member) -> None:
+        """The rooms (on a cluster: of every node, members counted on every node)."""
+        topics = self._cluster_topics()  # (out of the lock: it asks Redis)
         with self._lock:
-            rooms = tuple(
-                {"room": r.name, "members": len(r.members), "topic": r.topic}
-                for r in self._rooms.values()
-            )
-            member.send(RoomList(rooms))
+            rooms = {key: [r.name, len(r.members), r.topic] for key, r in self._rooms.items()}
+            for remote in self._group_remote():
+                keys, names = remote.get("rooms"), remote.get("room_names")
+                if not isinstance(keys, list) or not isinstance(names, list):
+                    continue  # (a node of an older version: its rooms are not listed)
+                for key, name in zip(keys, names, strict=False):
+                    if isinstance(key, str) and isinstance(name, str):
+                        rooms.setdefault(key, [name, 0, topics.get(key, "")])[1] += 1
+            listed = tuple({"room": n, "members": c, "topic": t} for n, c, t in rooms.values())
+            member.send(RoomList(listed))
+
+    def _group_remote(self) -> Iterable[dict[str, Any]]:
+        """Lock held: the members of the other nodes of a cluster, as published."""
+        return self._group.remote.values() if self._in_cluster else ()
+
+    def _cluster_topics(self) -> dict[str, str]:
+        """Every room's topic as the cluster has it ({} on one server, or without Redis)."""
+        if not self._in_cluster:
+            return {}
+        try:
+            return self._group.topics()  # type: ignore[no-any-return]
+        except HistoryError as exc:
+            self._report(exc)
+            return {}
 
     def set_topic(self, member: Member, name: str, topic: str) -> None:
         """Members set their room's topic; operators any room's."""
@@ -947,6 +971,7 @@ class ChatState:
                     "away": m.away,
                     "oper": m.oper,
                     "rooms": [nick_key(r.name) for r in m.rooms.values()],
+                    "room_names": [r.name for r in m.rooms.values()],
                     "data": dict(m.data),
                 }
                 for key, m in self._members.items()
@@ -1122,7 +1147,16 @@ class ChatState:
         if isinstance(message, ChatMessage):
             room = self._rooms.get(nick_key(message.room))
             if room is not None:
-                for m, data in _encoded(room.members.values(), message, exclude=sender):
+                members: Iterable[Member] = room.members.values()
+                early = line.early_to
+                if early is not None:  # shown early: they get its id, the others the line
+                    settled = LineSettled(room.name, line.origin, line.id)
+                    for m in early:
+                        if m.dialect == Dialect.RICH and room.members.get(nick_key(m.nick)) is m:
+                            out.add(m, m.encode(settled))
+                    members = [m for m in members if m not in early]
+                    message = dataclasses.replace(message, origin=line.origin)
+                for m, data in _encoded(members, message, exclude=sender):
                     out.add(m, data)
         elif recipient is not None and self._members.get(nick_key(recipient.nick)) is recipient:
             out.add(recipient, recipient.encode(message))  # (None: on another node)
@@ -1134,6 +1168,38 @@ class ChatState:
             out.add(other, other.encode(Ack(client_id, line.id, message.ts, unsaved=not kept)))
         if recipient is not None and recipient.away and sender is not None:
             out.add(sender, sender.encode(Notice(f"{recipient.nick} is away: {recipient.away}")))
+
+    def _deliver_early(self, lines: Sequence[PendingLine]) -> None:
+        """Cluster, the store slow or away: show room lines to their rooms' members here now,
+        marked pending (their sender keeps waiting for its ack). Who got each line is kept
+        in ``line.early_to``: they get its id when it is stored, not the line again."""
+        out = Fanout()
+        with self._lock:
+            for line in lines:
+                message = line.delivery.message
+                room = self._rooms.get(nick_key(message.room))
+                sender = line.delivery.sender.current if line.delivery.sender else None
+                line.early_to = set()
+                if room is None:
+                    continue
+                early = dataclasses.replace(message, pending=True, origin=line.origin)
+                for m, data in _encoded(room.members.values(), early, exclude=sender):
+                    out.add(m, data)
+                    line.early_to.add(m)
+            held = out.put()
+        write_through(held)
+
+    def _unstored(self, line: PendingLine) -> None:
+        """Cluster: a line shown early will never be stored: its id is 0 (not sent)."""
+        room_name = line.delivery.message.room
+        with self._lock:
+            room = self._rooms.get(nick_key(room_name))
+            if room is None or not line.early_to:
+                return
+            settled = LineSettled(room.name, line.origin, 0)
+            for m in line.early_to:
+                if m.dialect == Dialect.RICH and room.members.get(nick_key(m.nick)) is m:
+                    m.send(settled)
 
     def help(self, member: Member) -> None:
         with self._lock:
@@ -1463,9 +1529,9 @@ def _variant(member: Member, room: str) -> tuple[str, bool]:
 
 def _run_room(line: PendingLine) -> str | None:
     """The room of a line that can go in a run (said in a room, with no retries to ack
-    besides its sender's); None for a private line or one with retries."""
+    besides its sender's, not shown early); None for the others."""
     message = line.delivery.message
-    if not isinstance(message, ChatMessage) or line.extra_acks:
+    if not isinstance(message, ChatMessage) or line.extra_acks or line.early_to is not None:
         return None
     return message.room
 

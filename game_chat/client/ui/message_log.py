@@ -82,8 +82,8 @@ def copies_log(event: pygame.event.Event, input_selection: object) -> bool:
 
 
 # An entry: (kind, cleaned text, cleaned nick, ts, mentions me, LogLine or None, history).
-# The LogLine is kept for one's own lines only (their delivery changes); see the module
-# docstring.
+# The LogLine is kept only for lines whose delivery can change (one's own, and lines shown
+# pending); see the module docstring.
 _Entry = tuple[str, str, str | None, float, bool, LogLine | None, bool]
 _KIND, _TEXT, _NICK, _TS, _MENTION, _LINE, _HISTORY = range(7)
 
@@ -225,7 +225,9 @@ class MessageLog:
         mention = line.mention or (
             not line.own and line.kind in (LineKind.CHAT, LineKind.ACTION) and mentions(text, own)
         )
-        keep = line if line.own else None
+        # Kept whole only when its look can change: one's own lines, and lines shown before
+        # the server stored them (their delivery changes too).
+        keep = line if line.own or line.delivery is not None else None
         return (line.kind, text, self._clean_nick(line.nick), line.ts, mention, keep, line.history)
 
     def forget_rendered(self) -> None:
