@@ -340,6 +340,15 @@ def test_a_line_shown_before_it_was_stored_gets_its_id_once_and_is_not_shown_twi
     c.apply(chat(42, "in flight", history=True))
     assert flight.delivery == Delivery.SENT and rec.texts(lobby).count("in flight") == 1
     c.apply(LineSettled("#nowhere", "x:1", 5))  # nothing of ours: nothing happens
+    # Its node died before storing it: a new connection's replay ends without it.
+    c.apply(chat(0, "never stored", pending=True, origin="n1:5"))
+    orphan = rec.lines[lobby.id][-1]
+    c.apply(Disconnected("gone", will_retry=True))
+    assert orphan.delivery == Delivery.PENDING
+    c.apply(Connected(ME, "test", Limits(), (ME, "bob")))
+    c.apply(chat(43, "said before", history=True))
+    c.settle()  # the replay is over
+    assert orphan.delivery == Delivery.FAILED
 
 
 def test_history_pages_go_above_one_request_at_a_time() -> None:

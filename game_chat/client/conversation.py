@@ -120,6 +120,7 @@ class Conversation:
         self._held: tuple[Tab, LogLine] | None = None
         self._held_since: float | None = None  # when settle() last saw the replay go on
         self._replayed = False  # a history line came since the last settle()
+        self._early_at_connect: list[tuple[Tab, str]] = []  # (see _release_held)
         self.current = self.open_room(lobby)
 
     # --- tabs --------------------------------------------------------------------------------
@@ -249,10 +250,18 @@ class Conversation:
             return True
         return False
 
-    def _release_held(self) -> None:
+    def _release_held(self, replay_over: bool = True) -> None:
         held, self._held = self._held, None
         if held is not None:
             self._emit(*held)
+        lingering, self._early_at_connect = self._early_at_connect, []
+        if replay_over:
+            # Lines shown early before this connection that the replay did not bring: their
+            # node went before storing them. Shown as not sent (still matched if they come).
+            for tab, origin in lingering:
+                line = tab.early.get(origin)
+                if line is not None:
+                    line.set_delivery(Delivery.FAILED)
 
     def _emit(self, tab: Tab, line: LogLine) -> None:
         if self._held is not None and line is not self._held[1]:
@@ -298,14 +307,15 @@ class Conversation:
             lobby.set_members(Member(nick) for nick in event.users)
         others = [u for u in event.users if not _same_nick(u, event.nick)]
         here = ", ".join(others) if others else "nobody else yet"
-        self._release_held()  # (a welcome after a welcome: the first one's line goes first)
+        self._release_held(replay_over=False)  # (a welcome after a welcome: its line first)
+        self._early_at_connect = [(tab, origin) for tab in self.tabs for origin in tab.early]
         line = LogLine(
             LineKind.SYSTEM, f"Connected to {event.server} as {event.nick}. Here: {here}"
         )
         self._held, self._held_since, self._replayed = (self.current, line), None, False
 
     def _on_Disconnected(self, event: Disconnected) -> None:
-        self._release_held()
+        self._release_held(replay_over=False)
         was_connected = self.status == Status.CONNECTED
         self.status = Status.RECONNECTING if event.will_retry else Status.DISCONNECTED
         self.status_detail = event.reason
