@@ -149,3 +149,18 @@ def test_client_cpu_bench_measures_the_real_window() -> None:
     phases = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [p["phase"] for p in phases] == ["idle", "lines_200_per_s", "lines_1000_per_s"]
     assert all(p["cpu_percent_of_one_core"] >= 0 for p in phases)
+    flood = phases[2]  # the probe's frame times reached the bench (the window ended cleanly)
+    assert flood["frames"] > 0 and flood["late"] is not None, proc.stderr
+
+
+def test_client_cpu_frames_late_by_the_previous_look() -> None:
+    """A frame's latency runs from the look before its own; looks that drew nothing are no
+    frames; only looks inside the phase count."""
+    frames_in = importlib.import_module("client_cpu").frames_in
+    looks = [0.0, 0.030, 0.060, 0.100, 0.200]
+    flips = [0.035, 0.095, 0.205]  # the look at 0.100 drew nothing
+    stats = frames_in(looks, flips, start=0.010, end=1.0)
+    assert stats["frames"] == 3
+    assert stats["latency_ms_max"] == 105.0  # 0.100 -> 0.205
+    assert stats["frame_ms_max"] == 35.0  # 0.060 -> 0.095
+    assert stats["late"] == 2  # 65 ms and 105 ms; the first, 35 ms, is on time

@@ -84,28 +84,12 @@ class Signal(logging.Handler):
 # --- where the file lives -------------------------------------------------------------------
 
 
-def test_default_path_follows_xdg_data_home_on_linux() -> None:
-    path = default_history_path({"XDG_DATA_HOME": "/data"}, "linux")
-    assert path == Path("/data/game_chat/history.sqlite3")
-
-
-def test_default_path_without_xdg_is_under_local_share() -> None:
-    expected = Path.home() / ".local" / "share" / "game_chat" / "history.sqlite3"
-    assert default_history_path({}, "linux") == expected
-    assert default_history_path({"XDG_DATA_HOME": "relative"}, "linux") == expected
-
-
-def test_default_path_on_windows_and_macos() -> None:
-    windows = default_history_path({"LOCALAPPDATA": "/lad"}, "win32")
-    assert windows == Path("/lad") / "game_chat" / "history.sqlite3"
-    mac = default_history_path({}, "darwin")
-    assert mac == Path.home() / "Library" / "Application Support" / "game_chat" / "history.sqlite3"
-
-
-def test_data_dir_environment_variable_overrides_everything() -> None:
-    env = {"GAME_CHAT_DATA_DIR": "/mine", "XDG_DATA_HOME": "/data", "LOCALAPPDATA": "/lad"}
-    for platform in ("linux", "win32", "darwin"):
-        assert default_history_path(env, platform) == Path("/mine/history.sqlite3")
+def test_default_path_is_the_history_file_in_the_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Which directory that is on each platform: test_dirs.py.
+    monkeypatch.setenv("GAME_CHAT_DATA_DIR", str(tmp_path))
+    assert default_history_path() == tmp_path / "history.sqlite3"
 
 
 # --- writing and reading ----------------------------------------------------------------------

@@ -5,28 +5,15 @@ from __future__ import annotations
 import getpass
 import json
 import logging
-import os
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..dirs import SETTINGS_FILE, config_dir
 from ..protocol.names import validate_nick
 
 log = logging.getLogger("game_chat.client")
 
 DEFAULT_SERVER = "localhost:5050"
-
-
-def config_dir() -> Path:
-    """Where per-user settings live on this platform ($GAME_CHAT_CONFIG_DIR overrides)."""
-    override = os.environ.get("GAME_CHAT_CONFIG_DIR")
-    if override:
-        return Path(override)
-    if sys.platform == "win32":
-        return Path(os.environ.get("APPDATA", Path.home())) / "game_chat"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "game_chat"
-    return Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "game_chat"
 
 
 def default_nick() -> str:
@@ -45,7 +32,7 @@ class ClientSettings:
 
     @classmethod
     def load(cls, path: Path | None = None) -> ClientSettings:
-        path = path or config_dir() / "client.json"
+        path = path or config_dir() / SETTINGS_FILE
         settings = cls(nick=default_nick())
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -59,7 +46,7 @@ class ClientSettings:
         return settings
 
     def save(self, path: Path | None = None) -> None:
-        path = path or config_dir() / "client.json"
+        path = path or config_dir() / SETTINGS_FILE
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")

@@ -27,17 +27,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
 import secrets
 import sqlite3
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
+from ..dirs import HISTORY_FILE, data_dir
 from ..protocol.errors import ChatError
 
 log = logging.getLogger("game_chat.server")
@@ -185,26 +184,9 @@ class Ban:
 # --- where the database lives ---------------------------------------------------------------
 
 
-def data_dir(env: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
-    """The per-user data directory of game_chat ($GAME_CHAT_DATA_DIR overrides)."""
-    env = os.environ if env is None else env
-    platform = sys.platform if platform is None else platform
-    override = env.get("GAME_CHAT_DATA_DIR")
-    if override:
-        return Path(override)
-    if platform == "win32":
-        local = env.get("LOCALAPPDATA")
-        return (Path(local) if local else Path.home() / "AppData" / "Local") / "game_chat"
-    if platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "game_chat"
-    xdg = env.get("XDG_DATA_HOME")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
-    return base / "game_chat"
-
-
-def default_history_path(env: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
+def default_history_path() -> Path:
     """Where the server keeps its history when --history-db is not given."""
-    return data_dir(env, platform) / "history.sqlite3"
+    return data_dir() / HISTORY_FILE
 
 
 # --- sqlite helpers -------------------------------------------------------------------------
