@@ -683,3 +683,11 @@ def test_row_count_matches_the_log_s_own_wrapping(font: FontChain, screen: pygam
     frame(log, screen)
     assert len(log.visible_lines()) == 1
     assert log._row_count(log._next_seq - 1) == rows
+
+
+def test_a_right_to_left_text_is_its_own_piece_so_the_colon_stays_after_the_nick() -> None:
+    text, spans = compose_line(LineKind.CHAT, "مرحبا بالجميع", "rami", 0.0, None, THEME)
+    colon = text.index(": ")
+    assert any(end == colon + 2 for end, _ in spans)  # ": " ends a span: the text is apart
+    latin, latin_spans = compose_line(LineKind.CHAT, "hello all", "ann", 0.0, None, THEME)
+    assert not any(end == latin.index(": ") + 2 for end, _ in latin_spans)  # one piece

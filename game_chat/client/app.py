@@ -6,11 +6,13 @@ The frame loop, at most 60 frames a second: handle pygame events -> drain the ne
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pygame
@@ -21,13 +23,14 @@ from ..protocol.names import validate_nick
 from ..server import ChatServer, ServerConfig
 from ..server.netinfo import lan_addresses
 from .assets import assets_dir
-from .cli_support import host_local_server
+from .cli_support import host_local_server, self_signed_settings
 from .config import ClientSettings, parse_address, parse_servers
-from .events import Connected, Disconnected
+from .events import CertificateChanged, Connected, Disconnected
 from .model import LineKind
 from .net import ChatClient
 from .screens.chat import ChatScreen
 from .screens.connect import ConnectScreen
+from .tls import CERTIFICATE_CHANGED, CERTIFICATE_MISMATCH, TlsOptions, split_scheme
 from .ui.clipboard import make_clipboard
 from .ui.fonts import load_font
 from .ui.theme import Theme
@@ -36,7 +39,6 @@ log = logging.getLogger("game_chat.client")
 
 ASSETS = assets_dir()
 DEFAULT_SIZE = (960, 640)
-FPS = 60  # at most, while something changes
 #: How often the idle loop wakes to look at events and the network (the receive thread never
 #: touches pygame, so it cannot wake the loop itself): a key or a line waits at most this long.
 POLL_SECONDS = 0.03
@@ -47,6 +49,7 @@ IDLE_REDRAW_SECONDS = 1.0
 REFUSALS = {
     "nick_taken": "That nickname is taken here. Pick another one.",
     "bad_password": "Wrong password for this server.",
+    "tls_required": "This server only speaks TLS: tick Secure (TLS) and join again.",
 }
 
 
@@ -65,8 +68,16 @@ class ChatApp:
         size: tuple[int, int] = DEFAULT_SIZE,
         theme: Theme | None = None,
         discovery: DiscoveryConfig | None = None,
+        tls: TlsOptions | None = None,
     ) -> None:
+        """``tls``: the direct join (``target``) is TLS with these options; joins from the
+        connect screen take its CA file (the address says whether they are TLS)."""
         self.settings = settings
+        self.tls = tls
+        # The last join from the connect screen, for "Trust the new certificate":
+        # (host, port, nick, password, server text, alternates).
+        self._last_join: tuple[Any, ...] | None = None
+        self._changed: CertificateChanged | None = None  # what the pending join was refused
         #: LAN discovery: None (the default, and in tests) listens and announces nowhere.
         self.discovery = discovery
         self._listener: DiscoveryListener | None = None
@@ -84,19 +95,23 @@ class ChatApp:
         self.font = load_font(self.theme)
         self.title_font = load_font(Theme(font_size=self.theme.font_size * 2), bold=True)
         self.clipboard = make_clipboard()
-        self.clock = pygame.time.Clock()
         self.running = True
         # Render on change: the loop sleeps until the next look at events and the network
         # (POLL_SECONDS) and draws and flips only when something changed.
         self._redraw = True
-        self._drawn_at = self._last_frame = time.monotonic()
+        self._drawn_at = self._last_frame = self._looked_at = time.monotonic()
         #: Frames drawn (and flipped) so far (tests and bench/client_cpu.py look).
         self.frames_drawn = 0
         self._pending: ChatClient | None = None  # a join the connect screen is waiting for
         self.screen: ConnectScreen | ChatScreen
         if target is not None:
             client = ChatClient(
-                target[0], target[1], nick or settings.nick, password, alternates=alternates
+                target[0],
+                target[1],
+                nick or settings.nick,
+                password,
+                alternates=alternates,
+                tls=tls or False,
             )
             self._open_chat(client)
         else:
@@ -112,11 +127,8 @@ class ChatApp:
         try:
             while True:
                 self._wait()
-                drawn = self.frames_drawn
                 if not self.frame():
                     break
-                if self.frames_drawn != drawn:
-                    self.clock.tick(FPS)  # while things change: at most FPS frames a second
         finally:
             self.close()
         return 0
@@ -125,19 +137,23 @@ class ChatApp:
         """Sleep until an event comes, or the next network poll or redraw is due."""
         if self._redraw:
             return
-        due = self._drawn_at + IDLE_REDRAW_SECONDS - time.monotonic()
+        now = time.monotonic()
+        due = self._drawn_at + IDLE_REDRAW_SECONDS - now
         if pygame.event.peek():
             return
         # A plain sleep, not pygame.event.wait: pygame's wait with a timeout polls SDL every
-        # millisecond (measured: 4 % of a core doing nothing); a key waits at most this long.
-        time.sleep(max(0.0, min(POLL_SECONDS, due)))
+        # millisecond (measured: 4 % of a core doing nothing). The loop looks at its input
+        # every POLL_SECONDS whatever the frames cost (the sleep is what is left of the
+        # period), so a key or a line is on screen at most POLL_SECONDS plus one frame after
+        # it came; and drawing is capped at 1 / POLL_SECONDS frames a second.
+        time.sleep(max(0.0, min(self._looked_at + POLL_SECONDS - now, due)))
 
     def frame(self, dt: float | None = None) -> bool:
         """One frame: events, network, update; draws and flips only if something changed (or
         a second passed). False once the window was closed. Never blocks."""
         now = time.monotonic()
         dt = now - self._last_frame if dt is None else dt
-        self._last_frame = now
+        self._last_frame = self._looked_at = now
         events = pygame.event.get()
         for event in events:
             if event.type == pygame.QUIT:  # also what SDL turns SIGTERM into
@@ -225,41 +241,59 @@ class ChatApp:
         assert isinstance(self.screen, ConnectScreen)
         try:
             nick = validate_nick(nick)
-            (host, port), *alternates = parse_servers(server_text)  # a,b: nodes of a cluster
+            secure, addresses = split_scheme(server_text)  # tls://: encrypted
+            (host, port), *alternates = parse_servers(addresses)  # a,b: nodes of a cluster
         except RemoteProtocolError as exc:
             self.screen.show_error(f"Nickname: {exc.message}")
             return
         except ValueError as exc:
             self.screen.show_error(f"Server: {exc}")
             return
-        self._start_join(host, port, nick, password, server_text, alternates)
+        self._start_join(host, port, nick, password, server_text, alternates, secure=secure)
 
     def _host(self, nick: str, server_text: str, password: str | None) -> None:
         assert isinstance(self.screen, ConnectScreen)
+        secure = self.screen.secure
         try:
             nick = validate_nick(nick)
-            port = parse_address(server_text or "localhost")[1]
+            port = parse_address(split_scheme(server_text)[1] or "localhost")[1]
         except RemoteProtocolError as exc:
             self.screen.show_error(f"Nickname: {exc.message}")
             return
         except ValueError:
             port = 5050
         try:
-            self.hosted = self._host_server(port, password)
+            self.hosted = self._host_server(port, password, secure)
         except OSError as exc:
             self.screen.show_error(
                 f"Cannot host on port {port}: {exc.strerror or exc}. Is a server already "
                 "running? Then use Join."
             )
             return
+        except ValueError as exc:  # TLS: no certificate could be made (TlsSetupError)
+            self.screen.show_error(f"Cannot host with TLS: {exc}")
+            return
         self._owns_hosted = True
-        self._start_join("127.0.0.1", self.hosted.address[1], nick, password, server_text)
+        tls = self.hosted.tls
+        expected = tls.fingerprint if tls is not None else None
+        self._start_join(
+            "127.0.0.1",
+            self.hosted.address[1],
+            nick,
+            password,
+            server_text,
+            secure=tls is not None,
+            expected=expected,
+        )
 
-    def _host_server(self, port: int, password: str | None = None) -> ChatServer:
-        """The server of "Host a server" (the Password field, if filled, is its password):
-        announced where our own listener listens."""
+    def _host_server(
+        self, port: int, password: str | None = None, secure: bool = False
+    ) -> ChatServer:
+        """The server of "Host a server" (the Password field, if filled, is its password;
+        "Secure (TLS)" ticked: TLS with this machine's self-signed certificate): announced
+        where our own listener listens."""
         if self.discovery is None:
-            return host_local_server(port, password)
+            return host_local_server(port, password, secure)
         server = ChatServer(
             ServerConfig(
                 host="0.0.0.0",
@@ -268,6 +302,7 @@ class ChatApp:
                 announce=True,
                 announce_addresses=(self.discovery.address,),
                 announce_port=self.discovery.port,
+                **self_signed_settings(secure),  # type: ignore[arg-type]
             )
         )
         server.start()
@@ -277,13 +312,20 @@ class ChatApp:
         """After hosting: the addresses to give friends, copied to the clipboard."""
         assert isinstance(self.screen, ChatScreen) and self.hosted is not None
         port = self.hosted.address[1]
-        shared = [f"{address}:{port}" for address in lan_addresses()] or [f"localhost:{port}"]
+        scheme = "tls://" if self.hosted.tls is not None else ""
+        shared = [f"{scheme}{address}:{port}" for address in lan_addresses()]
+        shared = shared or [f"{scheme}localhost:{port}"]
         needs = " with the password you set" if password else ""
         self.clipboard.set_text(shared[0])
         text = (
             f"You are hosting. Friends join with {' or '.join(shared)}{needs} "
             f"({shared[0]} is copied: paste it to them)"
         )
+        if self.hosted.tls is not None:
+            text += (
+                f". Encrypted: the certificate's SHA-256 is {self.hosted.tls.fingerprint}, "
+                "tell them so they can compare"
+            )
         self.screen.conversation.system(text, LineKind.NOTICE)
 
     def _start_join(
@@ -294,13 +336,49 @@ class ChatApp:
         password: str | None,
         server_text: str,
         alternates: Sequence[tuple[str, int]] = (),
+        *,
+        secure: bool = False,
+        accept: str | None = None,
+        expected: str | None = None,
     ) -> None:
+        """Join from the connect screen; ``secure``: over TLS, with ``accept`` (a changed
+        certificate the person chose to trust) and ``expected`` (a fingerprint known to be
+        the server's: ours when we host it, else the one it announced on the LAN)."""
         assert isinstance(self.screen, ConnectScreen)
         self.settings.nick = nick
         self.settings.server = server_text or self.settings.server
-        self._pending = ChatClient(host, port, nick, password, alternates=alternates)
+        self._last_join = (host, port, nick, password, server_text, tuple(alternates))
+        tls: TlsOptions | bool = False
+        if secure:
+            base = self.tls or TlsOptions()
+            expected = expected or self._announced_fingerprint(host, port)
+            tls = replace(base, accept_fingerprint=accept, expected_fingerprint=expected)
+        self._pending = ChatClient(host, port, nick, password, alternates=alternates, tls=tls)
         self._pending.start()
         self.screen.set_busy(f"Connecting to {host}:{port}…")
+
+    def _announced_fingerprint(self, host: str, port: int) -> str | None:
+        """The certificate fingerprint a TLS server at ``host:port`` announced on the LAN."""
+        for entry in self._found_servers():
+            if entry.tls and entry.fingerprint and (entry.host, entry.port) == (host, port):
+                return entry.fingerprint
+        return None
+
+    def _trust_new_certificate(self, changed: CertificateChanged) -> None:
+        """ "Trust the new certificate" after a refusal: the same join, accepting it."""
+        if self._last_join is None or not isinstance(self.screen, ConnectScreen):
+            return
+        host, port, nick, password, server_text, alternates = self._last_join
+        self._start_join(
+            host,
+            port,
+            nick,
+            password,
+            server_text,
+            alternates,
+            secure=True,
+            accept=changed.presented,
+        )
 
     def _check_pending_join(self) -> bool:
         """The join the connect screen waits for; True if anything came of it."""
@@ -310,6 +388,8 @@ class ChatApp:
         events = client.poll()
         self._redraw = self._redraw or bool(events)
         for event in events:
+            if isinstance(event, CertificateChanged):
+                self._changed = event
             if isinstance(event, Connected):
                 self._pending = None
                 self.settings.save()
@@ -320,9 +400,18 @@ class ChatApp:
             if isinstance(event, Disconnected) and not event.will_retry:
                 self._pending = None
                 client.close()
+                changed, self._changed = self._changed, None
+                if not isinstance(self.screen, ConnectScreen):
+                    return True
+                if changed is not None and event.code in (
+                    CERTIFICATE_CHANGED,
+                    CERTIFICATE_MISMATCH,
+                ):
+                    on_trust = functools.partial(self._trust_new_certificate, changed)
+                    self.screen.offer_certificate(certificate_refusal(changed), on_trust)
+                    return True
                 text = REFUSALS.get(event.code or "", f"Could not join: {event.reason}")
-                if isinstance(self.screen, ConnectScreen):
-                    self.screen.show_error(text)
+                self.screen.show_error(text)
                 return True
         return bool(events)
 
@@ -351,6 +440,21 @@ class ChatApp:
         return () if self._listener is None else self._listener.servers()
 
 
+def certificate_refusal(changed: CertificateChanged) -> str:
+    """The connect screen's words for a refused certificate (both fingerprints in full)."""
+    address = f"{changed.host}:{changed.port}"
+    if changed.announced:
+        head = f"REFUSED: {address} shows another certificate than it announced on the LAN."
+        known = "Announced"
+    else:
+        head = f"REFUSED: the certificate of {address} has CHANGED since you trusted it."
+        known = "Known"
+    return (
+        f"{head} Someone may be intercepting the connection, or the server has a new "
+        f"certificate: ask its host. {known}: {changed.known} Now: {changed.presented}"
+    )
+
+
 def run_window(
     settings: ClientSettings,
     *,
@@ -360,6 +464,7 @@ def run_window(
     hosted: ChatServer | None = None,
     discovery: DiscoveryConfig | None = DiscoveryConfig(),  # noqa: B008 (frozen)
     alternates: Sequence[tuple[str, int]] = (),
+    tls: TlsOptions | None = None,
 ) -> int:
     # SDL's "accelerated" window surface streams every frame through OpenGL: where there is no
     # GPU (VMs, remote desktops, Xvfb) that is software OpenGL, 40 % of a core at 60 frames a
@@ -378,6 +483,7 @@ def run_window(
             hosted=hosted,
             discovery=discovery,
             alternates=alternates,
+            tls=tls,
         ).run()
     finally:
         pygame.quit()

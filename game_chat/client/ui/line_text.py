@@ -11,6 +11,7 @@ import time
 
 from ..model import Delivery, LineKind
 from .colors import mix, nick_color
+from .shaping import has_rtl
 from .theme import Color, Theme
 
 PENDING_MARK = " …"
@@ -86,7 +87,9 @@ def compose_line(
     end = 0
     for piece, color in parts:
         end += len(piece)
-        if spans and spans[-1][1] == color:  # one render call for ": " and the text
+        # One render call for ": " and the text, unless the text is right-to-left: each piece
+        # is put in display order on its own, and ": " must stay after the nick.
+        if spans and spans[-1][1] == color and not has_rtl(piece):
             spans[-1] = (end, color)
         else:
             spans.append((end, color))
