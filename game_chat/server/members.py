@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..irc.render import broadcast as irc_broadcast
+from ..irc.render import is_irc
 from ..protocol.commands import LOBBY
 from ..protocol.errors import ErrorCode, RemoteProtocolError
 from ..protocol.framing import SELECT_HEADER_SIZE, encode_frame
@@ -35,6 +37,8 @@ class Dialect:
     PLAIN = "plain"
     #: The select-chatroom tutorial's clients: 10-byte headers, username + message frames.
     SELECT = "select"
+    #: IRC clients (--irc-port): "irc" and a letter per capability (irc/render.py).
+    IRC = "irc"
 
 
 def encode_for(message: ServerMessage, dialect: str, current_room: str | None = None) -> bytes:
@@ -49,6 +53,8 @@ def encode_for(message: ServerMessage, dialect: str, current_room: str | None = 
             + encode_frame(text.encode("utf-8"), SELECT_HEADER_SIZE)
             for name, text in render_select(message, current_room)
         )
+    if is_irc(dialect):
+        return irc_broadcast(message, dialect)
     line = render_plain(message, current_room)
     return b"" if line is None else encode_frame(line.encode("utf-8"))
 
@@ -93,6 +99,9 @@ class Member:
     disconnect: Callable[[str], None] = lambda reason: None
     #: The member that took this one over (hello ``session``), if one did.
     successor: Member | None = None
+    #: Renders every message for this member itself (IRC members: numerics name the nick,
+    #: acks become echoes); None: ``encode_for`` its dialect. Broadcasts bypass it.
+    render: Callable[[ServerMessage], bytes] | None = None
 
     @property
     def current(self) -> Member:
@@ -104,10 +113,12 @@ class Member:
 
     def encode(self, message: ServerMessage) -> bytes:
         """The bytes of ``message`` for this member (b"": its dialect does not show it)."""
+        if self.render is not None:
+            return self.render(message)
         return encode_for(message, self.dialect, self.current_room)
 
     def send(self, message: ServerMessage) -> None:
-        frame = encode_for(message, self.dialect, self.current_room)
+        frame = self.encode(message)
         if frame:
             self.mailbox.put(frame)
 

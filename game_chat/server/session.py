@@ -80,8 +80,9 @@ QUIT_REASON = "quit"
 LOST_REASON = "connection lost"
 
 
-class Session:
-    """Protocol logic of one connection. ``handle_frame`` returns False to end the session."""
+class SessionCore:
+    """What the session of every dialect has: the member, why it leaves, its lines on their
+    way to the store, its flood budget and its operator tries (IRC's: irc/session.py)."""
 
     def __init__(
         self,
@@ -95,17 +96,12 @@ class Session:
         self.mailbox = mailbox
         self.address = address
         self._disconnect = disconnect  # ends the connection (used when an operator kicks)
-        self.dialect: str | None = None  # decided by the first non-empty frame
         self.member: Member | None = None
         self.leave_reason = LOST_REASON
-        self._client_id: ClientId = None  # id of the chat message being handled
         self._ticket = 0  # our last line on its way to the store (0: none)
         self._pings = 0
         self._limiter = RequestLimiter(state.limits, clock)
-        self._charged = False  # the frame being handled was paid for
         self._oper_tries = FailureLimiter(cap=state.limits.oper_wait_max, clock=clock)
-        self._quiet = False  # a plain guest for its silence; its first frame may be a hello
-        self._username: str | None = None  # select dialect: the name its first frame gave
         self._removed = False  # kicked, banned or taken over: later frames are not heard
 
     @property
@@ -119,6 +115,52 @@ class Session:
         if member is None:  # kicked, banned or taken over by another thread meanwhile
             raise MemberGone("no longer a member")
         return member
+
+    def settle(self) -> None:
+        """Wait until our lines handed to the chat state are delivered and acknowledged."""
+        if self._ticket:
+            self.state.wait(self._ticket)
+            self._ticket = 0
+
+    def detach(self) -> None:
+        """The connection is closed: drop the callback into it (a reference cycle)."""
+        self._disconnect = _ignore
+
+    def end(self, reason: str | None = None) -> None:
+        """The connection is over: leave the chat (the others are told why), after our last
+        lines (a member's lines come before its leaving)."""
+        self.settle()
+        member = self.member
+        if member is not None:
+            reason = reason or self.leave_reason
+            self.state.leave(member, reason)
+            log.info("%s: %s left (%s)", self.address, member.nick, reason)
+            self.member = None
+
+    def _kicked(self, reason: str) -> None:
+        self.leave_reason = reason
+        self.member = None  # the state already removed it and told the others
+        self._removed = True
+        self._disconnect(reason)
+
+
+class Session(SessionCore):
+    """Protocol logic of one connection. ``handle_frame`` returns False to end the session."""
+
+    def __init__(
+        self,
+        state: ChatState,
+        mailbox: Mailbox,
+        address: str,
+        disconnect: Callable[[str], None] = lambda reason: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(state, mailbox, address, disconnect, clock)
+        self.dialect: str | None = None  # decided by the first non-empty frame
+        self._client_id: ClientId = None  # id of the chat message being handled
+        self._charged = False  # the frame being handled was paid for
+        self._quiet = False  # a plain guest for its silence; its first frame may be a hello
+        self._username: str | None = None  # select dialect: the name its first frame gave
 
     # --- events from the connection --------------------------------------------------------
 
@@ -150,12 +192,6 @@ class Session:
             self.member = None
             return False
 
-    def settle(self) -> None:
-        """Wait until our lines handed to the chat state are delivered and acknowledged."""
-        if self._ticket:
-            self.state.wait(self._ticket)
-            self._ticket = 0
-
     def reject(self, exc: RemoteProtocolError, client_id: ClientId = None) -> None:
         """Send the peer an error frame for its mistake and log it once.
 
@@ -173,10 +209,6 @@ class Session:
             # once with a full budget (its nick, and its address unless it is this machine).
             self.state.cool_down(self.member, self.address)
 
-    def detach(self) -> None:
-        """The connection is closed: drop the callback into it (a reference cycle)."""
-        self._disconnect = _ignore
-
     def ping(self) -> None:
         """Ask a silent peer for a sign of life (any frame will do, a pong best)."""
         self._pings += 1
@@ -186,17 +218,6 @@ class Session:
         """Tell a peer that is not (or no longer) a member why the server closes on it."""
         if self.member is None:
             self._reply(Goodbye(reason))
-
-    def end(self, reason: str | None = None) -> None:
-        """The connection is over: leave the chat (the others are told why), after our last
-        lines (a member's lines come before its leaving)."""
-        self.settle()
-        member = self.member
-        if member is not None:
-            reason = reason or self.leave_reason
-            self.state.leave(member, reason)
-            log.info("%s: %s left (%s)", self.address, member.nick, reason)
-            self.member = None
 
     # --- flood limits ---------------------------------------------------------------------
 
@@ -227,12 +248,6 @@ class Session:
     def _registered(self, member: Member) -> None:
         member.disconnect = self._kicked
         self.member = member
-
-    def _kicked(self, reason: str) -> None:
-        self.leave_reason = reason
-        self.member = None  # the state already removed it and told the others
-        self._removed = True
-        self._disconnect(reason)
 
     def _hello(self, hello: Hello) -> None:
         if hello.version != PROTOCOL_VERSION:

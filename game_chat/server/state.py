@@ -289,9 +289,14 @@ class ChatState:
         session: str | None = None,
         store: str | None = None,
         resume: dict[str, Any] | None = None,
+        lobby: bool = True,
+        render: Callable[[ServerMessage], bytes] | None = None,
     ) -> Member:
         """Register a user under ``nick``: welcome, the lobby (or the rooms of ``resume``) and
         their history; the others are told.
+
+        ``lobby`` False: in no room at first (IRC clients join what they ask for); ``render``:
+        the member's own rendering (Member.render).
 
         ``session`` (a token from an earlier welcome) takes over the member it names, whatever
         ``nick`` says: the old connection gets a fatal ``replaced`` error and the others see
@@ -319,7 +324,8 @@ class ChatState:
             self._require_open()
             self._claim(nick)
             self._check_room_capacity(points or ())
-            return self._add(Member(nick, dialect, mailbox, address), points)
+            member = Member(nick, dialect, mailbox, address, render=render)
+            return self._add(member, points if lobby else points or {})
 
     def validate_new_nick(self, nick: str) -> str:
         """``nick`` in NFC if a new member could take it now; RemoteProtocolError
@@ -684,7 +690,7 @@ class ChatState:
             where = room if name is not None else None
             infos = [m.info(now, where) for m in members] + self._remote(where)
             member.send(WhoReply(room_name, tuple(infos)))
-            if member.dialect != Dialect.RICH:  # plain clients have no welcome to tell them
+            if member.dialect in (Dialect.PLAIN, Dialect.SELECT):  # (they have no welcome)
                 member.send(Notice(f"You are {member.nick}"))
 
     def history_page(
@@ -836,6 +842,37 @@ class ChatState:
             away = AwayChanged(member.nick, reason, self._clock())
             self._send_all(self._sharing(member), away)
             self._tell_cluster(away, member.rooms.values())
+
+    def member_info(self, nick: str) -> dict[str, Any] | None:
+        """What is public about ``nick`` (nick, away, oper, rooms: their names), here or on
+        another node of a cluster; None if nobody has that nick."""
+        with self._lock:
+            found = self._members.get(nick_key(nick))
+            if found is not None:
+                rooms = [r.name for r in found.rooms.values()]
+                return {"nick": found.nick, "away": found.away, "oper": found.oper, "rooms": rooms}
+            remote = self._group.remote.get(nick_key(nick)) if self._in_cluster else None
+        if remote is None:
+            return None
+        names = remote.get("room_names")
+        return {
+            "nick": remote.get("nick", nick),
+            "away": remote.get("away", ""),
+            "oper": bool(remote.get("oper")),
+            "rooms": list(names) if isinstance(names, list) else [],
+        }
+
+    def room_view(self, member: Member, name: str) -> tuple[str, str, list[dict[str, Any]]]:
+        """(name, topic, members' info) of a room; members of other nodes included.
+        RemoteProtocolError no_such_room."""
+        with self._lock:
+            self._require_member(member)
+            room = self._rooms.get(nick_key(name))
+            if room is None:
+                raise RemoteProtocolError(ErrorCode.NO_SUCH_ROOM, f"there is no room {name}")
+            now = self._clock()
+            infos = [m.info(now, room) for m in room.members.values()] + self._remote(room)
+            return room.name, room.topic, infos
 
     def send_user_list(self, member: Member) -> None:
         with self._lock:
@@ -1511,6 +1548,11 @@ def _encoded(
             if rich is None:
                 rich = encode_for(message, Dialect.RICH)
             yield m, rich
+            continue
+        if m.render is not None and getattr(message, "nick", None) == m.nick:
+            data = m.render(message)  # about itself: its own rendering (IRC: a numeric)
+            if data:
+                yield m, data
             continue
         variant = (m.dialect, room is None or m.current_room == room)
         data = plain.get(variant)

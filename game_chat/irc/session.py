@@ -1,0 +1,585 @@
+"""One IRC client's side of the conversation, without sockets (docs/IRC.md).
+
+:class:`IrcSession` has the interface of :class:`~game_chat.server.session.Session` that the
+connection uses (``handle_frame`` gets one line here, ``settle``, ``reject``, ``end``...) and
+turns IRC commands into calls on the same :class:`ChatState` as every other dialect: one chat,
+one set of rooms and nicks, one order. A peer's mistake becomes an IRC numeric (or a NOTICE)
+for it alone; only QUIT, an excess flood, a kick or a timeout end the session.
+
+Registration: NICK and USER (and PASS first on a server with a password), held back while
+capabilities are negotiated (CAP LS / REQ / END). The member joins no room by itself: IRC
+clients join what they ask for.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from collections.abc import Callable
+
+from ..protocol.errors import ErrorCode, RemoteProtocolError
+from ..protocol.messages import Goodbye, Ping
+from ..protocol.names import nick_key
+from ..protocol.text import clean_reason
+from ..server.members import MAX_ROOM_CHARS, MAX_TOPIC_CHARS, Mailbox
+from ..server.moderation import host_of
+from ..server.session import SessionCore
+from ..server.state import ChatState, MemberGone
+from .lines import IrcLineError, IrcMessage, LineTooLong, format_line, parse_line
+from .render import CAPABILITIES, HOST, SERVER, USER, Renderer, dialect_for, mask
+
+log = logging.getLogger("game_chat.irc")
+
+VERSION = "game_chat-0.1"
+QUIT_REASON = "Quit"
+LOST_REASON = "connection lost"
+
+#: What each command costs from the flood budget: the rich message type it stands for.
+_COSTS = {
+    "PRIVMSG": "chat", "NOTICE": "chat", "JOIN": "join", "PART": "part", "TOPIC": "topic",
+    "NAMES": "who", "LIST": "rooms", "WHO": "who", "WHOIS": "who", "AWAY": "away",
+    "NICK": "nick", "PING": "ping", "PONG": "pong", "KICK": "kick", "MODE": "who",
+    "OPER": "oper", "MOTD": "help", "LUSERS": "users", "VERSION": "help", "ISON": "who",
+    "USERHOST": "who", "QUIT": "pong", "CAP": "pong", "USER": "hello", "PASS": "hello",
+}  # fmt: skip
+#: Our error codes as IRC numerics (those that depend on the command are chosen in _refused).
+_NUMERICS = {
+    ErrorCode.NICK_TAKEN: "433",
+    ErrorCode.NICK_INVALID: "432",
+    ErrorCode.NO_SUCH_ROOM: "403",
+    ErrorCode.BAD_ROOM: "479",
+    ErrorCode.NO_SUCH_NICK: "401",
+    ErrorCode.NOT_OPERATOR: "481",
+    ErrorCode.BAD_PASSWORD: "464",
+    ErrorCode.TOO_MANY_ROOMS: "405",
+    ErrorCode.EMPTY_TEXT: "412",
+}
+
+
+class IrcSession(SessionCore):
+    """Protocol logic of one IRC connection. ``handle_frame`` returns False to end it."""
+
+    def __init__(
+        self,
+        state: ChatState,
+        mailbox: Mailbox,
+        address: str,
+        disconnect: Callable[[str], None] = lambda reason: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(state, mailbox, address, disconnect, clock)
+        self._nick: str | None = None  # asked for before registration
+        self._user: str | None = None
+        self._password: str | None = None
+        self._negotiating = False  # CAP LS/REQ seen, no CAP END yet: registration waits
+        self._caps: set[str] = set()
+        self.renderer = Renderer(self._current_nick, frozenset())
+        self._ids = itertools.count(1)
+
+    # --- what the connection asks -------------------------------------------------------
+
+    @property
+    def dialect(self) -> str:
+        return self.renderer.dialect
+
+    def handle_frame(self, line: bytes) -> bool:
+        """Handle one line (without its CR LF); False: close the connection now."""
+        if self._removed:
+            return False
+        try:
+            message = parse_line(line)
+        except LineTooLong:
+            self._send(self.renderer.numeric("417", "Input line was too long"))
+            return True
+        except IrcLineError:
+            return True  # not IRC: daemons ignore such lines
+        try:
+            self._admit(message.command)
+            return self._dispatch(message)
+        except RemoteProtocolError as exc:
+            self.settle()
+            self._refused(message, exc)
+            return not exc.fatal
+        except MemberGone:
+            self.member = None
+            return False
+
+    def too_long(self) -> None:
+        """The decoder skipped a line over the limits."""
+        self._send(self.renderer.numeric("417", "Input line was too long"))
+
+    def reject(self, exc: RemoteProtocolError, client_id: object = None) -> None:
+        """A fatal refusal from the connection (a timeout, the server full): ERROR, then
+        the connection closes."""
+        log.info("%s: %s: %s", self.address, exc.code, exc.message)
+        if exc.fatal:
+            self.leave_reason = exc.message
+        self._send(format_line("ERROR", f"Closing link: {exc.message}", trailing=True))
+
+    def ping(self) -> None:
+        self._pings += 1
+        self._send(self.renderer.render(Ping(self._pings)))
+
+    def say_goodbye(self, reason: str) -> None:
+        if self.member is None:
+            self._send(self.renderer.render(Goodbye(reason)))
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _current_nick(self) -> str:
+        member = self.member
+        return member.nick if member is not None else (self._nick or "*")
+
+    def _send(self, data: bytes) -> None:
+        if data:
+            self.mailbox.put(data)
+
+    def _numeric(self, code: str, *params: str) -> None:
+        self._send(self.renderer.numeric(code, *params))
+
+    def _admit(self, command: str) -> None:
+        member = self.member
+        if member is not None and member.oper:
+            return
+        self._limiter.charge(_COSTS.get(command, "invalid"))
+
+    def _refused(self, message: IrcMessage, exc: RemoteProtocolError) -> None:
+        """A refusal as the numeric an IRC client expects for this command."""
+        level = (
+            logging.DEBUG
+            if exc.code == ErrorCode.RATE_LIMITED and not exc.fatal
+            else (logging.WARNING if exc.fatal else logging.INFO)
+        )
+        log.log(level, "%s: %s %s: %s", self.address, message.command, exc.code, exc.message)
+        if exc.fatal:
+            self.leave_reason = exc.message
+            if exc.code == ErrorCode.BAD_PASSWORD:
+                self._numeric("464", "Password incorrect")
+            elif exc.code == ErrorCode.BANNED:
+                self._numeric("465", exc.message)
+            self._send(format_line("ERROR", f"Closing link: {exc.message}", trailing=True))
+            if exc.code == ErrorCode.RATE_LIMITED:
+                self.state.cool_down(self.member, self.address)
+            return
+        params = message.params
+        target = params[0] if params else "*"
+        code = exc.code
+        command = message.command
+        if command == "NOTICE":
+            return  # never an automatic reply to a NOTICE (RFC 2812 3.3.2)
+        if code in (ErrorCode.NICK_TAKEN, ErrorCode.NICK_INVALID):
+            self._numeric(_NUMERICS[code], target, exc.message)
+        elif code == ErrorCode.NOT_IN_ROOM:
+            if command == "PRIVMSG":
+                self._numeric("404", target, f"Cannot send to channel ({exc.message})")
+            else:
+                self._numeric("442", target, "You're not on that channel")
+        elif code == ErrorCode.MUTED:
+            self._numeric("404", target, f"Cannot send to channel ({exc.message})")
+        elif code == ErrorCode.NO_SUCH_ROOM:
+            self._numeric("403", target, "No such channel")
+        elif code == ErrorCode.NOT_OPERATOR and command in ("KICK", "MODE", "TOPIC"):
+            self._numeric("482", target, "You're not channel operator")
+        elif code in _NUMERICS:
+            self._numeric(_NUMERICS[code], target, exc.message)
+        else:
+            self._send(self.renderer.notice(f"{command}: {exc.message}"))
+
+    # --- dispatch -------------------------------------------------------------------------
+
+    def _dispatch(self, message: IrcMessage) -> bool:
+        command = message.command
+        early = _BEFORE.get(command)
+        if early is not None:
+            return early(self, message) is not False
+        if self.member is None:
+            if command in _AFTER:
+                self._numeric("451", "You have not registered")
+            else:
+                self._numeric("421", command, "Unknown command")
+            return True
+        handler = _AFTER.get(command)
+        if handler is None:
+            self._numeric("421", command, "Unknown command")
+            return True
+        if command not in ("PRIVMSG", "NOTICE"):
+            self.settle()  # lines go on without waiting; the rest answers after them
+        return handler(self, message) is not False
+
+    def _need(self, message: IrcMessage, count: int) -> bool:
+        if len(message.params) >= count and all(message.params[:count]):
+            return True
+        self._numeric("461", message.command, "Not enough parameters")
+        return False
+
+    # --- registration ---------------------------------------------------------------------
+
+    def _cap(self, message: IrcMessage) -> None:
+        sub = message.params[0].upper() if message.params else ""
+        nick = self._current_nick()
+        if sub == "LS":
+            self._negotiating = self.member is None
+            self._send(
+                format_line("CAP", nick, "LS", " ".join(CAPABILITIES), prefix=SERVER, trailing=True)
+            )
+        elif sub == "LIST":
+            caps = " ".join(sorted(self._caps))
+            self._send(format_line("CAP", nick, "LIST", caps, prefix=SERVER, trailing=True))
+        elif sub == "REQ":
+            self._negotiating = self.member is None
+            asked = message.params[1] if len(message.params) > 1 else ""
+            wanted = asked.split()
+            names = [w.lstrip("-") for w in wanted]
+            if not wanted or any(n not in CAPABILITIES for n in names):
+                self._send(format_line("CAP", nick, "NAK", asked, prefix=SERVER, trailing=True))
+                return
+            for word in wanted:
+                if word.startswith("-"):
+                    self._caps.discard(word[1:])
+                else:
+                    self._caps.add(word)
+            self._use_caps()
+            self._send(format_line("CAP", nick, "ACK", asked, prefix=SERVER, trailing=True))
+        elif sub == "END":
+            self._negotiating = False
+            self._try_register()
+        else:
+            self._numeric("410", sub or "*", "Invalid CAP command")
+
+    def _use_caps(self) -> None:
+        self.renderer.caps = frozenset(self._caps)
+        self.renderer.dialect = dialect_for(self._caps)
+        member = self.member
+        if member is not None:
+            member.dialect = self.renderer.dialect  # (a plain assignment: readers see old or new)
+
+    def _pass(self, message: IrcMessage) -> None:
+        if self.member is not None:
+            self._numeric("462", "You may not reregister")
+        elif self._need(message, 1):
+            self._password = message.params[0]
+
+    def _nick_command(self, message: IrcMessage) -> None:
+        if not message.params or not message.params[0]:
+            self._numeric("431", "No nickname given")
+            return
+        nick = message.params[0]
+        if self.member is not None:
+            if nick == self.member.nick:
+                return
+            self.state.rename(self.member, nick)
+            return
+        self.state.validate_new_nick(nick)  # 432/433 now, as daemons answer NICK at once
+        self._nick = nick
+        self._try_register()
+
+    def _user_command(self, message: IrcMessage) -> None:
+        if self.member is not None:
+            self._numeric("462", "You may not reregister")
+            return
+        if not self._need(message, 4):
+            return
+        self._user = message.params[0]
+        self._try_register()
+
+    def _try_register(self) -> None:
+        if self.member is not None or self._negotiating or not self._nick or not self._user:
+            return
+        if self.state.access.password is not None:
+            try:
+                self.state.check_password(self._password)
+            except RemoteProtocolError as exc:
+                raise exc.as_fatal() from None
+        member = self.state.join(
+            self._nick,
+            self.renderer.dialect,
+            self.mailbox,
+            self.address,
+            lobby=False,
+            render=self.renderer.render,
+        )
+        member.disconnect = self._kicked
+        self.member = member
+        log.info("%s: IRC client joined as %s", self.address, member.nick)
+        self._welcome()
+
+    def _welcome(self) -> None:
+        me = self._me
+        network = self.state.server_name
+        self._numeric("001", f"Welcome to the {network} IRC network {mask(me.nick)}")
+        self._numeric("002", f"Your host is {SERVER}, running version {VERSION}")
+        self._numeric("003", "This server is a game_chat server")
+        self._send(format_line("004", me.nick, SERVER, VERSION, "o", "b", prefix=SERVER))
+        tokens = isupport(self.state, network)
+        for start in range(0, len(tokens), 12):
+            self._numeric("005", *tokens[start : start + 12], "are supported by this server")
+        self._lusers()
+        self._numeric("422", "MOTD File is missing")
+
+    def _lusers(self) -> None:
+        users = len(self.state)
+        self._numeric("251", f"There are {users} users and 0 invisible on 1 servers")
+        self._numeric("254", str(len(self.state.rooms())), "channels formed")
+        self._numeric("255", f"I have {users} clients and 0 servers")
+
+    def _ping(self, message: IrcMessage) -> None:
+        if not message.params:
+            self._numeric("409", "No origin specified")
+            return
+        self._send(format_line("PONG", SERVER, message.params[0], prefix=SERVER, trailing=True))
+
+    def _quit(self, message: IrcMessage) -> bool:
+        reason = clean_reason(message.params[0]) if message.params else ""
+        self.leave_reason = f"Quit: {reason}" if reason else QUIT_REASON
+        self._send(format_line("ERROR", f"Closing link: {self.leave_reason}", trailing=True))
+        return False
+
+    # --- after registration ---------------------------------------------------------------
+
+    def _privmsg(self, message: IrcMessage) -> None:
+        if len(message.params) < 1 or not message.params[0]:
+            if message.command == "PRIVMSG":
+                self._numeric("411", f"No recipient given ({message.command})")
+            return
+        if len(message.params) < 2 or not message.params[1]:
+            if message.command == "PRIVMSG":
+                self._numeric("412", "No text to send")
+            return
+        text, action = message.params[1], False
+        if text.startswith("\x01"):
+            body = text.strip("\x01")
+            if not body.upper().startswith("ACTION"):
+                return  # other CTCP requests: the chat has nobody to answer them
+            text, action = body[len("ACTION") :].strip(), True
+        for target in message.params[0].split(","):
+            if not target:
+                continue
+            client_id = f"i{next(self._ids)}"
+            self.renderer.expect_ack(client_id, target, text, action)
+            try:
+                if target.startswith("#"):
+                    accepted = self.state.say(self._me, text, client_id, False, target, action)
+                else:
+                    accepted = self.state.private(self._me, target, text, client_id, False, action)
+            except RemoteProtocolError as exc:
+                self.renderer.forget_ack(client_id)
+                if exc.fatal or len(message.params[0].split(",")) == 1:
+                    raise
+                self._refused(IrcMessage(message.command, (target,)), exc)
+                continue
+            self._ticket = accepted.ticket or self._ticket
+
+    def _join(self, message: IrcMessage) -> None:
+        if not self._need(message, 1):
+            return
+        if message.params[0] == "0":  # JOIN 0: leave every channel
+            for room in list(self._me.rooms.values()):
+                self.state.part_room(self._me, room.name)
+            return
+        for name in message.params[0].split(","):
+            if not name:
+                continue
+            if nick_key(name) in self._me.rooms:
+                continue  # already there: daemons say nothing
+            try:
+                self.state.join_room(self._me, name)
+            except RemoteProtocolError as exc:
+                if exc.fatal:
+                    raise
+                self._refused(IrcMessage("JOIN", (name,)), exc)
+
+    def _part(self, message: IrcMessage) -> None:
+        if not self._need(message, 1):
+            return
+        reason = message.params[1] if len(message.params) > 1 else ""
+        for name in message.params[0].split(","):
+            if not name:
+                continue
+            try:
+                self.state.part_room(self._me, name, reason)
+            except RemoteProtocolError as exc:
+                if exc.fatal:
+                    raise
+                self._refused(IrcMessage("PART", (name,)), exc)
+
+    def _topic(self, message: IrcMessage) -> None:
+        if not self._need(message, 1):
+            return
+        name = message.params[0]
+        if len(message.params) > 1:
+            if nick_key(name) not in self._me.rooms:
+                self.state.room_view(self._me, name)  # no_such_room (403) before 442
+                self._numeric("442", name, "You're not on that channel")
+                return
+            self.state.set_topic(self._me, name, message.params[1])
+            return
+        room, topic, _ = self.state.room_view(self._me, name)
+        if topic:
+            self._numeric("332", room, topic)
+        else:
+            self._numeric("331", room, "No topic is set")
+
+    def _names(self, message: IrcMessage) -> None:
+        if not message.params:
+            self._numeric("366", "*", "End of /NAMES list")
+            return
+        for name in message.params[0].split(","):
+            try:
+                room, _, members = self.state.room_view(self._me, name)
+            except RemoteProtocolError:
+                self._numeric("366", name, "End of /NAMES list")
+                continue
+            self._send(self.renderer.names(room, members))
+
+    def _who(self, message: IrcMessage) -> None:
+        target = message.params[0] if message.params else "*"
+        if target.startswith("#"):
+            try:
+                self.state.who(self._me, target)
+            except RemoteProtocolError:
+                self._numeric("315", target, "End of /WHO list")
+            return
+        info = self.state.member_info(target) if target not in ("*", "0") else None
+        if info is not None:
+            flags = ("G" if info["away"] else "H") + ("*" if info["oper"] else "")
+            self._numeric("352", "*", USER, HOST, SERVER, info["nick"], flags, f"0 {info['nick']}")
+        self._numeric("315", target, "End of /WHO list")
+
+    def _whois(self, message: IrcMessage) -> None:
+        if not self._need(message, 1):
+            return
+        target = message.params[-1]
+        info = self.state.member_info(target)
+        if info is None:
+            self._numeric("401", target, "No such nick/channel")
+            self._numeric("318", target, "End of /WHOIS list")
+            return
+        nick = info["nick"]
+        self._numeric("311", nick, USER, HOST, "*", nick)
+        self._numeric("312", nick, SERVER, self.state.server_name)
+        if info["oper"]:
+            self._numeric("313", nick, "is an IRC operator")
+        if info["away"]:
+            self._numeric("301", nick, info["away"])
+        if info["rooms"]:
+            self._numeric("319", nick, " ".join(info["rooms"]))
+        self._numeric("318", nick, "End of /WHOIS list")
+
+    def _away(self, message: IrcMessage) -> None:
+        # The state tells the member too: RPL_NOWAWAY / RPL_UNAWAY (render.py).
+        self.state.set_away(self._me, message.params[0] if message.params else "")
+
+    def _mode(self, message: IrcMessage) -> None:
+        if not self._need(message, 1):
+            return
+        target = message.params[0]
+        if target.startswith("#"):
+            room, _, _ = self.state.room_view(self._me, target)
+            if len(message.params) == 1:
+                self._numeric("324", room, "+")
+            elif message.params[1] in ("b", "+b") and len(message.params) == 2:
+                self._numeric("368", room, "End of channel ban list")
+            else:
+                self._numeric("482", room, "You're not channel operator")
+            return
+        if nick_key(target) != nick_key(self._me.nick):
+            self._numeric("502", "Can't change mode for other users")
+            return
+        if len(message.params) == 1:
+            self._numeric("221", "+o" if self._me.oper else "+")
+        else:
+            self._numeric("501", "Unknown MODE flag")
+
+    def _kick(self, message: IrcMessage) -> None:
+        if not self._need(message, 2):
+            return
+        reason = message.params[2] if len(message.params) > 2 else ""
+        self.state.kick(self._me, message.params[1], reason)
+
+    def _oper(self, message: IrcMessage) -> None:
+        if not self._need(message, 2):
+            return
+        address = host_of(self.address)
+        wait = max(self._oper_tries.blocked(""), self.state.oper_failures.blocked(address))
+        if wait:
+            self._numeric("491", f"Too many failed attempts: try again in {math.ceil(wait)} s")
+            return
+        try:
+            self.state.oper(self._me, message.params[1])
+        except RemoteProtocolError as exc:
+            if exc.code != ErrorCode.BAD_PASSWORD:
+                raise
+            self._oper_tries.failed("")
+            self._numeric("464", "Password incorrect")
+            return
+        self._oper_tries.succeeded("")
+        self._numeric("381", "You are now an IRC operator")
+
+    def _list(self, message: IrcMessage) -> None:
+        self.state.list_rooms(self._me)
+
+    def _ison(self, message: IrcMessage) -> None:
+        here = [n for n in " ".join(message.params).split() if self.state.member_info(n)]
+        self._numeric("303", " ".join(here))
+
+    def _userhost(self, message: IrcMessage) -> None:
+        found = []
+        for nick in message.params[:5]:
+            info = self.state.member_info(nick)
+            if info is not None:
+                oper = "*" if info["oper"] else ""
+                away = "-" if info["away"] else "+"
+                found.append(f"{info['nick']}{oper}={away}{USER}@{HOST}")
+        self._numeric("302", " ".join(found))
+
+
+def isupport(state: ChatState, network: str) -> list[str]:
+    """The RPL_ISUPPORT tokens: what this server's limits really are."""
+    limits = state.limits
+    return [
+        "AWAYLEN=200",
+        "CASEMAPPING=ascii",
+        f"CHANLIMIT=#:{state.max_rooms_per_member}",
+        "CHANMODES=b,,,",
+        f"CHANNELLEN={MAX_ROOM_CHARS + 1}",
+        "CHANTYPES=#",
+        "KICKLEN=200",
+        f"NETWORK={network.replace(' ', '_') or SERVER}",
+        f"NICKLEN={limits.max_nick_chars}",
+        "PREFIX=(o)@",
+        f"TOPICLEN={MAX_TOPIC_CHARS}",
+        "UTF8ONLY",
+    ]
+
+
+_BEFORE: dict[str, Callable[[IrcSession, IrcMessage], bool | None]] = {
+    "CAP": IrcSession._cap,
+    "PASS": IrcSession._pass,
+    "NICK": IrcSession._nick_command,
+    "USER": IrcSession._user_command,
+    "PING": IrcSession._ping,
+    "PONG": lambda s, m: None,
+    "QUIT": IrcSession._quit,
+}
+_AFTER: dict[str, Callable[[IrcSession, IrcMessage], bool | None]] = {
+    "PRIVMSG": IrcSession._privmsg,
+    "NOTICE": IrcSession._privmsg,
+    "JOIN": IrcSession._join,
+    "PART": IrcSession._part,
+    "TOPIC": IrcSession._topic,
+    "NAMES": IrcSession._names,
+    "LIST": IrcSession._list,
+    "WHO": IrcSession._who,
+    "WHOIS": IrcSession._whois,
+    "AWAY": IrcSession._away,
+    "MODE": IrcSession._mode,
+    "KICK": IrcSession._kick,
+    "OPER": IrcSession._oper,
+    "MOTD": lambda s, m: s._numeric("422", "MOTD File is missing"),
+    "LUSERS": lambda s, m: s._lusers(),
+    "VERSION": lambda s, m: s._numeric("351", VERSION, SERVER, "game_chat"),
+    "ISON": IrcSession._ison,
+    "USERHOST": IrcSession._userhost,
+}

@@ -1,0 +1,238 @@
+"""The IRC dialect without sockets: the line codec (every split point, hypothesis), rendering,
+and a session against a real ChatState beside rich and plain members."""
+
+from __future__ import annotations
+
+import json
+
+from fakes import RecordingMailbox
+from hypothesis import given
+from hypothesis import strategies as st
+
+from game_chat.irc.lines import (
+    MAX_LINE_BYTES,
+    IrcMessage,
+    LineDecoder,
+    LineTooLong,
+    format_line,
+    parse_line,
+    split_utf8,
+)
+from game_chat.irc.render import broadcast, dialect_for, server_time
+from game_chat.irc.session import IrcSession
+from game_chat.protocol.messages import ChatMessage, UserJoined
+from game_chat.server.session import Session
+from game_chat.server.state import ChatState
+
+# --- lines ------------------------------------------------------------------------------
+
+
+def test_a_line_parses_into_tags_prefix_command_and_params() -> None:
+    message = parse_line(b"@time=2026-01-01T00:00:00.000Z;a=b\\sc :nick!u@h privmsg #x :hi there")
+    assert message == IrcMessage(
+        "PRIVMSG",
+        ("#x", "hi there"),
+        "nick!u@h",
+        (("time", "2026-01-01T00:00:00.000Z"), ("a", "b c")),
+    )
+    assert parse_line(b"NICK  bob").params == ("bob",)
+    assert parse_line(b"USER u 0 * :Real Name").params == ("u", "0", "*", "Real Name")
+    assert parse_line(b"PRIVMSG #x ::-)").params == ("#x", ":-)")
+    assert parse_line(b"001 me :welcome").command == "001"
+    assert parse_line("PRIVMSG #x :caf\xe9".encode("latin-1")).params[1] == "café"
+
+
+def test_formatting_puts_the_last_parameter_after_a_colon_when_it_must() -> None:
+    assert format_line("PRIVMSG", "#x", "hi") == b"PRIVMSG #x hi\r\n"
+    assert format_line("PRIVMSG", "#x", "hi there", prefix="a!u@h") == (
+        b":a!u@h PRIVMSG #x :hi there\r\n"
+    )
+    assert format_line("TOPIC", "#x", "") == b"TOPIC #x :\r\n"
+    assert format_line("X", "y", tags={"time": "t", "k": "a;b c"}) == b"@time=t;k=a\\:b\\sc X y\r\n"
+
+
+_LINE_TEXT = st.characters(blacklist_characters="\r\n\x00", blacklist_categories=("Cs",))
+
+
+@given(st.lists(st.text(alphabet=_LINE_TEXT, max_size=60), min_size=1, max_size=8))
+def test_lines_split_anywhere_come_out_whole(texts: list[str]) -> None:
+    lines = [format_line("PRIVMSG", "#x", t) for t in texts]
+    data = b"".join(lines)
+    for cut in range(len(data) + 1):
+        decoder = LineDecoder()
+        got = []
+        for part in (data[:cut], data[cut:]):
+            decoder.receive_data(part) if part else None
+            got += list(decoder.lines())
+        assert [parse_line(g).params[1] for g in got] == [
+            parse_line(x[:-2]).params[1] for x in lines
+        ]
+
+
+def test_bytes_one_at_a_time_and_a_bare_lf_too() -> None:
+    decoder = LineDecoder()
+    got = []
+    for byte in b"PING a\r\nPING b\n\r\n  \r\nPING c\r\n":
+        decoder.receive_data(bytes([byte]))
+        got += list(decoder.lines())
+    assert got == [b"PING a", b"PING b", b"PING c"]
+
+
+def test_an_overlong_line_is_refused_and_the_next_one_read() -> None:
+    decoder = LineDecoder()
+    decoder.receive_data(b"PRIVMSG #x :" + b"y" * MAX_LINE_BYTES + b"\r\nPING ok\r\n")
+    try:
+        list(decoder.lines())
+        raise AssertionError("LineTooLong expected")
+    except LineTooLong:
+        pass
+    assert list(decoder.lines()) == [b"PING ok"]
+    # A line that never ends is dropped as it comes, not buffered without bound.
+    decoder = LineDecoder()
+    raised = 0
+    for _ in range(100):
+        decoder.receive_data(b"z" * 1000)
+        try:
+            list(decoder.lines())
+        except LineTooLong:
+            raised += 1
+    assert raised == 1 and len(decoder._buffer) < 10_000
+    decoder.receive_data(b"end\r\nPING after\r\n")
+    assert list(decoder.lines()) == [b"PING after"]
+
+
+@given(st.text(max_size=400), st.integers(min_value=8, max_value=120))
+def test_split_utf8_keeps_every_character_within_the_limit(text: str, limit: int) -> None:
+    pieces = split_utf8(text, limit)
+    assert all(len(p.encode()) <= limit for p in pieces)
+    assert "".join(pieces).replace(" ", "") == text.replace(" ", "")
+
+
+def test_a_long_chat_line_is_split_into_lines_within_512_bytes() -> None:
+    message = ChatMessage(5, "ann", "word " * 200, 0.0, "#lobby")
+    data = broadcast(message, dialect_for(["server-time"]))
+    lines = data.split(b"\r\n")[:-1]
+    assert len(lines) >= 2
+    assert all(len(line.split(b" ", 1)[1]) + 2 <= MAX_LINE_BYTES for line in lines)
+    assert all(line.startswith(b"@time=1970-01-01T00:00:00.000Z :ann!u@game_chat PRIVMSG")
+               for line in lines)  # fmt: skip
+    assert broadcast(UserJoined("ann", 0.0, "#x"), "irc") == b":ann!u@game_chat JOIN #x\r\n"
+    assert server_time(1.5) == "1970-01-01T00:00:01.500Z"
+
+
+# --- a session --------------------------------------------------------------------------
+
+
+class IrcBox(RecordingMailbox):
+    def lines(self) -> list[str]:
+        return [x for f in self.frames for x in f.decode().split("\r\n") if x]
+
+    def commands(self) -> list[str]:
+        return [parse_line(x.encode()).command for x in self.lines()]
+
+
+def irc(state: ChatState, nick: str, *caps: str) -> tuple[IrcSession, IrcBox]:
+    box = IrcBox()
+    session = IrcSession(state, box, "127.0.0.1:6667")
+    if caps:
+        session.handle_frame(b"CAP LS 302")
+        session.handle_frame(f"CAP REQ :{' '.join(caps)}".encode())
+    session.handle_frame(f"NICK {nick}".encode())
+    session.handle_frame(b"USER u 0 * :Real")
+    if caps:
+        assert not session.registered  # held until CAP END
+        session.handle_frame(b"CAP END")
+    assert session.registered
+    return session, box
+
+
+def test_registration_gives_the_welcome_numerics_and_no_room() -> None:
+    state = ChatState()
+    session, box = irc(state, "hex")
+    assert box.commands()[:5] == ["001", "002", "003", "004", "005"]
+    assert "422" in box.commands()  # no MOTD
+    assert session.member is not None and session.member.rooms == {}
+    assert any("NICKLEN=24" in line for line in box.lines())
+
+
+def test_nick_taken_and_invalid_get_their_numerics_and_can_be_retried() -> None:
+    state = ChatState()
+    irc(state, "hex")
+    box = IrcBox()
+    session = IrcSession(state, box, "127.0.0.1:1")
+    session.handle_frame(b"NICK HEX")
+    session.handle_frame(b"NICK bad|nick")
+    assert box.commands() == ["433", "432"]
+    session.handle_frame(b"PRIVMSG #x :hi")
+    assert box.commands()[-1] == "451"
+    session.handle_frame(b"NICK hex2")
+    session.handle_frame(b"USER u 0 * :x")
+    assert session.registered
+
+
+def test_irc_rich_and_plain_members_hear_each_other_once() -> None:
+    state = ChatState()
+    rich_box = RecordingMailbox()
+    rich = Session(state, rich_box, "127.0.0.1:2")
+    rich.handle_frame(json.dumps({"type": "hello", "nick": "ann", "version": 1}).encode())
+    plain_box = RecordingMailbox()
+    plain = Session(state, plain_box, "127.0.0.1:3")
+    plain.handle_frame(b"/nick tut")
+    hexchat, box = irc(state, "hex", "echo-message", "server-time")
+    hexchat.handle_frame(b"JOIN #lobby")
+    joined = box.lines()
+    assert any(" JOIN #lobby" in x for x in joined) and any(" 353 " in x for x in joined)
+    box.clear()
+    hexchat.handle_frame(b"PRIVMSG #lobby :hello from irc")
+    hexchat.settle()
+    echo = box.lines()[-1]
+    assert echo.startswith("@time=") and echo.endswith(
+        ":hex!u@game_chat PRIVMSG #lobby :hello from irc"
+    )
+    assert [m["text"] for m in rich_box.messages() if m["type"] == "chat"] == ["hello from irc"]
+    assert "hex: hello from irc" in plain_box.texts()
+    rich.handle_frame(b'{"type":"chat","text":"hi hex","id":1}')
+    rich.settle()
+    plain.handle_frame(b"hi from the tutorial")
+    plain.settle()
+    said = [x for x in box.lines() if " PRIVMSG " in x and "hello from irc" not in x]
+    assert [x.split(" ", 1)[1] for x in said] == [
+        ":ann!u@game_chat PRIVMSG #lobby :hi hex",
+        ":tut!u@game_chat PRIVMSG #lobby :hi from the tutorial",
+    ]
+
+
+def test_private_lines_actions_topics_and_away() -> None:
+    state = ChatState()
+    a, abox = irc(state, "aa", "away-notify")
+    b, bbox = irc(state, "bb")
+    a.handle_frame(b"JOIN #dev")
+    b.handle_frame(b"JOIN #dev")
+    a.handle_frame(b"PRIVMSG bb :\x01ACTION waves\x01")
+    a.settle()
+    assert bbox.lines()[-1] == ":aa!u@game_chat PRIVMSG bb :\x01ACTION waves\x01"
+    b.handle_frame(b"TOPIC #dev :ship it")
+    assert abox.lines()[-1] == ":bb!u@game_chat TOPIC #dev :ship it"
+    b.handle_frame(b"TOPIC #dev")
+    assert bbox.lines()[-1].split(" ", 1)[1] == "332 bb #dev :ship it"
+    b.handle_frame(b"AWAY :lunch")
+    assert bbox.lines()[-1].split(" ", 1)[1].startswith("306 bb")
+    assert parse_line(abox.lines()[-1].encode()) == IrcMessage("AWAY", ("lunch",), "bb!u@game_chat")
+    a.handle_frame(b"WHOIS bb")
+    assert [x.split(" ")[1] for x in abox.lines()[-5:]] == ["311", "312", "301", "319", "318"]
+    a.handle_frame(b"PRIVMSG nobody :hi")
+    assert abox.lines()[-1].split(" ")[1] == "401"
+    a.handle_frame(b"PART #dev :bye")
+    assert bbox.lines()[-1] == ":aa!u@game_chat PART #dev :bye"
+    a.handle_frame(b"PRIVMSG #dev :still here?")
+    assert abox.lines()[-1].split(" ")[1] == "442" or abox.lines()[-1].split(" ")[1] == "404"
+
+
+def test_garbage_and_unknown_commands_hurt_nobody() -> None:
+    state = ChatState()
+    s, box = irc(state, "hex")
+    for line in [b":", b"@", b"\xff\xfe", b"FOO bar", b"PRIVMSG", b"JOIN", b"MODE", b"KICK #x"]:
+        assert s.handle_frame(line)
+    assert set(box.commands()[-5:]) <= {"421", "461", "411"}
+    assert not s.handle_frame(b"QUIT :bye")
+    assert box.lines()[-1].startswith("ERROR")
