@@ -18,6 +18,11 @@ a ratio to the baseline's. Scenarios:
   c  1,000 clients, 100 messages/s in total
   d  50 clients, one never reads, 10 sending flat out: the stalled one must be cut
   e  5,000 idle connections held open while b runs
+
+With ``--tls`` each chosen scenario (default a, b, c) runs twice in one go, in clear text and
+over TLS (the server with ``--tls-self-signed``, made once in a temporary data directory; the
+load generator's clients accept any certificate), and the summary compares the server's CPU
+per delivery: the target is TLS within 2x of clear text.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import multiprocessing as mp
 import os
 import re
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -112,6 +118,18 @@ def history_path() -> str:
     return str(Path(tempfile.gettempdir()) / f"fanout-history-{os.getpid()}.sqlite3")
 
 
+#: The kind of server that runs with TLS.
+TLS_KIND = "game_chat+tls"
+TLS_RATIO_TARGET = 2.0
+
+
+def tls_data_dir() -> str:
+    """The data directory of the TLS server runs: its self-signed certificate is made once."""
+    path = Path(tempfile.gettempdir()) / f"fanout-tls-{os.getpid()}"
+    path.mkdir(exist_ok=True)
+    return str(path)
+
+
 def server_command(kind: str, scenario: Scenario, args: argparse.Namespace) -> list[str]:
     if kind == "baseline":
         return [sys.executable, str(ROOT / "bench" / "baseline_server.py"), "--port", "0"]
@@ -123,6 +141,7 @@ def server_command(kind: str, scenario: Scenario, args: argparse.Namespace) -> l
         "--history-db", history_path(),
         "--history-days", "1",
         *(() if scenario.flood_limits else ("--no-flood-limits",)),
+        *(("--tls-self-signed",) if kind == TLS_KIND else ()),
         *scenario.server_args,
     ]  # fmt: skip
 
@@ -158,9 +177,14 @@ def launched_server(
         return
     with tempfile.NamedTemporaryFile(prefix=f"fanout-{kind}-", suffix=".log", delete=False) as f:
         log_path = f.name
+    env = {**os.environ, "GAME_CHAT_DATA_DIR": tls_data_dir()} if kind == TLS_KIND else None
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            server_command(kind, scenario, args), cwd=ROOT, stdout=subprocess.PIPE, stderr=log
+            server_command(kind, scenario, args),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
         )
     try:
         yield ServerProcess(kind, read_address(proc, 15.0), proc, log_path)
@@ -286,7 +310,7 @@ def idle_dropped(socks: list[socket.socket]) -> int:
 
 
 def worker_specs(
-    scenario: Scenario, args: argparse.Namespace, address: tuple[str, int]
+    scenario: Scenario, args: argparse.Namespace, address: tuple[str, int], tls: bool = False
 ) -> list[WorkerSpec]:
     """Spread clients and senders evenly over the workers."""
     n = max(1, min(args.workers, scenario.clients))
@@ -307,6 +331,7 @@ def worker_specs(
                 rate_per_sender=scenario.rate / scenario.senders if scenario.rate else 0.0,
                 stalled=scenario.stalled and w == 0,
                 wait_for_cut=3 * args.duration if scenario.stalled else 0.0,
+                tls=tls,
             )
         )
     return specs
@@ -385,7 +410,7 @@ def run_once(scenario: Scenario, kind: str, args: argparse.Namespace) -> dict[st
     ):
         if scenario.idle:
             wait_for_threads(monitor, scenario.idle)
-        specs = worker_specs(scenario, args, server.address)
+        specs = worker_specs(scenario, args, server.address, tls=kind == TLS_KIND)
         with Workers(specs) as workers:
             measured = measure(workers, monitor, server, scenario, duration, args)
         measured["workers"] = len(specs)
@@ -505,6 +530,7 @@ def summarize_run(
         "loadgen_frames_per_recv": round(deliveries / max(1, sum(r["batches"] for r in results))),
     }
     out |= measured
+    out["server_us_per_delivery"] = round(out["server_cpu_s"] * 1e6 / max(1, deliveries), 3)
     problems = collect_problems(results)
     if problems:
         out["problems"] = problems
@@ -641,21 +667,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the baseline in a")
     parser.add_argument("--profile", metavar="DIR", help="py-spy record each server into DIR")
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="run each scenario (default a,b,c) in clear text and over TLS, and compare",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    names = sorted(SCENARIOS) if args.scenario == "all" else args.scenario.split(",")
+    every = "abc" if args.tls else sorted(SCENARIOS)
+    names = list(every) if args.scenario == "all" else args.scenario.split(",")
     raise_fd_limit(8192 + 2 * max(customized(SCENARIOS[n], args).idle for n in names))
     lines: dict[tuple[str, str], dict[str, Any]] = {}
     for name in names:
         scenario = customized(SCENARIOS[name], args)
         lines[name, "game_chat"] = run_scenario(scenario, "game_chat", args)
-        if name == "a" and not args.no_baseline and not args.address:
+        if args.tls:
+            lines[name, TLS_KIND] = run_scenario(scenario, TLS_KIND, args)
+        elif name == "a" and not args.no_baseline and not args.address:
             lines[name, "baseline"] = run_scenario(scenario, "baseline", args)
+    if args.tls:
+        shutil.rmtree(tls_data_dir(), ignore_errors=True)
+        return print_tls_summary(lines)
     print_summary(lines)
     return 0 if all(line["targets_met"] for line in lines.values()) else 1
+
+
+def print_tls_summary(lines: dict[tuple[str, str], dict[str, Any]]) -> int:
+    """Server CPU per delivery, TLS against clear text, for each scenario; 0 if every run was
+    exact and TLS is within the target ratio everywhere."""
+    compared: dict[str, dict[str, Any]] = {}
+    for (name, kind), line in lines.items():
+        if kind != TLS_KIND:
+            continue
+        plain = lines[name, "game_chat"]["server_us_per_delivery"]
+        ratio = round(line["server_us_per_delivery"] / plain, 2) if plain else None
+        compared[name] = {
+            "plain_us_per_delivery": plain,
+            "tls_us_per_delivery": line["server_us_per_delivery"],
+            "ratio": ratio,
+            "plain_p99_ms": lines[name, "game_chat"]["p99_ms"],
+            "tls_p99_ms": line["p99_ms"],
+        }
+    met = all(c["ratio"] is not None and c["ratio"] <= TLS_RATIO_TARGET for c in compared.values())
+    exact = all(line["checks"]["exact"] and line["checks"]["drained"] for line in lines.values())
+    summary = {
+        "summary": True,
+        "tls": compared,
+        "ratio_target": TLS_RATIO_TARGET,
+        "ratio_met": met,
+        "exact": exact,
+    }
+    print(json.dumps(summary), flush=True)
+    return 0 if met and exact else 1
 
 
 def print_summary(lines: dict[tuple[str, str], dict[str, Any]]) -> None:

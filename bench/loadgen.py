@@ -16,6 +16,10 @@ The hot path (:meth:`Worker._fast`) handles a whole ``recv`` at once: it cuts th
 of fixed-length chat frames (every 64-byte header announces exactly that length) and unpacks
 the fields with ``struct.iter_unpack``. Anything else (notices, errors, odd lengths) goes to the
 exact frame-by-frame parser (:meth:`Worker._generic`).
+
+With ``WorkerSpec.tls`` every client speaks TLS (any certificate accepted: this measures, it
+does not verify): an ``ssl.SSLObject`` over two memory BIOs per client, the handshake done
+blocking at connect, then the same loop with ciphertext on the sockets.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 import re
 import select
 import socket
+import ssl
 import struct
 import time
 import traceback
@@ -69,6 +74,7 @@ class WorkerSpec:
     wait_for_cut: float = 0.0
     setup_timeout: float = 60.0
     drain_timeout: float = 10.0
+    tls: bool = False  # every client speaks TLS
 
 
 @dataclass
@@ -89,10 +95,11 @@ def int_view(raw: Any) -> memoryview:
 class Client:
     """One client socket and its receiver state."""
 
-    __slots__ = ("acks", "exp", "is_sender", "missing", "nick", "out", "sock", "tail")
+    __slots__ = ("acks", "exp", "is_sender", "missing", "nick", "out", "sock", "tail", "tls")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, tls: Tls | None = None) -> None:
         self.sock = sock
+        self.tls = tls  # None: clear text
         self.tail = b""  # bytes of an incomplete frame
         self.nick: str | None = None
         self.exp: dict[bytes, int] = {}  # sender key -> next expected sequence number
@@ -100,6 +107,57 @@ class Client:
         self.acks = 0
         self.is_sender = False  # gets "Message was Sent!" acks
         self.out = b""  # unsent bytes (senders only)
+
+
+class Tls:
+    """A client's TLS: an SSLObject over two memory BIOs (one thread: no lock)."""
+
+    __slots__ = ("inc", "obj", "out")
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = context.wrap_bio(self.inc, self.out, server_hostname="localhost")
+
+    def handshake(self, sock: socket.socket) -> None:
+        """The whole handshake, blocking (setup only)."""
+        while True:
+            try:
+                self.obj.do_handshake()
+                done = True
+            except ssl.SSLWantReadError:
+                done = False
+            if self.out.pending:
+                sock.sendall(self.out.read())
+            if done:
+                return
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("closed during the TLS handshake")
+            self.inc.write(data)
+
+    def encrypt(self, data: bytes) -> bytes:
+        self.obj.write(data)
+        return self.out.read()
+
+    def decrypt(self, data: bytes | memoryview) -> bytes:
+        self.inc.write(data)
+        pieces = []
+        while True:
+            try:
+                piece = self.obj.read(RECV_SIZE)
+            except ssl.SSLWantReadError:
+                break
+            if not piece:
+                break
+            pieces.append(piece)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+def tls_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 @dataclass
@@ -203,6 +261,7 @@ class Worker:
         spec = self.spec
         total = spec.n_clients + (1 if spec.stalled else 0)
         keys = [b"%03d" % s for s in range(spec.total_senders)]
+        context = tls_context() if spec.tls else None
         for i in range(total):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             if i == spec.n_clients:  # the stalled one: keep its receive buffer small
@@ -210,9 +269,12 @@ class Worker:
             sock.settimeout(10)
             sock.connect(spec.address)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.sendall(HELLO_FRAME)
+            tls = Tls(context) if context is not None else None
+            if tls is not None:
+                tls.handshake(sock)
+            sock.sendall(HELLO_FRAME if tls is None else tls.encrypt(HELLO_FRAME))
             sock.setblocking(False)
-            client = Client(sock)
+            client = Client(sock, tls)
             self.poller.register(sock.fileno(), client)
             if i == spec.n_clients:
                 self.stalled = client
@@ -299,6 +361,12 @@ class Worker:
         if not n:
             self.lost_client(c, "closed by server")
             return None
+        if c.tls is not None:
+            try:
+                return c.tls.decrypt(self.view[:n]) or None
+            except ssl.SSLError as exc:
+                self.lost_client(c, f"TLS failed: {exc}")
+                return None
         return bytes(self.view[:n])
 
     def lost_client(self, c: Client, why: str) -> None:
@@ -521,7 +589,8 @@ class Worker:
         )
         sender.seq = first + count
         self.sent[sid] = sender.seq
-        self.write(sender.client, frames)
+        tls = sender.client.tls
+        self.write(sender.client, frames if tls is None else tls.encrypt(frames))
 
     def send_paced(self, now: float) -> float:
         """Paced: send what is due; returns the time of the next message."""

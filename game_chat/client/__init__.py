@@ -12,10 +12,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .net import ChatClient
     from .overlay import ChatOverlay, MemberChange
+    from .tls import TlsOptions
 
-__all__ = ["ChatClient", "ChatOverlay", "MemberChange"]
+__all__ = ["ChatClient", "ChatOverlay", "MemberChange", "TlsOptions"]
 
-_HOMES = {"ChatClient": ".net", "ChatOverlay": ".overlay", "MemberChange": ".overlay"}
+_HOMES = {
+    "ChatClient": ".net",
+    "ChatOverlay": ".overlay",
+    "MemberChange": ".overlay",
+    "TlsOptions": ".tls",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -103,6 +103,7 @@ class ChatApp:
         #: Frames drawn (and flipped) so far (tests and bench/client_cpu.py look).
         self.frames_drawn = 0
         self._pending: ChatClient | None = None  # a join the connect screen is waiting for
+        self._pending_events: list[Any] = []  # its events so far
         self.screen: ConnectScreen | ChatScreen
         if target is not None:
             client = ChatClient(
@@ -354,6 +355,7 @@ class ChatApp:
             expected = expected or self._announced_fingerprint(host, port)
             tls = replace(base, accept_fingerprint=accept, expected_fingerprint=expected)
         self._pending = ChatClient(host, port, nick, password, alternates=alternates, tls=tls)
+        self._pending_events = []
         self._pending.start()
         self.screen.set_busy(f"Connecting to {host}:{port}…")
 
@@ -387,13 +389,14 @@ class ChatApp:
             return False
         events = client.poll()
         self._redraw = self._redraw or bool(events)
+        self._pending_events += events  # what came before the welcome is shown with it
         for event in events:
             if isinstance(event, CertificateChanged):
                 self._changed = event
             if isinstance(event, Connected):
                 self._pending = None
                 self.settings.save()
-                self._open_chat(client, events)
+                self._open_chat(client, self._pending_events)
                 if self.hosted is not None and self._owns_hosted:
                     self._tell_how_to_join(client.password)
                 return True

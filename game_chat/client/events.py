@@ -6,6 +6,11 @@ server says arrives as the protocol's typed messages (:mod:`game_chat.protocol.m
 ``ChatMessage``, ``PrivateMessage``, ``RoomJoined``, ``UserJoined``, ``UserParted``,
 ``UserLeft``, ``NickChanged``, ``TopicChanged``, ``AwayChanged``, ``WhoReply``, ``RoomList``,
 ``HistoryPage``, ``Notice``, ``ErrorReply`` (a fatal one is followed by ``Disconnected``).
+
+Over TLS, a certificate trusted on first use (or accepted deliberately) is
+``CertificatePinned``, followed by a ``Notice`` in words so that every view of the chat shows
+it once; a refused one is ``CertificateChanged``, followed by ``Disconnected`` with the code
+``certificate_changed`` (or ``certificate_mismatch``) and no retry.
 """
 
 from __future__ import annotations
@@ -74,6 +79,30 @@ class RoundTrip:
     """Time between our last ping and the server's pong."""
 
     ms: float
+
+
+@dataclass(frozen=True)
+class CertificatePinned:
+    """The TLS certificate of ``host:port`` is trusted from now on: its first use (``replaced``
+    None), or a new one accepted deliberately in place of ``replaced``."""
+
+    host: str
+    port: int
+    fingerprint: str  # SHA-256, "AB:CD:..."
+    replaced: str | None = None
+
+
+@dataclass(frozen=True)
+class CertificateChanged:
+    """The TLS certificate of ``host:port`` is not the trusted one (``known``; with
+    ``announced``, the one LAN discovery announced): the connection was refused. Accept
+    ``presented`` deliberately with ``TlsOptions(accept_fingerprint=...)``."""
+
+    host: str
+    port: int
+    known: str
+    presented: str
+    announced: bool = False
 
 
 ConnectionEvent = Connecting | Connected | Disconnected | Reconnecting

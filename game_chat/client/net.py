@@ -11,6 +11,11 @@ delivers a resent line only once). Each line ends as :class:`ChatSent` or :class
 Other commands (:meth:`ChatClient.send`) typed while disconnected go out after the next welcome,
 in the order they were given.
 
+With ``tls=True`` (or :class:`~game_chat.client.tls.TlsOptions`) the connection is TLS: the
+handshake runs on the network thread before the hello, trust is decided as client/tls.py
+says (the system's CAs, else trust on first use), and the same thread then encrypts what it
+sends and decrypts what it reads through a :class:`~game_chat.protocol.tls.TlsChannel`.
+
 A reconnection resumes: the hello carries the session token of the last welcome (so a ghost of
 our own connection that the server has not noticed yet is taken over, nick and all) and, per
 room, the last message id we have (:class:`~game_chat.client.resume.ResumeTracker`). The server
@@ -50,6 +55,7 @@ from ..protocol.messages import (
     LineSettled,
     ListUsers,
     NickChanged,
+    Notice,
     Ping,
     Pong,
     PrivateMessage,
@@ -63,6 +69,7 @@ from ..protocol.messages import (
     parse_server_message,
 )
 from ..protocol.names import nick_key
+from ..protocol.tls import TlsChannel, TlsError, fingerprint
 from .events import (
     ChatFailed,
     ChatSent,
@@ -73,6 +80,15 @@ from .events import (
     RoundTrip,
 )
 from .resume import ResumeTracker
+from .tls import (
+    CERTIFICATE_CHANGED,
+    TlsOptions,
+    Trust,
+    TrustRefused,
+    describe_tls_error,
+    handshake,
+    pinned_notice,
+)
 
 log = logging.getLogger("game_chat.client")
 
@@ -85,6 +101,7 @@ FINAL_REFUSALS = frozenset(
         ErrorCode.BANNED,
         ErrorCode.KICKED,
         ErrorCode.REPLACED,  # our session goes on in a newer connection (another window)
+        ErrorCode.TLS_REQUIRED,  # the port speaks TLS: clear text will not do
     }
 )
 #: Seconds before pages of a gap are asked for again after a rate_limited refusal.
@@ -146,17 +163,27 @@ class ChatClient:
         backoff_max: float = 10.0,
         random_source: Callable[[], float] = random.random,
         alternates: Sequence[tuple[str, int]] = (),
+        tls: bool | TlsOptions = False,
     ) -> None:
         """``alternates``: other servers of the same cluster (docs/SCALING.md). When a
         connection fails or drops, the next one in the list is tried at once (the first
         again after the last); only when a whole round fails does the client back off. It
-        resumes on whichever server answers."""
+        resumes on whichever server answers.
+
+        ``tls``: connect with TLS (True, or :class:`TlsOptions` for a CA file, the
+        known-servers file, a fingerprint to accept); every server of the list speaks it."""
         self.host, self.port = host, port
         #: Every server this client may use: (host, port) first, then the alternates.
         self.servers: list[tuple[str, int]] = [(host, port), *alternates]
         self.nick = nick
         self.password = password
         self.reconnect = reconnect
+        #: TLS settings (None: clear text).
+        self.tls = TlsOptions() if tls is True else (tls or None)
+        self._trust = Trust(self.tls) if self.tls is not None else None
+        #: SHA-256 fingerprint of the server's certificate on the current (or last) TLS
+        #: connection.
+        self.tls_fingerprint: str | None = None
         self.connect_timeout = connect_timeout
         self.ping_interval = ping_interval
         self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
@@ -339,6 +366,62 @@ class ChatClient:
             self._wake_r.close()
             self._wake_w.close()
 
+    def _tcp(self) -> socket.socket:
+        sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _open(self) -> tuple[socket.socket | None, TlsChannel | None]:
+        """A connected socket, and its TLS channel with the handshake done and the server's
+        certificate trusted (client/tls.py). A server the system does not vouch for is tried
+        again for its pin; a pinned one showing another certificate gets one try against the
+        system's CAs before it is refused (TrustRefused). (None, None): closed meanwhile."""
+        trust = self._trust
+        if trust is None:
+            return self._tcp(), None
+        host, port = self.host, self.port
+        mode, verify_failed = trust.first_mode(host, port), False
+        mismatch: TrustRefused | None = None
+        while True:
+            sock = self._tcp()
+            try:
+                channel = TlsChannel(trust.context(mode), server_side=False, server_hostname=host)
+                deadline = time.monotonic() + self.connect_timeout
+                if not handshake(sock, channel, deadline, self._wake_r, self._closing.is_set):
+                    sock.close()
+                    return None, None
+            except TlsError as exc:
+                sock.close()
+                if not (exc.verify_failed and mode == Trust.VERIFY):
+                    raise
+                verify_failed = True
+                trust.unverified(host, port)
+                if mismatch is not None:
+                    raise mismatch from None
+                mode = Trust.PIN
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            der = channel.peer_certificate()
+            try:
+                pinned = trust.accept(host, port, der, verified=mode == Trust.VERIFY)
+            except TrustRefused as exc:
+                sock.close()
+                if verify_failed or exc.code != CERTIFICATE_CHANGED:
+                    raise
+                mismatch, mode = exc, Trust.VERIFY
+                continue
+            self.tls_fingerprint = fingerprint(der or b"")
+            if pinned is not None:
+                self._emit(pinned)
+                self._emit(Notice(pinned_notice(pinned)))
+            return sock, channel
+
     def _backoff(self, attempt: int) -> float:
         """0.5 s doubling, each with +-25 % jitter so clients don't reconnect in step, and
         never more than ``backoff_max`` (10 s), jitter included."""
@@ -356,12 +439,19 @@ class ChatClient:
     def _connect_once(self) -> tuple[_Outcome, bool]:
         """One connection: connect, hello, chat until it ends. Returns (outcome, welcomed)."""
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+            sock, channel = self._open()
+        except TrustRefused as exc:
+            log.warning("%s", exc.message)
+            self._emit(exc.event)
+            return _Outcome(exc.message, retry=False, code=exc.code), False
+        except TlsError as exc:
+            return _Outcome(describe_tls_error(exc), retry=True), False
         except OSError as exc:
             return _Outcome(describe_socket_error(exc), retry=True), False
+        if sock is None:  # closed during the TLS handshake
+            return _Outcome("closed", retry=False), False
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return _Connection(self, sock).run()
+            return _Connection(self, sock, channel).run()
         finally:
             with self._lock:
                 self.connected = False
@@ -373,9 +463,13 @@ class ChatClient:
 class _Connection:
     """The life of one socket, on the network thread."""
 
-    def __init__(self, client: ChatClient, sock: socket.socket) -> None:
+    def __init__(
+        self, client: ChatClient, sock: socket.socket, tls: TlsChannel | None = None
+    ) -> None:
         self.client = client
         self.sock = sock
+        self.tls = tls
+        self._cipher = bytearray()  # TLS: encrypted bytes not sent yet (go before new ones)
         self.decoder = FrameDecoder(DEFAULT_CLIENT_MAX_FRAME_BYTES)
         self.welcomed = False
         self.last_received = time.monotonic()
@@ -395,7 +489,8 @@ class _Connection:
         )
         self.sock.settimeout(client.connect_timeout)
         try:
-            self.sock.sendall(encode_frame(encode_message(hello)))
+            frame = encode_frame(encode_message(hello))
+            self.sock.sendall(frame if self.tls is None else self.tls.wrap(frame))
         except OSError as exc:
             return _Outcome(describe_socket_error(exc), retry=True), False
         self.sock.setblocking(False)
@@ -425,6 +520,8 @@ class _Connection:
                     return outcome
             with client._lock:
                 want_write = bool(client._sendbuf)
+            if self.tls is not None:
+                want_write = want_write or bool(self._cipher) or self.tls.output_waiting
             if want_write != writing:
                 events = selectors.EVENT_READ | (selectors.EVENT_WRITE if want_write else 0)
                 selector.modify(self.sock, events)
@@ -468,6 +565,8 @@ class _Connection:
 
     def _write(self) -> _Outcome | None:
         client = self.client
+        if self.tls is not None:
+            return self._write_tls(self.tls)
         with client._lock:
             try:
                 sent = self.sock.send(client._sendbuf)
@@ -478,14 +577,46 @@ class _Connection:
             del client._sendbuf[:sent]
         return None
 
-    def _read(self) -> _Outcome | None:
+    def _write_tls(self, tls: TlsChannel) -> _Outcome | None:
+        """Encrypt what is queued, once what was encrypted before has gone, and send."""
+        client = self.client
         try:
-            data = self.sock.recv(min(self.decoder.room, 65536))
+            if not self._cipher:
+                with client._lock:
+                    plain = bytes(client._sendbuf)
+                    client._sendbuf.clear()
+                self._cipher += tls.wrap(plain)
+            sent = self.sock.send(self._cipher)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            return _Outcome(describe_socket_error(exc), retry=True)
+        del self._cipher[:sent]
+        return None
+
+    def _read(self) -> _Outcome | None:
+        size = 65536 if self.tls is not None else min(self.decoder.room, 65536)
+        try:
+            data = self.sock.recv(size)
         except BlockingIOError:
             return None
         except OSError as exc:
             return _Outcome(describe_socket_error(exc), retry=True)
         self.last_received = time.monotonic()
+        if self.tls is None or not data:  # the end: the channel is not told
+            return self._take(data)
+        try:
+            self.tls.receive(data)
+            while (plain := self.tls.read(self.decoder.room)) is not None:
+                outcome = self._take(plain)
+                if outcome is not None or not plain:
+                    return outcome
+        except TlsError as exc:
+            return _Outcome(f"connection lost: TLS: {exc.message}", retry=True)
+        return None
+
+    def _take(self, data: bytes) -> _Outcome | None:
+        """Frames out of ``data`` (plaintext; ``b""``: the server closed)."""
         self.decoder.receive_data(data)
         try:
             for payload in self.decoder.frames():
@@ -623,6 +754,8 @@ class _Connection:
             data = bytes(client._sendbuf)
         self.sock.settimeout(0.5)
         try:
+            if self.tls is not None:  # after what is half sent; then our close_notify
+                data = bytes(self._cipher) + self.tls.wrap(data) + self.tls.close_notify()
             self.sock.sendall(data)
             # Close gracefully: stop sending, then read until the server closes its side
             # (it does once it has the goodbye). Closing with unread bytes would send a reset

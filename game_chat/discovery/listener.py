@@ -63,10 +63,20 @@ class ServerEntry:
     password: bool
     protocol: int
     ping_ms: float | None = None
+    #: The chat port speaks TLS; ``fingerprint`` is its certificate's announced SHA-256
+    #: (64 lower-case hex digits, or ""). Anyone on the LAN can announce anything: a client
+    #: only holds a first connection's certificate against it (docs/SECURITY.md).
+    tls: bool = False
+    fingerprint: str = ""
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The address to connect to, ``tls://`` in front for a TLS server."""
+        return f"tls://{self.address}" if self.tls else self.address
 
 
 @dataclass
@@ -97,13 +107,27 @@ class ServerTable:
             if len(self._records) >= self.max_servers or source[1] == 0:
                 return False
             entry = ServerEntry(
-                a.server_id, a.name, source[0], a.port, a.players, a.password, a.protocol
+                a.server_id,
+                a.name,
+                source[0],
+                a.port,
+                a.players,
+                a.password,
+                a.protocol,
+                tls=a.tls,
+                fingerprint=a.fingerprint,
             )
             self._records[a.server_id] = _Record(entry, source, now, expires, next_probe=now)
             return True
         old = record.entry
         record.entry = replace(
-            old, name=a.name, players=a.players, password=a.password, protocol=a.protocol
+            old,
+            name=a.name,
+            players=a.players,
+            password=a.password,
+            protocol=a.protocol,
+            tls=a.tls,
+            fingerprint=a.fingerprint,
         )
         if record.source[0] == source[0]:
             record.entry = replace(record.entry, port=a.port)

@@ -24,6 +24,7 @@ MIN_INTERVAL, MAX_INTERVAL = 0.01, 3600.0
 DEFAULT_INTERVAL = 1.5
 
 _TOKEN = re.compile(r"[0-9A-Za-z_-]{1,32}")
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 _SPACES = re.compile(r"\s+")
 # ANSI/VT control sequences go whole, so "\x1b[31m" leaves no "[31m" behind.
 _ESCAPES = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?|\x1b[ -~]?")
@@ -44,6 +45,10 @@ class Announcement:
     password: bool
     protocol: int
     interval: float = DEFAULT_INTERVAL
+    #: The chat port speaks TLS, with the certificate of this SHA-256 fingerprint (64
+    #: lower-case hex digits; "" unless ``tls``).
+    tls: bool = False
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,9 @@ def encode(packet: Packet) -> bytes:
 
 def _encode_announcement(a: Announcement) -> bytes:
     _check_token(a.server_id)
+    if a.fingerprint and not _FINGERPRINT.fullmatch(a.fingerprint):
+        raise ValueError(f"not a fingerprint (64 lower-case hex digits): {a.fingerprint!r}")
+    secure = {"tls": True, "fingerprint": a.fingerprint} if a.tls else {}
     name = clean_name(a.name)
     while True:
         fields = {
@@ -100,6 +108,7 @@ def _encode_announcement(a: Announcement) -> bytes:
             "password": a.password,
             "protocol": a.protocol,
             "interval": a.interval,
+            **secure,
         }
         data = _pack(fields)
         if len(data) <= MAX_PACKET_BYTES or not name:
@@ -154,6 +163,14 @@ def _decode_announcement(fields: dict[str, Any]) -> Announcement:
         or not MIN_INTERVAL <= interval <= MAX_INTERVAL
     ):
         raise BadPacket("interval out of range")
+    tls = fields.get("tls", False)
+    if not isinstance(tls, bool):
+        raise BadPacket("tls is not true or false")
+    fingerprint = fields.get("fingerprint", "") if tls else ""
+    if fingerprint != "" and not (
+        isinstance(fingerprint, str) and _FINGERPRINT.fullmatch(fingerprint)
+    ):
+        raise BadPacket("fingerprint is not 64 lower-case hex digits")
     return Announcement(
         server_id=_token(fields, "id"),
         name=clean_name(name),
@@ -162,6 +179,8 @@ def _decode_announcement(fields: dict[str, Any]) -> Announcement:
         password=password,
         protocol=_integer(fields, "protocol", 0, MAX_PROTOCOL),
         interval=float(interval),
+        tls=tls,
+        fingerprint=fingerprint,
     )
 
 

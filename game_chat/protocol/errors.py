@@ -49,6 +49,8 @@ class ErrorCode:
     PING_TIMEOUT = "ping_timeout"
     #: A join over the rooms one member may be in, or a new room over the server's total.
     TOO_MANY_ROOMS = "too_many_rooms"
+    #: A frame in clear text on a port that speaks TLS (docs/PROTOCOL.md section 1).
+    TLS_REQUIRED = "tls_required"
 
 
 class ChatError(Exception):

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..discovery.interfaces import DEFAULT_GROUP, is_loopback_host
 from ..discovery.interfaces import DEFAULT_PORT as DEFAULT_ANNOUNCE_PORT
@@ -18,6 +19,7 @@ from .history import SYNC_MODES, HistoryError, default_history_path
 from .moderation import hash_password
 from .netinfo import lan_addresses
 from .server import DEFAULT_PORT, ChatServer, ServerConfig
+from .tls import TlsSetupError, default_tls_dir, ensure_self_signed
 
 log = logging.getLogger("game_chat.server")
 
@@ -198,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PASSWORD",
         help="print a hash of PASSWORD for the config file, and exit",
     )
+    add_tls_flags(parser)
     add_discovery_flags(parser)
     parser.add_argument(
         "--log-level",
@@ -206,6 +209,52 @@ def build_parser() -> argparse.ArgumentParser:
         help="logging threshold (default INFO)",
     )
     return parser
+
+
+def add_tls_flags(parser: argparse.ArgumentParser) -> None:
+    tls = parser.add_argument_group("encryption (TLS: docs/SECURITY.md)")
+    tls.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="serve TLS on the chat port with this certificate (PEM, its chain after it); "
+        "reloaded with the key on SIGHUP",
+    )
+    tls.add_argument(
+        "--tls-key",
+        metavar="FILE",
+        help="the certificate's private key (PEM; default: in --tls-cert)",
+    )
+    tls.add_argument(
+        "--tls-self-signed",
+        action="store_true",
+        help="serve TLS with a self-signed certificate made once and kept in the server's data "
+        "directory (for a LAN: clients trust it on first use; the banner prints its fingerprint)",
+    )
+    tls.add_argument(
+        "--plain-port",
+        type=int,
+        metavar="PORT",
+        help="with TLS: also serve clear text on this port (default: TLS only)",
+    )
+
+
+def tls_settings(args: argparse.Namespace) -> dict[str, object]:
+    """ServerConfig fields for the TLS flags; --tls-self-signed makes its certificate in the
+    data directory the first time (TlsSetupError in plain words if it cannot)."""
+    if args.tls_self_signed and args.tls_cert:
+        raise TlsSetupError("give --tls-self-signed or --tls-cert, not both")
+    if args.tls_key and not args.tls_cert:
+        raise TlsSetupError("--tls-key needs --tls-cert")
+    cert, key = args.tls_cert, args.tls_key
+    if args.tls_self_signed:
+        directory = default_tls_dir()
+        cert_path, key_path, made = ensure_self_signed(directory, args.name)
+        if made:
+            log.info("made a self-signed TLS certificate: %s", cert_path)
+        cert, key = str(cert_path), str(key_path)
+    if args.plain_port is not None and cert is None:
+        raise TlsSetupError("--plain-port is the clear-text port beside TLS: it needs TLS")
+    return {"tls_cert": cert, "tls_key": key, "plain_port": args.plain_port}
 
 
 def add_discovery_flags(parser: argparse.ArgumentParser) -> None:
@@ -248,7 +297,10 @@ def discovery_settings(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def config_from_args(args: argparse.Namespace) -> ServerConfig:
+def config_from_args(
+    args: argparse.Namespace, tls: dict[str, object] | None = None
+) -> ServerConfig:
+    """The config the flags ask for; ``tls``: :func:`tls_settings` (none: no TLS)."""
     history_db = None if args.no_history else (args.history_db or str(default_history_path()))
     return ServerConfig(
         history_db=history_db,
@@ -286,6 +338,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         send_queue_bytes=args.send_queue_bytes,
         sender_threads=args.sender_threads,
         **discovery_settings(args),  # type: ignore[arg-type]
+        **(tls or {}),  # type: ignore[arg-type]
     )
 
 
@@ -304,14 +357,25 @@ def request_costs(items: list[str] | None) -> dict[str, float]:
 def banner(server: ChatServer) -> str:
     host, port = server.address
     lines = [f"game_chat server listening on {host}:{port}"]
+    scheme = "tls://" if server.tls is not None else ""
     if host in ("0.0.0.0", "::"):
         addresses = lan_addresses()
         if addresses:
             lines.append(
                 "clients on your network can connect to: "
-                + ", ".join(f"{a}:{port}" for a in addresses)
+                + ", ".join(f"{scheme}{a}:{port}" for a in addresses)
             )
-        lines.append(f"on this machine: localhost:{port}")
+        lines.append(f"on this machine: {scheme}localhost:{port}")
+    if server.tls is not None:
+        lines.append(f"TLS certificate SHA-256 fingerprint: {server.tls.fingerprint}")
+        if server.config.tls_cert and Path(server.config.tls_cert).parent == default_tls_dir():
+            lines.append(
+                "self-signed: clients trust it on first use; tell players the fingerprint "
+                "above so they can compare"
+            )
+        lines.append("SIGHUP reloads the certificate and key")
+    if server.config.plain_port is not None:
+        lines.append(f"clear text (no TLS) on port {server.plain_address[1]}")
     announcer = server.announcer
     if announcer is not None and announcer.running:
         targets = ", ".join(f"{t}:{announcer.port}" for t in announcer.targets)
@@ -348,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        server = ChatServer(config_from_args(args))
+        server = ChatServer(config_from_args(args, tls_settings(args)))
         server.start()
     except (ValueError, HistoryError) as exc:
         print(f"run_server.py: error: {exc}", file=sys.stderr)
@@ -366,13 +430,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("received %s", signal.Signals(signum).name)
         stop.set()
 
+    reload = threading.Event()
+
+    def on_reload(_signum: int, _frame: object) -> None:
+        reload.set()  # read by the loop below, not in the handler
+
     # Handlers first: whoever reads the banner may signal us at once.
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    if server.tls is not None and hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, on_reload)
     print(banner(server), flush=True)
     # Wake up regularly so signal handlers run promptly on every platform.
-    while not stop.wait(0.5):
-        pass
+    while not stop.wait(0.2):
+        if reload.is_set():
+            reload.clear()
+            log.info("received SIGHUP: reloading the TLS certificate")
+            server.reload_tls()
     server.shutdown()
     log.info("server stopped")
     return 0

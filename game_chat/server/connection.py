@@ -5,6 +5,11 @@ writes to other connections' sockets only when it commits a batch of lines (grou
 and then only with non-blocking sends of idle outboxes (outbox.py: what a socket refuses goes
 to the sender thread); it never closes a socket (the sender does that after flushing), so a
 slow or dead peer only ever blocks its own reader.
+
+Over TLS the reader feeds what it receives to the connection's
+:class:`~game_chat.protocol.tls.TlsChannel` and reads the plaintext out; it never sends (bytes
+the channel makes while reading wake the sender thread, which alone sends them, see
+outbox.py). The handshake was done before, in the accept thread's selector (server.py).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from ..protocol.errors import ConnectionLost, ErrorCode, RemoteProtocolError
 from ..protocol.framing import SELECT_HEADER_SIZE, FrameDecoder
+from ..protocol.tls import TlsChannel, TlsError
 from .members import Dialect
 from .outbox import Outbox
 from .session import Session
@@ -82,7 +88,11 @@ class Connection:
         address: object,
         server: ChatServer,
         registration_deadline: float | None = None,
+        tls: TlsChannel | None = None,
+        unsent: bytes = b"",
     ) -> None:
+        """``tls``: the connection's TLS channel, its handshake done (None: plaintext);
+        ``unsent``: handshake bytes the accept thread could not send yet."""
         config = server.config
         self.sock = sock
         self.address = format_address(address)
@@ -101,7 +111,10 @@ class Connection:
             on_ready=functools.partial(sender.ready, self),
             on_overflow=functools.partial(sender.cut, self),
             sock=sock,
+            tls=tls,
         )
+        self.tls = tls
+        self.outbox.put_ciphertext(unsent)
         self.session = Session(server.state, self.outbox, self.address, self.kick)
         # 64-byte headers, or the select tutorial's 10: the first bytes tell (framing.py).
         self._decoder = FrameDecoder(config.limits.max_frame_bytes, header_size=None)
@@ -159,7 +172,8 @@ class Connection:
         """Read until the session ends; returns the leave reason when it is not the session's."""
         waiter = _ReadWaiter(self.sock)
         deadline = self._deadline or time.monotonic() + self._hello_timeout
-        decoder, session = self._decoder, self.session
+        decoder, session, tls = self._decoder, self.session, self.tls
+        recv = self.sock.recv if tls is None else functools.partial(self._recv_tls, tls)
         liveness = _Liveness(self._ping_interval, self._ping_timeout)
         while True:
             if session.registered:
@@ -177,12 +191,15 @@ class Connection:
                         )
                     )
                     return None
-            if not waiter.wait(timeout):
+            if not (tls is not None and tls.more) and not waiter.wait(timeout):
                 continue
             try:
-                data = self.sock.recv(min(decoder.room, _RECV_SIZE))
+                data = recv(min(decoder.room, _RECV_SIZE))
             except (BlockingIOError, InterruptedError):
                 continue
+            except TlsError as exc:
+                log.info("%s: connection lost: TLS: %s", self.address, exc)
+                return "connection lost"
             except OSError as exc:
                 log.info("%s: connection lost: %s", self.address, exc.strerror or exc)
                 return "connection lost"
@@ -208,6 +225,22 @@ class Connection:
             if decoder.closed:
                 log.debug("%s: peer closed the connection", self.address)
                 return None
+
+    def _recv_tls(self, tls: TlsChannel, size: int) -> bytes:
+        """``sock.recv`` over TLS: at most ``size`` bytes of plaintext (``b""``: closed).
+        Raises BlockingIOError while no whole record has come (or OSError, TlsError)."""
+        data = tls.read(size) if tls.more else None
+        if data is None:
+            received = self.sock.recv(_RECV_SIZE)
+            if not received:  # the end (the channel is not told: it may still send)
+                return b""
+            tls.receive(received)
+            data = tls.read(size)
+        if tls.output_waiting:  # never sent from here: the sender thread does it
+            self.outbox.wake_sender()
+        if data is None:
+            raise BlockingIOError
+        return data
 
 
 class _Liveness:

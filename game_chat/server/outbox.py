@@ -13,6 +13,13 @@ a line costs one ``send`` per recipient and no thread hop, and while it sends, t
 can be committed by another thread. Only what the socket does not take goes to the sender
 thread. One thread at a time sends from an outbox (``_sending``), so frames never overtake
 each other whoever sends them.
+
+TLS: frames are queued as plaintext (the limit and the overflow count them as before) and
+encrypted at send time by the thread that sends, through the connection's
+:class:`~game_chat.protocol.tls.TlsChannel`. Since only the thread holding ``_sending``
+encrypts and sends, ciphertext leaves in the order it was made. What a send leaves of the
+ciphertext waits in ``_left`` (counted in :attr:`size`) and goes before anything new is
+encrypted, so a peer that stops reading holds at most one encrypted batch beyond its queue.
 """
 
 from __future__ import annotations
@@ -21,6 +28,10 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..protocol.tls import TlsChannel
 
 Buffer = bytes | memoryview
 
@@ -36,7 +47,9 @@ DRAINED, MORE, BLOCKED, BUSY = 0, 1, 2, 3
 
 class Outbox:
     __slots__ = (
+        "_failure",
         "_frames",
+        "_left",
         "_lock",
         "_on_overflow",
         "_on_ready",
@@ -46,6 +59,7 @@ class Outbox:
         "limit_bytes",
         "overflowed",
         "sock",
+        "tls",
     )
 
     def __init__(
@@ -54,6 +68,7 @@ class Outbox:
         on_ready: Callable[[], None],
         on_overflow: Callable[[], None],
         sock: socket.socket | None = None,
+        tls: TlsChannel | None = None,
     ) -> None:
         self.limit_bytes = limit_bytes
         self._on_ready = on_ready  # called when the outbox goes from empty to non-empty
@@ -65,6 +80,10 @@ class Outbox:
         self._sending = False  # a thread is in send_to: the others leave the outbox to it
         self.closed = False  # no more puts are accepted
         self.overflowed = False
+        #: TLS: the channel that encrypts what is sent (None: plaintext).
+        self.tls = tls
+        self._left: Buffer = b""  # TLS: ciphertext a send did not take yet
+        self._failure: OSError | None = None  # TLS: encryption failed; every send raises it
 
     @property
     def size(self) -> int:
@@ -135,6 +154,8 @@ class Outbox:
         if the connection is broken. Taking and sending in one, because it runs once per
         recipient per burst: the hottest path of a broadcast.
         """
+        if self.tls is not None:
+            return self._send_tls(sock, self.tls)
         with self._lock:
             frames = self._frames
             if self._sending:  # another thread sends: it sees what is left
@@ -163,3 +184,93 @@ class Outbox:
                 frames.appendleft(memoryview(data)[sent:])
                 return BLOCKED
             return MORE if self._size else DRAINED
+
+    # --- TLS ----------------------------------------------------------------------------------
+
+    def put_ciphertext(self, data: bytes) -> None:
+        """TLS, before any frame: bytes of the handshake the accept thread could not send
+        yet; they go first."""
+        if data:
+            with self._lock:
+                self._left = bytes(self._left) + data
+                self._size += len(data)
+            self._on_ready()
+
+    def wake_sender(self) -> None:
+        """The TLS channel has bytes of its own to send (the reader saw a key update or
+        caused an alert): the sender thread sends them, with or without frames."""
+        self._on_ready()
+
+    def _send_tls(self, sock: socket.socket, tls: TlsChannel) -> int:
+        """:meth:`send_to` over TLS: the ciphertext a send left goes first, alone; otherwise
+        everything queued is encrypted at once (with whatever the channel has waiting) and
+        sent in one ``send``. Sizes: :attr:`size` counts queued plaintext plus ``_left``."""
+        with self._lock:
+            if self._sending:
+                return BUSY
+            if self._failure is not None:
+                raise self._failure
+            left, frames = self._left, self._frames
+            if left or self.overflowed:
+                plain: Buffer = b""
+            elif frames:
+                plain = frames[0] if len(frames) == 1 else b"".join(frames)
+                frames.clear()
+            elif tls.output_waiting:
+                plain = b""
+            else:
+                return DRAINED
+            self._sending = True
+        data = left
+        try:
+            if not left:
+                data = tls.wrap(plain)
+            sent = sock.send(data) if data else 0
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            with self._lock:
+                self._sending = False
+                if data is left and not left:  # the encryption failed: the channel is done
+                    self._failure = exc
+                self._keep_left(data, 0, plain, left)
+            raise
+        with self._lock:
+            self._sending = False
+            if self.overflowed:  # everything was dropped while we were sending
+                self._left = b""
+                return DRAINED
+            if self._keep_left(data, sent, plain, left):
+                return BLOCKED
+            return MORE if self._size else DRAINED
+
+    def _keep_left(self, data: Buffer, sent: int, plain: Buffer, left: Buffer) -> bool:
+        """Lock held: what ``send`` did not take of ``data`` waits for the next send, and the
+        size trades ``plain`` (now encrypted) and ``left`` (now sent) for it. True if some
+        is left."""
+        if self.overflowed:
+            return False
+        rest = memoryview(data)[sent:] if sent < len(data) else b""
+        self._size += len(rest) - len(plain) - len(left)
+        self._left = rest
+        return bool(rest)
+
+    def close_tls(self, sock: socket.socket) -> None:
+        """Closing: our TLS close_notify, when everything queued has gone and no other
+        thread sends (best effort, never blocks; nothing to do without TLS)."""
+        tls = self.tls
+        if tls is None:
+            return
+        with self._lock:
+            if self._sending or self._left or self._frames or self._failure is not None:
+                return
+            self._sending = True
+        try:
+            data = tls.close_notify()
+            if data:
+                sock.send(data)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._sending = False

@@ -204,6 +204,7 @@ class SendLoop:
         if conn in self._blocked:
             self._selector.unregister(conn.sock)
             self._blocked.discard(conn)
+        conn.outbox.close_tls(conn.sock)  # TLS: a close_notify after the last frame
         try:
             conn.sock.shutdown(socket.SHUT_RDWR)
         except OSError:

@@ -29,6 +29,7 @@ from ..protocol.errors import ErrorCode, RemoteProtocolError
 from ..protocol.framing import encode_frame
 from ..protocol.limits import Limits
 from ..protocol.messages import PROTOCOL_VERSION, ErrorReply, Goodbye, encode_message
+from ..protocol.tls import TlsChannel, TlsError, looks_like_frame, looks_like_tls
 from .connection import Connection, format_address
 from .heap import HeapTrimmer
 from .history import HistoryStore
@@ -36,6 +37,7 @@ from .moderation import BanList, host_of, is_loopback
 from .sender import SendLoop
 from .state import Access, ChatState
 from .throttle import Throttle
+from .tls import ServerTls
 
 log = logging.getLogger("game_chat.server")
 
@@ -44,6 +46,10 @@ DEFAULT_PORT = 5050
 #: Descriptors kept free beyond those counted in :func:`server_descriptors`: SQLite temporary
 #: files, the netlink socket of an interface listing, a log handler reopening its file...
 SPARE_DESCRIPTORS = 64
+
+#: TLS connections refused at accept (banned, server full) that are in their handshake at once,
+#: to be told why inside TLS; more are closed before it (server_descriptors counts these).
+MAX_TLS_REFUSALS = 16
 
 #: accept() errors that mean "no descriptor left" (for this process, or for the whole system).
 _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
@@ -113,6 +119,12 @@ class ServerConfig:
     announce_addresses: tuple[str, ...] = (DEFAULT_GROUP,)
     announce_port: int = DEFAULT_ANNOUNCE_PORT
     announce_interval: float = 1.5
+    #: TLS on ``port`` (docs/PROTOCOL.md section 1): the certificate file (PEM, its chain
+    #: after it) and its key (None: in the certificate file). None: plaintext on ``port``.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: With TLS: plaintext too, on this port (0: any free one). None: TLS only.
+    plain_port: int | None = None
 
 
 def server_descriptors(config: ServerConfig) -> int:
@@ -120,6 +132,10 @@ def server_descriptors(config: ServerConfig) -> int:
     the code opens (readers wait with poll(), which holds none)."""
     count = 3  # stdin, stdout, stderr
     count += 1  # the listening socket
+    if config.plain_port is not None:
+        count += 1  # the plaintext one beside TLS
+    if config.tls_cert is not None:
+        count += MAX_TLS_REFUSALS  # refused connections told why inside TLS
     count += 2 + 1  # the accept thread's wake-up socket pair and its selector (epoll, kqueue)
     count += 1  # the reserve that lets accept() answer "server full" when out of descriptors
     count += 3 * max(1, config.sender_threads)  # each sender: wake-up socket pair and selector
@@ -173,6 +189,10 @@ class ChatServer:
 
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config = config or ServerConfig()
+        if config.plain_port is not None and config.tls_cert is None:
+            raise ValueError("a plaintext port beside the chat port needs TLS on the chat port")
+        #: The certificate new TLS handshakes use (None: no TLS); TlsSetupError, a ValueError.
+        self.tls = ServerTls(config.tls_cert, config.tls_key) if config.tls_cert else None
         self._announcer = self._make_announcer() if config.announce else None  # ValueError
         self.history = HistoryStore(
             config.history_db,
@@ -201,6 +221,7 @@ class ChatServer:
         self._connections: set[Connection] = set()
         self._conn_lock = threading.Lock()
         self._listener: socket.socket | None = None
+        self._plain_listener: socket.socket | None = None  # with TLS and plain_port only
         self._selector: selectors.BaseSelector | None = None  # the accept thread's
         self._wake_r, self._wake_w = socket.socketpair()
         self._accept_thread = threading.Thread(
@@ -217,6 +238,7 @@ class ChatServer:
         # plain grace): registered, with an outbox, but no reader thread until their first
         # bytes arrive, so a crowd of listen-only clients costs no threads. Accept thread only.
         self._quiet: dict[socket.socket, Connection] = {}
+        self._refusing = 0  # waiting sockets that are TLS refusals (not clients; accept thread)
         self._per_host: Counter[str] = Counter()  # open connections per remote host (conn lock)
         self._tcp_port = 0
         self._server_id = secrets.token_hex(8)  # one per run: a listener lists a server once
@@ -263,28 +285,42 @@ class ChatServer:
 
     def start(self) -> None:
         self._fit_open_files_limit()
-        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
-        self._listener = socket.create_server(
-            (self.config.host, self.config.port), family=family, backlog=self.config.backlog
-        )
+        self._listener = self._listen(self.config.port)
         # Every descriptor the server keeps is open when start() returns (or it raised): the
         # accept thread's selector too, so that a shortage now is an error now, not a dead
         # accept thread later.
         try:
-            self._listener.setblocking(False)
+            if self.config.plain_port is not None:
+                self._plain_listener = self._listen(self.config.plain_port)
             self._selector = selectors.DefaultSelector()
         except BaseException:
-            self._listener.close()
+            for listener in self._listeners():
+                listener.close()
             raise
-        self._selector.register(self._listener, selectors.EVENT_READ)
+        for listener in self._listeners():
+            self._selector.register(listener, selectors.EVENT_READ)
         self._selector.register(self._wake_r, selectors.EVENT_READ)
         self._take_reserve()
         for sender in self.senders:
             sender.start()
         self._accept_thread.start()
         host, port = self.address
-        log.info("listening on %s", format_address((host, port)))
+        secure = " (TLS)" if self.tls is not None else ""
+        log.info("listening on %s%s", format_address((host, port)), secure)
+        if self._plain_listener is not None:
+            log.info("plaintext on %s", format_address(self.plain_address))
         self._start_announcer(port)
+
+    def _listen(self, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+        listener = socket.create_server(
+            (self.config.host, port), family=family, backlog=self.config.backlog
+        )
+        listener.setblocking(False)
+        return listener
+
+    def _listeners(self) -> list[socket.socket]:
+        return [s for s in (self._listener, self._plain_listener) if s is not None]
 
     def _fit_open_files_limit(self) -> None:
         """Check ``max_clients`` against RLIMIT_NOFILE: raise a soft limit that is too low up
@@ -346,6 +382,28 @@ class ChatServer:
         assert self._listener is not None, "server not started"
         host, port = self._listener.getsockname()[:2]
         return host, port
+
+    @property
+    def plain_address(self) -> tuple[str, int]:
+        """The plaintext port's (host, port) beside TLS (``plain_port``)."""
+        assert self._plain_listener is not None, "no plaintext port"
+        host, port = self._plain_listener.getsockname()[:2]
+        return host, port
+
+    def reload_tls(self) -> bool:
+        """Read the certificate and key again (SIGHUP): new handshakes use them, connections
+        keep theirs. False, logged, if there is no TLS or the files cannot be used (the
+        certificate in use stays)."""
+        if self.tls is None:
+            log.info("no TLS certificate to reload")
+            return False
+        try:
+            self.tls.reload()
+        except ValueError as exc:
+            log.error("TLS certificate not reloaded, the one in use stays: %s", exc)
+            return False
+        log.info("TLS certificate reloaded: SHA-256 fingerprint %s", self.tls.fingerprint)
+        return True
 
     @property
     def client_count(self) -> int:
@@ -436,6 +494,8 @@ class ChatServer:
             password=config.password is not None,
             protocol=PROTOCOL_VERSION,
             interval=config.announce_interval,
+            tls=self.tls is not None,
+            fingerprint=self.tls.compact_fingerprint if self.tls is not None else "",
         )
 
     # --- connections ---------------------------------------------------------------------
@@ -452,50 +512,59 @@ class ChatServer:
 
     def _accept_loop(self) -> None:
         assert self._listener is not None and self._selector is not None
+        listeners = self._listeners()
         with self._selector as selector:
             try:
                 while not self._stopping.is_set():
-                    for key, _ in selector.select(self._next_wakeup()):
-                        if key.fileobj is self._listener:
-                            self._accept_pending(selector)
+                    for key, mask in selector.select(self._next_wakeup()):
+                        if key.fileobj in listeners:
+                            self._accept_pending(selector, key.fileobj)  # type: ignore[arg-type]
                         elif key.fileobj is not self._wake_r:
-                            self._first_bytes(selector, key.fileobj)  # type: ignore[arg-type]
+                            self._ready(selector, key.fileobj, mask)  # type: ignore[arg-type]
                     self._expire_waiting(selector)
                     self._heap.tick()  # the accept thread is the server's housekeeper
             finally:
                 farewell = Goodbye(self._shutdown_reason)
-                self._close_backlog(farewell)
-                self._listener.close()
+                for listener in listeners:
+                    self._close_backlog(listener, farewell)
+                    listener.close()
                 self._release_reserve()
                 self._close_waiting(farewell)
                 for conn in self._quiet.values():  # members: they end as the others do
                     conn.start()
                 self._quiet.clear()
 
-    def _accept_pending(self, selector: selectors.BaseSelector) -> None:
-        """Take every connection waiting in the backlog: a slot in ``_waiting`` for each, or
-        a rich refusal (banned, ``server_full``). Accept thread only."""
-        assert self._listener is not None
+    def _accept_pending(self, selector: selectors.BaseSelector, listener: socket.socket) -> None:
+        """Take every connection waiting in ``listener``'s backlog: a slot in ``_waiting`` for
+        each (on the TLS port with its TLS channel), or a refusal (banned, ``server_full``).
+        Accept thread only."""
         self._take_reserve()  # given back after an earlier shortage, if there is one again
+        secure = self.tls is not None and listener is self._listener
         while True:
             try:
-                sock, address = self._listener.accept()
+                sock, address = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                if self._accept_failed(exc):
+                if self._accept_failed(listener, exc):
                     continue
                 return
             refusal = self._refusal(address) or self._over_capacity(format_address(address))
             if refusal is not None:
-                self._refuse(sock, address, refusal)
+                self._refuse(sock, address, refusal, selector if secure else None)
                 continue
             sock.setblocking(False)
             now = time.monotonic()
             grace = self.config.plain_grace
-            quiet_at = None if grace is None or self.config.password else now + grace
+            grace = None if self.config.password else grace
             deadline = now + self.config.hello_timeout
-            self._waiting[sock] = _Waiting(address, deadline, quiet_at, time.time())
+            if secure:  # the grace starts once the handshake is done
+                assert self.tls is not None
+                waiting = _Waiting(address, deadline, None, time.time(), self.tls.channel(), grace)
+            else:
+                quiet_at = None if grace is None else now + grace
+                waiting = _Waiting(address, deadline, quiet_at, time.time())
+            self._waiting[sock] = waiting
             selector.register(sock, selectors.EVENT_READ)
             log.debug("%s: connected", format_address(address))
 
@@ -504,7 +573,7 @@ class ChatServer:
         else count it in."""
         host = host_of(address)
         with self._conn_lock:
-            busy = len(self._connections) + len(self._waiting)
+            busy = len(self._connections) + len(self._waiting) - self._refusing
             if busy >= self.max_clients:
                 message = f"server full ({self.max_clients} clients), try again later"
             elif self._per_host[host] >= self.config.max_per_address and not is_loopback(host):
@@ -522,6 +591,15 @@ class ChatServer:
         if self._per_host[host] <= 0:
             del self._per_host[host]
 
+    def _ready(self, selector: selectors.BaseSelector, sock: socket.socket, mask: int) -> None:
+        """A socket in the selector can be read (or written): a TLS handshake goes on, or
+        the connection's first bytes have come."""
+        waiting = self._waiting.get(sock)
+        if waiting is not None and waiting.tls is not None:
+            self._tls_ready(selector, sock, waiting, mask)
+        else:
+            self._first_bytes(selector, sock)
+
     def _first_bytes(self, selector: selectors.BaseSelector, sock: socket.socket) -> None:
         """A waiting socket has something to say: from now on it has a reader thread."""
         selector.unregister(sock)
@@ -530,10 +608,150 @@ class ChatServer:
             quiet.start()
             return
         waiting = self._waiting.pop(sock)
-        conn = Connection(sock, waiting.address, self, registration_deadline=waiting.deadline)
+        conn = Connection(
+            sock,
+            waiting.address,
+            self,
+            registration_deadline=waiting.deadline,
+            tls=waiting.tls,
+            unsent=waiting.unsent,
+        )
         with self._conn_lock:
             self._connections.add(conn)
         conn.start()
+
+    def _tls_ready(
+        self, selector: selectors.BaseSelector, sock: socket.socket, waiting: _Waiting, mask: int
+    ) -> None:
+        """The TLS handshake, a step each time the socket is ready (accept thread, never
+        blocks: a peer that stalls costs no thread, and the registration deadline ends it).
+        Once it is done, the first plaintext bytes start the connection as for anyone."""
+        tls = waiting.tls
+        assert tls is not None
+        if mask & selectors.EVENT_WRITE and not self._send_unsent(selector, sock, waiting):
+            return
+        if not mask & selectors.EVENT_READ:
+            return
+        if tls.established:  # its first bytes after the handshake
+            self._first_bytes(selector, sock)
+            return
+        try:
+            data = sock.recv(_HANDSHAKE_READ)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._end_handshake(selector, sock, f"connection lost: {exc.strerror or exc}")
+            return
+        if not waiting.heard and data and not looks_like_tls(data):
+            self._not_tls(selector, sock, waiting, data)
+            return
+        if not waiting.heard and not data:
+            self._end_handshake(selector, sock, "closed before saying anything", logging.DEBUG)
+            return
+        waiting.heard = True
+        try:
+            done = tls.handshake(data)
+        except TlsError as exc:
+            waiting.unsent += tls.take_output()  # the alert that tells the peer why
+            self._send_unsent(selector, sock, waiting, last=True)
+            why = "closed by the peer" if not data else exc.message
+            if exc.reason in _CERTIFICATE_ALERTS:
+                why += " (the client does not trust our certificate; with a self-signed one "
+                why += "it may connect again to trust it on first use)"
+            self._end_handshake(selector, sock, why)
+            return
+        waiting.unsent += tls.take_output()
+        if not self._send_unsent(selector, sock, waiting):
+            return
+        if done:
+            self._tls_established(selector, sock, waiting, tls)
+
+    def _tls_established(
+        self,
+        selector: selectors.BaseSelector,
+        sock: socket.socket,
+        waiting: _Waiting,
+        tls: TlsChannel,
+    ) -> None:
+        log.debug("%s: TLS established (%s)", format_address(waiting.address), tls.version)
+        if waiting.refusal is not None:  # now it can be told why it is refused
+            self._forget_waiting(selector, sock)
+            _send_and_close(sock, waiting.refusal, tls, waiting.unsent)
+            return
+        if waiting.grace is not None:  # a silent peer becomes a plain guest from now on
+            waiting.quiet_at = min(waiting.deadline, time.monotonic() + waiting.grace)
+        if tls.more:  # its first data came with its last handshake message
+            self._first_bytes(selector, sock)
+
+    def _send_unsent(
+        self,
+        selector: selectors.BaseSelector,
+        sock: socket.socket,
+        waiting: _Waiting,
+        last: bool = False,
+    ) -> bool:
+        """Send what the handshake has for the peer, as far as the socket takes it; wait for
+        it to be writable when it does not take it all. False if the connection is gone
+        (dropped here, unless ``last``: the caller ends it)."""
+        if waiting.unsent:
+            try:
+                sent = sock.send(waiting.unsent)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                if not last:
+                    self._end_handshake(selector, sock, f"connection lost: {exc.strerror or exc}")
+                return False
+            waiting.unsent = waiting.unsent[sent:]
+        if not last:
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if waiting.unsent else 0)
+            if events != waiting.events:
+                selector.modify(sock, events)
+                waiting.events = events
+        return True
+
+    def _not_tls(
+        self, selector: selectors.BaseSelector, sock: socket.socket, waiting: _Waiting, data: bytes
+    ) -> None:
+        """Something else than TLS came to the TLS port: a frame of ours in clear text is
+        answered (in clear text: it reads nothing else) with ``tls_required``; anything else
+        is closed."""
+        if not looks_like_frame(data):
+            self._end_handshake(selector, sock, f"not TLS (first bytes {data[:8]!r})")
+            return
+        message = "this port speaks TLS: connect with TLS (tls://HOST:PORT)"
+        if self._plain_listener is not None:
+            message += f", or in clear text to port {self.plain_address[1]}"
+        error = RemoteProtocolError(ErrorCode.TLS_REQUIRED, message, fatal=True)
+        why = "a clear-text frame on the TLS port (told to use TLS)"
+        self._end_handshake(selector, sock, why, close=False)
+        _send_and_close(sock, ErrorReply.from_exception(error))
+
+    def _end_handshake(
+        self,
+        selector: selectors.BaseSelector,
+        sock: socket.socket,
+        why: str,
+        level: int = logging.INFO,
+        close: bool = True,
+    ) -> None:
+        """A TLS handshake ends without a connection: one log line, the socket forgotten and
+        (unless ``close`` is False) closed."""
+        waiting = self._forget_waiting(selector, sock)
+        log.log(level, "%s: TLS handshake failed: %s", format_address(waiting.address), why)
+        if close:
+            sock.close()
+
+    def _forget_waiting(self, selector: selectors.BaseSelector, sock: socket.socket) -> _Waiting:
+        """Take ``sock`` out of the waiting ones (and of the count of its address)."""
+        waiting = self._waiting.pop(sock)
+        selector.unregister(sock)
+        if waiting.refusal is not None:
+            self._refusing -= 1
+        else:
+            with self._conn_lock:
+                self._uncount(format_address(waiting.address))
+        return waiting
 
     def _next_wakeup(self) -> float | None:
         """Seconds until a waiting socket is due (a guest or expired) or the heap a trim."""
@@ -545,29 +763,33 @@ class ChatServer:
 
     def _expire_waiting(self, selector: selectors.BaseSelector) -> None:
         """Waiting sockets past their plain grace become quiet guests; past their
-        registration deadline (a password server) they are told and closed."""
+        registration deadline (a password server, or a TLS handshake not done) they are
+        told (if they can be) and closed."""
         now = time.monotonic()
         for sock in [sock for sock, waiting in self._waiting.items() if waiting.due <= now]:
-            waiting = self._waiting.pop(sock)
+            waiting = self._waiting[sock]
             if waiting.quiet_at is not None:
+                del self._waiting[sock]
                 self._make_quiet_guest(selector, sock, waiting)
                 continue
-            selector.unregister(sock)
-            with self._conn_lock:
-                self._uncount(format_address(waiting.address))
             limit = self.config.hello_timeout
+            if waiting.tls is not None and not waiting.tls.established:
+                late = limit if waiting.refusal is None else _REFUSAL_HANDSHAKE_SECONDS
+                self._end_handshake(selector, sock, f"not done within {late:g} s", logging.WARNING)
+                continue
+            self._forget_waiting(selector, sock)
             error = RemoteProtocolError(
                 ErrorCode.HELLO_TIMEOUT, f"not registered within {limit:g} s", fatal=True
             )
             log.warning("%s: %s: %s", format_address(waiting.address), error.code, error.message)
-            _send_and_close(sock, ErrorReply.from_exception(error))
+            _send_and_close(sock, ErrorReply.from_exception(error), waiting.tls, waiting.unsent)
 
     def _make_quiet_guest(
         self, selector: selectors.BaseSelector, sock: socket.socket, waiting: _Waiting
     ) -> None:
         """A silent connection joins as a plain guest and keeps waiting here for its first
         bytes (no thread); what it is sent goes out through its outbox as for anyone."""
-        conn = Connection(sock, waiting.address, self)
+        conn = Connection(sock, waiting.address, self, tls=waiting.tls, unsent=waiting.unsent)
         with self._conn_lock:
             self._connections.add(conn)
         if not conn.session.join_quietly(waiting.connected):  # refused: shutting down, banned
@@ -580,21 +802,27 @@ class ChatServer:
     def _close_waiting(self, farewell: Goodbye) -> None:
         with self._conn_lock:
             for waiting in self._waiting.values():
-                self._uncount(format_address(waiting.address))
-        for sock in list(self._waiting):
-            _send_and_close(sock, farewell)
+                if waiting.refusal is None:
+                    self._uncount(format_address(waiting.address))
+        for sock, waiting in self._waiting.items():
+            _send_and_close(sock, waiting.refusal or farewell, waiting.tls, waiting.unsent)
         self._waiting.clear()
+        self._refusing = 0
 
-    def _close_backlog(self, farewell: Goodbye) -> None:
+    def _close_backlog(self, listener: socket.socket, farewell: Goodbye) -> None:
         """Shutdown: connections still in the listen backlog get the goodbye too, rather than
-        a reset (at most a backlog's worth; accept thread only)."""
-        assert self._listener is not None
+        a reset (at most a backlog's worth; accept thread only). On the TLS port there is no
+        handshake yet to say it with: they are closed."""
+        secure = self.tls is not None and listener is self._listener
         for _ in range(self.config.backlog):
             try:
-                sock, _ = self._listener.accept()
+                sock, _ = listener.accept()
             except OSError:  # nothing left (or no descriptor for it: it gets the reset)
                 return
-            _send_and_close(sock, farewell)
+            if secure:
+                sock.close()
+            else:
+                _send_and_close(sock, farewell)
 
     def _refusal(self, address: object) -> RemoteProtocolError | None:
         try:
@@ -603,17 +831,47 @@ class ChatServer:
             return exc
         return None
 
-    def _refuse(self, sock: socket.socket, address: object, refusal: RemoteProtocolError) -> None:
+    def _refuse(
+        self,
+        sock: socket.socket,
+        address: object,
+        refusal: RemoteProtocolError,
+        selector: selectors.BaseSelector | None = None,
+    ) -> None:
         """Tell ``sock`` why with a fatal error frame, and close it. "Server full" is logged at
-        most once a second (a crowd over the limit would write a line per connection)."""
-        if refusal.code != ErrorCode.SERVER_FULL:
-            log.warning("%s: refused: %s", format_address(address), refusal.message)
-        elif (quiet := self._full_refusals.due()) is not None:
-            note = _quiet_note(quiet, "refused")
-            log.warning("%s: refused: %s%s", format_address(address), refusal.message, note)
-        _send_and_close(sock, ErrorReply.from_exception(refusal))
+        most once a second (a crowd over the limit would write a line per connection).
 
-    def _accept_failed(self, exc: OSError) -> bool:
+        On the TLS port (``selector`` given) the frame can only go inside TLS: the handshake
+        is done first, as for anyone but within :data:`_REFUSAL_HANDSHAKE_SECONDS`, for at
+        most :data:`MAX_TLS_REFUSALS` connections at once (counted apart from the clients);
+        beyond that, it is closed before the handshake (the log says so)."""
+        busy = selector is not None and self._refusing >= MAX_TLS_REFUSALS
+        closed = " (closed before the TLS handshake: too many refusals at once)" if busy else ""
+        if refusal.code != ErrorCode.SERVER_FULL:
+            log.warning("%s: refused: %s%s", format_address(address), refusal.message, closed)
+        elif (quiet := self._full_refusals.due()) is not None:
+            note = _quiet_note(quiet, "refused") + closed
+            log.warning("%s: refused: %s%s", format_address(address), refusal.message, note)
+        if selector is None:
+            _send_and_close(sock, ErrorReply.from_exception(refusal))
+        elif busy:
+            sock.close()
+        else:
+            assert self.tls is not None
+            sock.setblocking(False)
+            deadline = time.monotonic() + _REFUSAL_HANDSHAKE_SECONDS
+            self._waiting[sock] = _Waiting(
+                address,
+                deadline,
+                None,
+                time.time(),
+                self.tls.channel(),
+                refusal=ErrorReply.from_exception(refusal),
+            )
+            self._refusing += 1
+            selector.register(sock, selectors.EVENT_READ)
+
+    def _accept_failed(self, listener: socket.socket, exc: OSError) -> bool:
         """accept() failed with ``exc``; True if the next connection can be tried at once.
 
         Out of descriptors (EMFILE, ENFILE), the connection would wait in the backlog with no
@@ -622,18 +880,18 @@ class ChatServer:
         again. Any other failure (or no reserve to give) is logged at most once a second, and
         the thread pauses a moment rather than spin on the listener.
         """
-        assert self._listener is not None
         if exc.errno in _OUT_OF_DESCRIPTORS and self._reserve is not None:
             self._release_reserve()
             try:
-                sock, address = self._listener.accept()
+                sock, address = listener.accept()
             except (BlockingIOError, InterruptedError):
                 self._take_reserve()
                 return False  # nothing was pending after all
             except OSError:
                 self._take_reserve()  # the descriptor went to another thread meanwhile
             else:
-                self._refuse_out_of_descriptors(sock, address, exc)
+                secure = self.tls is not None and listener is self._listener
+                self._refuse_out_of_descriptors(sock, address, exc, secure)
                 self._take_reserve()  # the one sock had, now closed
                 return True
         if (quiet := self._accept_errors.due()) is not None:
@@ -642,7 +900,7 @@ class ChatServer:
         return False
 
     def _refuse_out_of_descriptors(
-        self, sock: socket.socket, address: object, exc: OSError
+        self, sock: socket.socket, address: object, exc: OSError, secure: bool
     ) -> None:
         if (quiet := self._accept_errors.due()) is not None:
             log.error(
@@ -652,6 +910,9 @@ class ChatServer:
                 format_address(address),
                 _quiet_note(quiet),
             )
+        if secure:
+            sock.close()
+            return
         refusal = RemoteProtocolError(
             ErrorCode.SERVER_FULL,
             "server full (out of file descriptors), try again later",
@@ -665,25 +926,54 @@ def _quiet_note(quiet: int, what: str = "failed") -> str:
     return f" ({quiet} more {what} since the last report)" if quiet else ""
 
 
+#: Bytes read at once from a peer in its TLS handshake (a ClientHello is far smaller).
+_HANDSHAKE_READ = 16384
+#: A connection refused at accept on the TLS port is told why inside TLS: the handshake may
+#: take this long (then it is closed), for at most this many connections at once.
+_REFUSAL_HANDSHAKE_SECONDS = 5.0
+#: Alerts of a client that refused our certificate.
+_CERTIFICATE_ALERTS = frozenset(
+    {"TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE", "SSLV3_ALERT_CERTIFICATE_UNKNOWN"}
+)
+
+
 @dataclass
 class _Waiting:
-    """An accepted socket that has sent nothing yet (accept thread only)."""
+    """An accepted socket that has sent nothing yet (accept thread only); on the TLS port,
+    one whose handshake is under way or done."""
 
     address: object
     deadline: float  # monotonic time by which it must be registered
     quiet_at: float | None  # when it becomes a plain guest if still silent (None: never)
     connected: float  # Unix time of the accept
+    tls: TlsChannel | None = None  # its TLS (None: plaintext)
+    grace: float | None = None  # TLS: the plain grace, counted once the handshake is done
+    heard: bool = False  # TLS: some bytes came
+    unsent: bytes = b""  # TLS: handshake bytes the socket has not taken yet
+    events: int = selectors.EVENT_READ  # what the selector waits for
+    refusal: ErrorReply | None = None  # TLS: refused at accept, told once the handshake is done
 
     @property
     def due(self) -> float:
         return self.deadline if self.quiet_at is None else min(self.quiet_at, self.deadline)
 
 
-def _send_and_close(sock: socket.socket, message: ErrorReply | Goodbye) -> None:
-    """One small frame to a socket nobody reads from yet, then close it (never blocks)."""
+def _send_and_close(
+    sock: socket.socket,
+    message: ErrorReply | Goodbye,
+    tls: TlsChannel | None = None,
+    unsent: bytes = b"",
+) -> None:
+    """One small frame to a socket nobody reads from yet, then close it (never blocks).
+    Over TLS: encrypted, after ``unsent``, with a close_notify; nothing if the handshake is
+    not done (there is no way to say it)."""
     try:
         sock.setblocking(False)
-        sock.send(encode_frame(encode_message(message)))
+        frame = encode_frame(encode_message(message))
+        if tls is None:
+            sock.send(frame)
+        elif tls.established:
+            sock.send(unsent + tls.wrap(frame) + tls.close_notify())
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass

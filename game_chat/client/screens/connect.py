@@ -4,6 +4,12 @@ It only collects input and shows state; the app does the connecting and reports 
 :meth:`ConnectScreen.show_error` and :meth:`ConnectScreen.set_busy`. Given a ``servers``
 source (the LAN discovery listener's snapshot), a live server list sits under the form and a
 click on a row fills in the server address.
+
+"Secure (TLS)" beside the address is a view of its ``tls://`` prefix: ticking it writes the
+prefix, typing it ticks it. A TLS server picked from the list also shows the start of its
+certificate's fingerprint. When a server's certificate has changed, the app calls
+:meth:`ConnectScreen.offer_certificate`: the refusal in full under the form, and a "Trust the
+new certificate" button in Host's place that accepts it deliberately.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from ..ui.clipboard import Clipboard
 from ..ui.input_box import InputBox
 from ..ui.server_list import ServerList
 from ..ui.theme import Theme
+
+TLS_SCHEME = "tls://"
 
 #: on_join / on_host receive (nick, server address text, password or None).
 FormHandler = Callable[[str, str, "str | None"], None]
@@ -47,6 +55,8 @@ class ConnectScreen:
         self.on_host = on_host
         self.error = ""
         self.busy = ""
+        self.note = ""  # shown when there is no error and nothing under way
+        self._on_trust: Callable[[], None] | None = None  # the certificate on offer
 
         def field(text: str, placeholder: str, mask: bool = False) -> InputBox:
             box = InputBox(
@@ -72,7 +82,14 @@ class ConnectScreen:
         self.host_button = Button(
             pygame.Rect(0, 0, 10, 10), "Host a server on this machine", theme, font, self.host
         )
-        self.buttons = [self.join_button, self.host_button]
+        self._tls_word = "Secure (TLS)"
+        self.tls_button = Button(
+            pygame.Rect(0, 0, 10, 10), self._tls_label(), theme, font, self.toggle_tls
+        )
+        self.trust_button = Button(
+            pygame.Rect(0, 0, 10, 10), "Trust the new certificate", theme, font, self.trust
+        )
+        self.buttons = [self.join_button, self.host_button, self.tls_button]
         # LAN discovery: the list is read from ``servers`` in update (never in draw).
         self.servers = servers
         self.server_list: ServerList | None = None
@@ -81,8 +98,9 @@ class ConnectScreen:
             if servers_note:
                 self.server_list.set_status(servers_note)
         self._focus(0)  # the nickname first, as every chat asks it (Enter joins either way)
-        self._message: pygame.Surface | None = None
-        self._message_key: tuple[str, str] | None = None
+        self._message: list[pygame.Surface] = []
+        self.message_width = FIELD_WIDTH
+        self._message_key: tuple[str, str, str, int] | None = None
         self._servers_seen: object = None  # the servers found, as last shown
         self._render_static()
         self.resize(size)
@@ -91,13 +109,44 @@ class ConnectScreen:
 
     def show_error(self, text: str) -> None:
         self.error, self.busy = text, ""
+        self._on_trust = None
         for button in self.buttons:
             button.enabled = True
 
     def set_busy(self, text: str) -> None:
         self.busy, self.error = text, ""
+        self._on_trust = None
         for button in self.buttons:
             button.enabled = not text
+
+    def offer_certificate(self, text: str, on_trust: Callable[[], None]) -> None:
+        """A refused certificate: ``text`` says why (both fingerprints), and the "Trust the
+        new certificate" button calls ``on_trust``."""
+        self.show_error(text)
+        self._on_trust = on_trust
+
+    @property
+    def offering(self) -> bool:
+        """The "Trust the new certificate" button is on screen."""
+        return self._on_trust is not None
+
+    def trust(self) -> None:
+        on_trust, self._on_trust = self._on_trust, None
+        if on_trust is not None and not self.busy:
+            on_trust()
+
+    @property
+    def secure(self) -> bool:
+        return self.server_box.text.strip().lower().startswith(TLS_SCHEME)
+
+    def toggle_tls(self) -> None:
+        """Tick or untick "Secure (TLS)": the address gains or loses its tls:// prefix."""
+        text = self.server_box.text.strip()
+        if self.secure:
+            self.server_box.text = text[len(TLS_SCHEME) :]
+        else:
+            self.server_box.text = TLS_SCHEME + text
+        self.note = ""
 
     def form(self) -> tuple[str, str, str | None]:
         password = self.password_box.text
@@ -112,9 +161,14 @@ class ConnectScreen:
             self.on_host(*self.form())
 
     def pick(self, entry: ServerEntry) -> None:
-        """A server chosen from the LAN list: its address goes into the form."""
-        self.server_box.text = entry.address
+        """A server chosen from the LAN list: its address goes into the form (tls:// in
+        front for a TLS server, whose fingerprint's start is shown to compare)."""
+        self.server_box.text = entry.url
         self.error = ""
+        self.note = ""
+        if entry.tls and entry.fingerprint:
+            start = ":".join(entry.fingerprint[i : i + 2] for i in range(0, 16, 2)).upper()
+            self.note = f"Encrypted. Certificate SHA-256 {start}… (compare with the host's)"
         if entry.password:
             self._focus(2)
         elif not self.nick_box.text.strip():
@@ -155,10 +209,21 @@ class ConnectScreen:
         if self.font.size(host_label)[0] > self.host_button.rect.width - 2 * self.theme.padding:
             host_label = "Host a server"
         self.host_button.label = host_label
-        self.message_pos = (x, y + field_h + gap)
+        self._place_tls_button()
+        below = y + field_h + gap
+        # While a certificate is on offer, its button takes Host's place (on screen even in
+        # the smallest window; hosting is not what the person is doing then).
+        self.trust_button.rect = pygame.Rect(self.host_button.rect)
+        trust_label = "Trust the new certificate"
+        if self.font.size(trust_label)[0] > self.trust_button.rect.width - 2 * self.theme.padding:
+            trust_label = "Trust it"
+        self.trust_button.label = trust_label
+        self.message_pos = (x, below)
+        self.message_width = field_w
+        below += max(1, len(self._message)) * line
         if self.server_list is not None:
             list_w = min(width - 20, max(field_w, 640))
-            top = self.message_pos[1] + (line + gap if compact else 2 * line)
+            top = below + (gap if compact else line)
             self.server_list.set_rect(
                 pygame.Rect((width - list_w) // 2, top, list_w, max(0, height - top - 10))
             )
@@ -177,6 +242,8 @@ class ConnectScreen:
             for i, box in enumerate(self.fields):
                 if box.rect.collidepoint(event.pos):
                     self._focus(i)
+        if self._on_trust is not None and self.trust_button.handle_event(event):
+            return True
         for button in self.buttons:
             if button.handle_event(event):
                 return True
@@ -188,17 +255,19 @@ class ConnectScreen:
         """Lay out; True if the screen needs drawing again (a message, a caret blink, the
         list of servers found)."""
         changed = False
-        key = (self.error, self.busy)
+        key = (self.error, self.busy, self.note, id(self._on_trust))
         if key != self._message_key:  # rendered here, not in draw: draw changes nothing
             changed = True
             self._message_key = key
-            text, color = (
-                (self.error, self.theme.error) if self.error else (self.busy, self.theme.muted)
-            )
-            self._message = self.font.render(text, True, color) if text else None
+            self._render_message()
+            self.resize(self.size)  # the lines under the form, and the list under them
+        label = self._tls_label()
+        if label != self.tls_button.label:
+            self.tls_button.label = label
+            changed = True
         for box in self.fields:
             changed = box.update(dt) or changed
-        for button in self.buttons:
+        for button in [*self.buttons, self.trust_button]:
             button.update(dt)
         if self.server_list is not None and self.servers is not None:
             servers = self.servers()
@@ -217,9 +286,14 @@ class ConnectScreen:
         for box in self.fields:
             box.draw(surface)
         for button in self.buttons:
-            button.draw(surface)
-        if self._message is not None:
-            surface.blit(self._message, self.message_pos)
+            if button is not self.host_button or self._on_trust is None:
+                button.draw(surface)
+        x, y = self.message_pos
+        for line in self._message:
+            surface.blit(line, (x, y))
+            y += self.font.get_linesize()
+        if self._on_trust is not None:
+            self.trust_button.draw(surface)  # in Host's place
         if self.server_list is not None:
             self.server_list.draw(surface)
 
@@ -232,7 +306,57 @@ class ConnectScreen:
         for i, box in enumerate(self.fields):
             box.focused = i == index
 
+    def _tls_label(self) -> str:
+        return ("[x] " if self.secure else "[ ] ") + self._tls_word
+
+    def _place_tls_button(self) -> None:
+        """The "Secure (TLS)" box, right of the address field, which gives it the room (a
+        narrow form says "TLS" only)."""
+        box = self.server_box.rect
+        pad = 2 * self.theme.padding
+        self._tls_word = "Secure (TLS)"
+        if self.font.size("[x] Secure (TLS)")[0] + pad > box.width // 3:
+            self._tls_word = "TLS"
+        width = self.font.size(f"[x] {self._tls_word}")[0] + pad
+        self.server_box.set_rect(pygame.Rect(box.x, box.y, box.width - width - 6, box.height))
+        self.tls_button.rect = pygame.Rect(box.right - width, box.y, width, box.height)
+        self.tls_button.label = self._tls_label()
+
+    def _render_message(self) -> None:
+        """The error, what is under way or the note, cut into lines of the form's width."""
+        if self.error:
+            text, color = self.error, self.theme.error
+        else:
+            text, color = self.busy or self.note, self.theme.muted
+        width = self.message_width
+        lines = wrap_words(self.font, text, width) if text else []
+        self._message = [self.font.render(line, True, color) for line in lines]
+
     def _render_static(self) -> None:
         theme = self.theme
         self._title = self.title_font.render("game_chat", True, theme.text)
         self._labels = [self.font.render(label, True, theme.muted) for label in self.labels]
+
+
+def wrap_words(font: pygame.font.Font, text: str, width: int) -> list[str]:
+    """``text`` in lines no wider than ``width`` pixels: broken at spaces, and a word wider
+    than a line (a fingerprint) broken where it must."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        candidate = f"{line} {word}" if line else word
+        if font.size(candidate)[0] <= width:
+            line = candidate
+            continue
+        if line:
+            lines.append(line)
+        while font.size(word)[0] > width and len(word) > 1:
+            cut = len(word) - 1
+            while cut > 1 and font.size(word[:cut])[0] > width:
+                cut -= 1
+            lines.append(word[:cut])
+            word = word[cut:]
+        line = word
+    if line:
+        lines.append(line)
+    return lines
