@@ -164,6 +164,16 @@ class LineDecoder:
         """How many bytes to read next (the socket's recv size)."""
         return 65536
 
+    def frames(self) -> Iterator[bytes | None]:
+        """The whole lines received so far, None in the place of each line over the limits
+        (the connection's reader loop reads lines as it reads frames)."""
+        while True:
+            try:
+                yield from self.lines()
+                return
+            except LineTooLong:
+                yield None
+
     def lines(self) -> Iterator[bytes]:
         """The whole lines received so far; LineTooLong for each line over the limits."""
         buffer = self._buffer

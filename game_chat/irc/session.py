@@ -84,14 +84,23 @@ class IrcSession(SessionCore):
     def dialect(self) -> str:
         return self.renderer.dialect
 
-    def handle_frame(self, line: bytes) -> bool:
-        """Handle one line (without its CR LF); False: close the connection now."""
+    @property
+    def pinged(self) -> bool:
+        """IRC clients are pinged when silent, and answer (PROTOCOL.md 8.1's rules)."""
+        return True
+
+    def handle_frame(self, line: bytes | None) -> bool:
+        """Handle one line (without its CR LF; None: one over the limits, skipped); False:
+        close the connection now."""
         if self._removed:
             return False
+        if line is None:
+            self._numeric("417", "Input line was too long")
+            return True
         try:
             message = parse_line(line)
         except LineTooLong:
-            self._send(self.renderer.numeric("417", "Input line was too long"))
+            self._numeric("417", "Input line was too long")
             return True
         except IrcLineError:
             return True  # not IRC: daemons ignore such lines
@@ -105,10 +114,6 @@ class IrcSession(SessionCore):
         except MemberGone:
             self.member = None
             return False
-
-    def too_long(self) -> None:
-        """The decoder skipped a line over the limits."""
-        self._send(self.renderer.numeric("417", "Input line was too long"))
 
     def reject(self, exc: RemoteProtocolError, client_id: object = None) -> None:
         """A fatal refusal from the connection (a timeout, the server full): ERROR, then

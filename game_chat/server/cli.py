@@ -201,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print a hash of PASSWORD for the config file, and exit",
     )
     add_tls_flags(parser)
+    add_irc_flags(parser)
     add_discovery_flags(parser)
     parser.add_argument(
         "--log-level",
@@ -255,6 +256,22 @@ def tls_settings(args: argparse.Namespace) -> dict[str, object]:
     if args.plain_port is not None and cert is None:
         raise TlsSetupError("--plain-port is the clear-text port beside TLS: it needs TLS")
     return {"tls_cert": cert, "tls_key": key, "plain_port": args.plain_port}
+
+
+def add_irc_flags(parser: argparse.ArgumentParser) -> None:
+    irc = parser.add_argument_group("IRC clients (docs/IRC.md)")
+    irc.add_argument(
+        "--irc-port",
+        type=int,
+        metavar="PORT",
+        help="also serve IRC clients (HexChat, WeeChat, bots, bridges) on this port, in the same "
+        "rooms (default: no IRC; 6667 is IRC's usual port)",
+    )
+    irc.add_argument(
+        "--irc-host",
+        metavar="HOST",
+        help="the address the IRC port listens on (default: --host)",
+    )
 
 
 def add_discovery_flags(parser: argparse.ArgumentParser) -> None:
@@ -337,6 +354,8 @@ def config_from_args(
         ),
         send_queue_bytes=args.send_queue_bytes,
         sender_threads=args.sender_threads,
+        irc_port=args.irc_port,
+        irc_host=args.irc_host,
         **discovery_settings(args),  # type: ignore[arg-type]
         **(tls or {}),  # type: ignore[arg-type]
     )
@@ -376,6 +395,8 @@ def banner(server: ChatServer) -> str:
         lines.append("SIGHUP reloads the certificate and key")
     if server.config.plain_port is not None:
         lines.append(f"clear text (no TLS) on port {server.plain_address[1]}")
+    if server.config.irc_port is not None:
+        lines.append(f"IRC clients (no TLS) on port {server.irc_address[1]}")
     announcer = server.announcer
     if announcer is not None and announcer.running:
         targets = ", ".join(f"{t}:{announcer.port}" for t in announcer.targets)

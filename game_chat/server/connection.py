@@ -22,6 +22,8 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from ..irc.lines import LineDecoder
+from ..irc.session import IrcSession
 from ..protocol.errors import ConnectionLost, ErrorCode, RemoteProtocolError
 from ..protocol.framing import SELECT_HEADER_SIZE, FrameDecoder
 from ..protocol.tls import TlsChannel, TlsError
@@ -90,9 +92,11 @@ class Connection:
         registration_deadline: float | None = None,
         tls: TlsChannel | None = None,
         unsent: bytes = b"",
+        irc: bool = False,
     ) -> None:
         """``tls``: the connection's TLS channel, its handshake done (None: plaintext);
-        ``unsent``: handshake bytes the accept thread could not send yet."""
+        ``unsent``: handshake bytes the accept thread could not send yet; ``irc``: an IRC
+        client (lines, not frames: docs/IRC.md)."""
         config = server.config
         self.sock = sock
         self.address = format_address(address)
@@ -115,9 +119,15 @@ class Connection:
         )
         self.tls = tls
         self.outbox.put_ciphertext(unsent)
-        self.session = Session(server.state, self.outbox, self.address, self.kick)
-        # 64-byte headers, or the select tutorial's 10: the first bytes tell (framing.py).
-        self._decoder = FrameDecoder(config.limits.max_frame_bytes, header_size=None)
+        self._decoder: FrameDecoder | LineDecoder
+        self.session: Session | IrcSession
+        if irc:
+            self.session = IrcSession(server.state, self.outbox, self.address, self.kick)
+            self._decoder = LineDecoder()
+        else:
+            self.session = Session(server.state, self.outbox, self.address, self.kick)
+            # 64-byte headers, or the select tutorial's 10: the first bytes tell (framing.py).
+            self._decoder = FrameDecoder(config.limits.max_frame_bytes, header_size=None)
         self._hello_timeout = config.hello_timeout
         self._ping_interval = config.ping_interval
         self._ping_timeout = config.ping_timeout
@@ -177,7 +187,7 @@ class Connection:
         liveness = _Liveness(self._ping_interval, self._ping_timeout)
         while True:
             if session.registered:
-                timeout = liveness.check(session) if session.dialect == Dialect.RICH else None
+                timeout = liveness.check(session) if session.pinged else None
                 if timeout is not None and timeout < 0:
                     return "ping timeout"
             else:
@@ -205,8 +215,12 @@ class Connection:
                 return "connection lost"
             liveness.heard()
             decoder.receive_data(data)
-            if session.dialect != Dialect.SELECT and decoder.header_size == SELECT_HEADER_SIZE:
-                session.use_select_framing()
+            if (
+                isinstance(decoder, FrameDecoder)
+                and decoder.header_size == SELECT_HEADER_SIZE
+                and session.dialect != Dialect.SELECT
+            ):
+                session.use_select_framing()  # type: ignore[union-attr]
             try:
                 for frame in decoder.frames():
                     if not session.handle_frame(frame):

@@ -25,6 +25,7 @@ except ImportError:  # Windows: no RLIMIT_NOFILE to check
 from ..discovery import Announcement, Announcer
 from ..discovery.interfaces import DEFAULT_GROUP, ipv4_interfaces
 from ..discovery.interfaces import DEFAULT_PORT as DEFAULT_ANNOUNCE_PORT
+from ..irc.lines import format_line
 from ..protocol.errors import ErrorCode, RemoteProtocolError
 from ..protocol.framing import encode_frame
 from ..protocol.limits import Limits
@@ -125,6 +126,10 @@ class ServerConfig:
     tls_key: str | None = None
     #: With TLS: plaintext too, on this port (0: any free one). None: TLS only.
     plain_port: int | None = None
+    #: IRC clients on this port (0: any free one; docs/IRC.md). None: no IRC listener.
+    irc_port: int | None = None
+    #: The address the IRC port listens on (None: ``host``).
+    irc_host: str | None = None
 
 
 def server_descriptors(config: ServerConfig) -> int:
@@ -222,6 +227,7 @@ class ChatServer:
         self._conn_lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._plain_listener: socket.socket | None = None  # with TLS and plain_port only
+        self._irc_listener: socket.socket | None = None  # with irc_port only
         self._selector: selectors.BaseSelector | None = None  # the accept thread's
         self._wake_r, self._wake_w = socket.socketpair()
         self._accept_thread = threading.Thread(
@@ -292,6 +298,8 @@ class ChatServer:
         try:
             if self.config.plain_port is not None:
                 self._plain_listener = self._listen(self.config.plain_port)
+            if self.config.irc_port is not None:
+                self._irc_listener = self._listen(self.config.irc_port, self.config.irc_host)
             self._selector = selectors.DefaultSelector()
         except BaseException:
             for listener in self._listeners():
@@ -309,18 +317,20 @@ class ChatServer:
         log.info("listening on %s%s", format_address((host, port)), secure)
         if self._plain_listener is not None:
             log.info("plaintext on %s", format_address(self.plain_address))
+        if self._irc_listener is not None:
+            log.info("IRC on %s", format_address(self.irc_address))
         self._start_announcer(port)
 
-    def _listen(self, port: int) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
-        listener = socket.create_server(
-            (self.config.host, port), family=family, backlog=self.config.backlog
-        )
+    def _listen(self, port: int, host: str | None = None) -> socket.socket:
+        host = self.config.host if host is None else host
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.create_server((host, port), family=family, backlog=self.config.backlog)
         listener.setblocking(False)
         return listener
 
     def _listeners(self) -> list[socket.socket]:
-        return [s for s in (self._listener, self._plain_listener) if s is not None]
+        listeners = (self._listener, self._plain_listener, self._irc_listener)
+        return [s for s in listeners if s is not None]
 
     def _fit_open_files_limit(self) -> None:
         """Check ``max_clients`` against RLIMIT_NOFILE: raise a soft limit that is too low up
@@ -381,6 +391,13 @@ class ChatServer:
     def address(self) -> tuple[str, int]:
         assert self._listener is not None, "server not started"
         host, port = self._listener.getsockname()[:2]
+        return host, port
+
+    @property
+    def irc_address(self) -> tuple[str, int]:
+        """The IRC port's (host, port) (``irc_port``)."""
+        assert self._irc_listener is not None, "no IRC port"
+        host, port = self._irc_listener.getsockname()[:2]
         return host, port
 
     @property
@@ -540,6 +557,7 @@ class ChatServer:
         Accept thread only."""
         self._take_reserve()  # given back after an earlier shortage, if there is one again
         secure = self.tls is not None and listener is self._listener
+        irc = listener is self._irc_listener
         while True:
             try:
                 sock, address = listener.accept()
@@ -551,19 +569,19 @@ class ChatServer:
                 return
             refusal = self._refusal(address) or self._over_capacity(format_address(address))
             if refusal is not None:
-                self._refuse(sock, address, refusal, selector if secure else None)
+                self._refuse(sock, address, refusal, selector if secure else None, irc)
                 continue
             sock.setblocking(False)
             now = time.monotonic()
             grace = self.config.plain_grace
-            grace = None if self.config.password else grace
+            grace = None if self.config.password or irc else grace  # (IRC clients speak first)
             deadline = now + self.config.hello_timeout
             if secure:  # the grace starts once the handshake is done
                 assert self.tls is not None
                 waiting = _Waiting(address, deadline, None, time.time(), self.tls.channel(), grace)
             else:
                 quiet_at = None if grace is None else now + grace
-                waiting = _Waiting(address, deadline, quiet_at, time.time())
+                waiting = _Waiting(address, deadline, quiet_at, time.time(), irc=irc)
             self._waiting[sock] = waiting
             selector.register(sock, selectors.EVENT_READ)
             log.debug("%s: connected", format_address(address))
@@ -615,6 +633,7 @@ class ChatServer:
             registration_deadline=waiting.deadline,
             tls=waiting.tls,
             unsent=waiting.unsent,
+            irc=waiting.irc,
         )
         with self._conn_lock:
             self._connections.add(conn)
@@ -782,7 +801,8 @@ class ChatServer:
                 ErrorCode.HELLO_TIMEOUT, f"not registered within {limit:g} s", fatal=True
             )
             log.warning("%s: %s: %s", format_address(waiting.address), error.code, error.message)
-            _send_and_close(sock, ErrorReply.from_exception(error), waiting.tls, waiting.unsent)
+            reply = ErrorReply.from_exception(error)
+            _send_and_close(sock, reply, waiting.tls, waiting.unsent, irc=waiting.irc)
 
     def _make_quiet_guest(
         self, selector: selectors.BaseSelector, sock: socket.socket, waiting: _Waiting
@@ -837,6 +857,7 @@ class ChatServer:
         address: object,
         refusal: RemoteProtocolError,
         selector: selectors.BaseSelector | None = None,
+        irc: bool = False,
     ) -> None:
         """Tell ``sock`` why with a fatal error frame, and close it. "Server full" is logged at
         most once a second (a crowd over the limit would write a line per connection).
@@ -853,7 +874,7 @@ class ChatServer:
             note = _quiet_note(quiet, "refused") + closed
             log.warning("%s: refused: %s%s", format_address(address), refusal.message, note)
         if selector is None:
-            _send_and_close(sock, ErrorReply.from_exception(refusal))
+            _send_and_close(sock, ErrorReply.from_exception(refusal), irc=irc)
         elif busy:
             sock.close()
         else:
@@ -952,6 +973,7 @@ class _Waiting:
     unsent: bytes = b""  # TLS: handshake bytes the socket has not taken yet
     events: int = selectors.EVENT_READ  # what the selector waits for
     refusal: ErrorReply | None = None  # TLS: refused at accept, told once the handshake is done
+    irc: bool = False  # came to the IRC port
 
     @property
     def due(self) -> float:
@@ -963,13 +985,18 @@ def _send_and_close(
     message: ErrorReply | Goodbye,
     tls: TlsChannel | None = None,
     unsent: bytes = b"",
+    irc: bool = False,
 ) -> None:
     """One small frame to a socket nobody reads from yet, then close it (never blocks).
     Over TLS: encrypted, after ``unsent``, with a close_notify; nothing if the handshake is
-    not done (there is no way to say it)."""
+    not done (there is no way to say it). ``irc``: an IRC ``ERROR`` line instead."""
     try:
         sock.setblocking(False)
-        frame = encode_frame(encode_message(message))
+        if irc:
+            reason = message.message if isinstance(message, ErrorReply) else message.reason
+            frame = format_line("ERROR", f"Closing link: {reason}", trailing=True)
+        else:
+            frame = encode_frame(encode_message(message))
         if tls is None:
             sock.send(frame)
         elif tls.established:

@@ -162,6 +162,12 @@ class Session(SessionCore):
         self._quiet = False  # a plain guest for its silence; its first frame may be a hello
         self._username: str | None = None  # select dialect: the name its first frame gave
 
+    @property
+    def pinged(self) -> bool:
+        """Whether a silent peer is pinged: rich members only (a tutorial client could not
+        answer, PROTOCOL.md 8.1)."""
+        return self.dialect == Dialect.RICH
+
     # --- events from the connection --------------------------------------------------------
 
     def handle_frame(self, payload: bytes) -> bool:
