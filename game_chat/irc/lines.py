@@ -5,7 +5,8 @@ A line is ``[@tags ][:prefix ]COMMAND[ params...][ :trailing]`` ending in CR LF 
 accepted, as every daemon does). Limits, as IRC daemons have them: the part after the tags is
 at most :data:`MAX_LINE_BYTES` (512) bytes with its CR LF; the tags at most
 :data:`MAX_TAG_BYTES` (8,191) bytes with their ``@`` and the space after them. A longer line
-is a peer's mistake (:class:`LineTooLong`, numeric 417 ERR_INPUTTOOLONG): the decoder drops it
+is a peer's mistake (:class:`LineTooLong`, numeric 417 ERR_INPUTTOOLONG; a client's tags may
+take :data:`MAX_CLIENT_TAG_BYTES`): the decoder drops it
 up to its end and goes on with the next. Nothing here touches a socket; the decoder is tested
 by feeding bytes one at a time and at every split point.
 """
@@ -21,6 +22,8 @@ from ..protocol.errors import ChatError
 MAX_LINE_BYTES = 512
 #: Longest tag section, its "@" and the space after it included (IRCv3 message-tags).
 MAX_TAG_BYTES = 8191
+#: Longest tag section a client may send: 4,094 bytes of tags, its "@" and space included.
+MAX_CLIENT_TAG_BYTES = 4096
 #: Most parameters a message has (RFC 2812 2.3.1: 14 middle ones and a trailing one).
 MAX_PARAMS = 15
 
@@ -201,7 +204,7 @@ def _too_long(line: bytes) -> bool:
     if line.startswith(b"@"):
         space = line.find(b" ")
         tags_len = len(line) if space < 0 else space + 1
-        if tags_len > MAX_TAG_BYTES:
+        if tags_len > MAX_CLIENT_TAG_BYTES:
             return True
         line = line[tags_len:]
     return len(line) + 2 > MAX_LINE_BYTES

@@ -19,6 +19,7 @@ the others the same.
 from __future__ import annotations
 
 import datetime
+import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -46,16 +47,22 @@ from ..protocol.messages import (
 )
 from .lines import MAX_LINE_BYTES, format_line, split_utf8
 
-#: The server's name in IRC prefixes (a host name: the chat's own name may have spaces).
+#: The server's name in IRC prefixes when the chat's own name (``--name``) is not a host name.
 SERVER = "game_chat"
+_HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}")
 #: The user and host part of every member's mask.
 USER, HOST = "u", "game_chat"
 #: Capabilities offered in CAP LS (docs/IRC.md).
 CAPABILITIES = ("away-notify", "batch", "echo-message", "message-tags", "multi-prefix",
-                "server-time")  # fmt: skip
+                "server-time", "userhost-in-names")  # fmt: skip
 #: The dialect letters of the capabilities that change broadcast bytes.
 _FLAGS = {"away-notify": "a", "message-tags": "g", "server-time": "t"}
 DIALECT_PREFIX = "irc"
+
+
+def server_name(name: str) -> str:
+    """The chat's name as IRC's server name: itself when it is a host name, else game_chat."""
+    return name if _HOST_NAME.fullmatch(name) else SERVER
 
 
 def mask(nick: str) -> str:
@@ -116,19 +123,24 @@ def broadcast(message: ServerMessage, dialect: str) -> bytes:
 
 
 def said(
-    nick: str, target: str, text: str, action: bool, tags: dict[str, str] | None = None
+    nick: str,
+    target: str,
+    text: str,
+    action: bool,
+    tags: dict[str, str] | None = None,
+    command: str = "PRIVMSG",
 ) -> bytes:
     """A PRIVMSG from ``nick``, split over as many lines as it takes to stay within 512 bytes
     (a chat line may be up to 1,000 characters; IRC daemons cut such lines, we split them)."""
     prefix = mask(nick)
-    room = MAX_LINE_BYTES - len(f":{prefix} PRIVMSG {target} :\r\n".encode())
+    room = MAX_LINE_BYTES - len(f":{prefix} {command} {target} :\r\n".encode())
     if action:
         room -= len("\x01ACTION \x01")
     out = []
     for piece in split_utf8(text, max(16, room)):
         body = f"\x01ACTION {piece}\x01" if action else piece
         out.append(
-            format_line("PRIVMSG", target, body, prefix=prefix, tags=tags or None, trailing=True)
+            format_line(command, target, body, prefix=prefix, tags=tags or None, trailing=True)
         )
     return b"".join(out)
 
@@ -139,21 +151,25 @@ class Renderer:
     ``nick()`` is the member's nick now; ``caps`` its capabilities; ``dialect`` the string
     the state renders its broadcasts with."""
 
-    def __init__(self, nick: Callable[[], str], caps: frozenset[str]) -> None:
+    def __init__(self, nick: Callable[[], str], caps: frozenset[str], server: str = SERVER) -> None:
         self._nick = nick
+        self.server = server
         self.caps = caps
         self.dialect = dialect_for(caps)
-        self._echo: dict[str, tuple[str, str, bool]] = {}  # client id -> (target, text, action)
+        # client id -> (command, target, text, action)
+        self._echo: dict[str, tuple[str, str, str, bool]] = {}
         self._echo_lock = threading.Lock()  # (acks are rendered by the committing thread)
 
     # --- lines said, and their echo -----------------------------------------------------
 
-    def expect_ack(self, client_id: str, target: str, text: str, action: bool) -> None:
+    def expect_ack(
+        self, client_id: str, command: str, target: str, text: str, action: bool
+    ) -> None:
         """A line of ours goes to the chat under ``client_id``: with ``echo-message`` its ack
-        comes back as the line itself."""
+        comes back as the line itself (``command``: PRIVMSG or NOTICE, as it was sent)."""
         if "echo-message" in self.caps:
             with self._echo_lock:
-                self._echo[client_id] = (target, text, action)
+                self._echo[client_id] = (command, target, text, action)
 
     def forget_ack(self, client_id: str) -> None:
         with self._echo_lock:
@@ -162,15 +178,19 @@ class Renderer:
     # --- numerics -----------------------------------------------------------------------
 
     def numeric(self, code: str, *params: str) -> bytes:
-        return format_line(code, self._nick() or "*", *params, prefix=SERVER, trailing=True)
+        return format_line(code, self._nick() or "*", *params, prefix=self.server, trailing=True)
 
     def notice(self, text: str) -> bytes:
-        return format_line("NOTICE", self._nick() or "*", text, prefix=SERVER, trailing=True)
+        return format_line("NOTICE", self._nick() or "*", text, prefix=self.server, trailing=True)
 
     def names(self, room: str, members: Iterable[dict[str, Any]]) -> bytes:
         """RPL_NAMREPLY lines (as many as 512 bytes take) and RPL_ENDOFNAMES."""
-        shown = [("@" if m.get("oper") else "") + str(m.get("nick", "")) for m in members]
-        head = len(f":{SERVER} 353 {self._nick()} = {room} :\r\n".encode())
+        full = "userhost-in-names" in self.caps
+        shown = [
+            ("@" if m.get("oper") else "") + (mask(m["nick"]) if full else str(m["nick"]))
+            for m in members
+        ]
+        head = len(f":{self.server} 353 {self._nick()} = {room} :\r\n".encode())
         out, batch, size = [], [], head
         for name in shown:
             if batch and size + len(name.encode()) + 1 > MAX_LINE_BYTES:
@@ -196,7 +216,8 @@ class Renderer:
             tags = {"time": server_time(message.ts)} if "server-time" in self.caps else {}
             if "message-tags" in self.caps:
                 tags["msgid"] = str(message.msg_id)
-            return said(me, *echo, tags)
+            command, target, text, action = echo
+            return said(me, target, text, action, tags, command)
         if isinstance(message, RoomJoined):
             out = [format_line("JOIN", message.room, prefix=mask(me))]
             if message.topic:
@@ -206,6 +227,8 @@ class Renderer:
         if isinstance(message, RoomList):
             out = [self.numeric("321", "Channel", "Users Name")]
             for room in message.rooms:
+                if not room["members"]:
+                    continue  # an IRC channel with nobody in it does not exist
                 out.append(self.numeric("322", room["room"], str(room["members"]), room["topic"]))
             out.append(self.numeric("323", "End of /LIST"))
             return b"".join(out)
@@ -218,7 +241,9 @@ class Renderer:
                     flags += "@"
                 channel = message.room or "*"
                 nick = m["nick"]
-                line = self.numeric("352", channel, USER, HOST, SERVER, nick, flags, f"0 {nick}")
+                line = self.numeric(
+                    "352", channel, USER, HOST, self.server, nick, flags, f"0 {nick}"
+                )
                 out.append(line)
             out.append(self.numeric("315", target, "End of /WHO list"))
             return b"".join(out)
@@ -229,9 +254,11 @@ class Renderer:
         if isinstance(message, Notice) and not message.room:
             return self.notice(message.text)
         if isinstance(message, Ping):
-            return format_line("PING", str(message.token), prefix=SERVER)
+            return format_line("PING", str(message.token), prefix=self.server)
         if isinstance(message, Pong):
-            return format_line("PONG", SERVER, str(message.token), prefix=SERVER, trailing=True)
+            return format_line(
+                "PONG", self.server, str(message.token), prefix=self.server, trailing=True
+            )
         if isinstance(message, Goodbye):
             return format_line(
                 "ERROR", f"Closing link: {message.reason or 'goodbye'}", trailing=True

@@ -28,11 +28,13 @@ from ..server.moderation import host_of
 from ..server.session import SessionCore
 from ..server.state import ChatState, MemberGone
 from .lines import IrcLineError, IrcMessage, LineTooLong, format_line, parse_line
-from .render import CAPABILITIES, HOST, SERVER, USER, Renderer, dialect_for, mask
+from .render import CAPABILITIES, HOST, USER, Renderer, dialect_for, mask, server_name
 
 log = logging.getLogger("game_chat.irc")
 
 VERSION = "game_chat-0.1"
+#: Longest user name kept from USER (as daemons cut it).
+USERLEN = 9
 QUIT_REASON = "Quit"
 LOST_REASON = "connection lost"
 
@@ -73,9 +75,11 @@ class IrcSession(SessionCore):
         self._nick: str | None = None  # asked for before registration
         self._user: str | None = None
         self._password: str | None = None
+        self._realname = ""
         self._negotiating = False  # CAP LS/REQ seen, no CAP END yet: registration waits
         self._caps: set[str] = set()
-        self.renderer = Renderer(self._current_nick, frozenset())
+        self.renderer = Renderer(self._current_nick, frozenset(), server_name(state.server_name))
+        self.server = self.renderer.server
         self._ids = itertools.count(1)
 
     # --- what the connection asks -------------------------------------------------------
@@ -140,6 +144,9 @@ class IrcSession(SessionCore):
     def _send(self, data: bytes) -> None:
         if data:
             self.mailbox.put(data)
+
+    def _from_server(self, command: str, *params: str) -> None:
+        self._send(format_line(command, *params, prefix=self.server, trailing=True))
 
     def _numeric(self, code: str, *params: str) -> None:
         self._send(self.renderer.numeric(code, *params))
@@ -226,19 +233,17 @@ class IrcSession(SessionCore):
         nick = self._current_nick()
         if sub == "LS":
             self._negotiating = self.member is None
-            self._send(
-                format_line("CAP", nick, "LS", " ".join(CAPABILITIES), prefix=SERVER, trailing=True)
-            )
+            self._from_server("CAP", nick, "LS", " ".join(CAPABILITIES))
         elif sub == "LIST":
             caps = " ".join(sorted(self._caps))
-            self._send(format_line("CAP", nick, "LIST", caps, prefix=SERVER, trailing=True))
+            self._from_server("CAP", nick, "LIST", caps)
         elif sub == "REQ":
             self._negotiating = self.member is None
             asked = message.params[1] if len(message.params) > 1 else ""
             wanted = asked.split()
             names = [w.lstrip("-") for w in wanted]
             if not wanted or any(n not in CAPABILITIES for n in names):
-                self._send(format_line("CAP", nick, "NAK", asked, prefix=SERVER, trailing=True))
+                self._from_server("CAP", nick, "NAK", asked)
                 return
             for word in wanted:
                 if word.startswith("-"):
@@ -246,7 +251,7 @@ class IrcSession(SessionCore):
                 else:
                     self._caps.add(word)
             self._use_caps()
-            self._send(format_line("CAP", nick, "ACK", asked, prefix=SERVER, trailing=True))
+            self._from_server("CAP", nick, "ACK", asked)
         elif sub == "END":
             self._negotiating = False
             self._try_register()
@@ -287,6 +292,7 @@ class IrcSession(SessionCore):
         if not self._need(message, 4):
             return
         self._user = message.params[0]
+        self._realname = message.params[3]
         self._try_register()
 
     def _try_register(self) -> None:
@@ -306,6 +312,7 @@ class IrcSession(SessionCore):
             render=self.renderer.render,
         )
         member.disconnect = self._kicked
+        member.ident = (self._user[:USERLEN], self._realname)
         self.member = member
         log.info("%s: IRC client joined as %s", self.address, member.nick)
         self._welcome()
@@ -314,9 +321,9 @@ class IrcSession(SessionCore):
         me = self._me
         network = self.state.server_name
         self._numeric("001", f"Welcome to the {network} IRC network {mask(me.nick)}")
-        self._numeric("002", f"Your host is {SERVER}, running version {VERSION}")
+        self._numeric("002", f"Your host is {self.server}, running version {VERSION}")
         self._numeric("003", "This server is a game_chat server")
-        self._send(format_line("004", me.nick, SERVER, VERSION, "o", "b", prefix=SERVER))
+        self._send(format_line("004", me.nick, self.server, VERSION, "o", "b", prefix=self.server))
         tokens = isupport(self.state, network)
         for start in range(0, len(tokens), 12):
             self._numeric("005", *tokens[start : start + 12], "are supported by this server")
@@ -328,12 +335,14 @@ class IrcSession(SessionCore):
         self._numeric("251", f"There are {users} users and 0 invisible on 1 servers")
         self._numeric("254", str(len(self.state.rooms())), "channels formed")
         self._numeric("255", f"I have {users} clients and 0 servers")
+        self._numeric("265", str(users), str(users), f"Current local users {users}, max {users}")
+        self._numeric("266", str(users), str(users), f"Current global users {users}, max {users}")
 
     def _ping(self, message: IrcMessage) -> None:
         if not message.params:
             self._numeric("409", "No origin specified")
             return
-        self._send(format_line("PONG", SERVER, message.params[0], prefix=SERVER, trailing=True))
+        self._from_server("PONG", self.server, message.params[0])
 
     def _quit(self, message: IrcMessage) -> bool:
         reason = clean_reason(message.params[0]) if message.params else ""
@@ -362,7 +371,7 @@ class IrcSession(SessionCore):
             if not target:
                 continue
             client_id = f"i{next(self._ids)}"
-            self.renderer.expect_ack(client_id, target, text, action)
+            self.renderer.expect_ack(client_id, message.command, target, text, action)
             try:
                 if target.startswith("#"):
                     accepted = self.state.say(self._me, text, client_id, False, target, action)
@@ -375,6 +384,10 @@ class IrcSession(SessionCore):
                 self._refused(IrcMessage(message.command, (target,)), exc)
                 continue
             self._ticket = accepted.ticket or self._ticket
+            if not target.startswith("#") and message.command == "PRIVMSG":
+                info = self.state.member_info(target)
+                if info is not None and info["away"]:  # (the chat tells others in a notice)
+                    self._numeric("301", info["nick"], info["away"])
 
     def _join(self, message: IrcMessage) -> None:
         if not self._need(message, 1):
@@ -442,15 +455,26 @@ class IrcSession(SessionCore):
         target = message.params[0] if message.params else "*"
         if target.startswith("#"):
             try:
-                self.state.who(self._me, target)
+                room, _, members = self.state.room_view(self._me, target)
             except RemoteProtocolError:
-                self._numeric("315", target, "End of /WHO list")
-            return
-        info = self.state.member_info(target) if target not in ("*", "0") else None
-        if info is not None:
-            flags = ("G" if info["away"] else "H") + ("*" if info["oper"] else "")
-            self._numeric("352", "*", USER, HOST, SERVER, info["nick"], flags, f"0 {info['nick']}")
+                members, room = [], target
+            for m in members:
+                info = self.state.member_info(m["nick"])
+                if info is not None:
+                    self._who_line(room, info, m.get("oper", False))
+        elif target not in ("*", "0"):
+            info = self.state.member_info(target)
+            if info is not None:
+                self._who_line("*", info, False)
         self._numeric("315", target, "End of /WHO list")
+
+    def _who_line(self, channel: str, info: dict[str, object], chanop: bool) -> None:
+        """RPL_WHOREPLY: channel, user, host, server, nick, flags, hops and real name."""
+        flags = ("G" if info["away"] else "H") + ("*" if info["oper"] else "")
+        flags += "@" if chanop and channel != "*" else ""
+        user, realname = _ident(info)
+        nick = str(info["nick"])
+        self._numeric("352", channel, user, HOST, self.server, nick, flags, f"0 {realname}")
 
     def _whois(self, message: IrcMessage) -> None:
         if not self._need(message, 1):
@@ -462,8 +486,9 @@ class IrcSession(SessionCore):
             self._numeric("318", target, "End of /WHOIS list")
             return
         nick = info["nick"]
-        self._numeric("311", nick, USER, HOST, "*", nick)
-        self._numeric("312", nick, SERVER, self.state.server_name)
+        user, realname = _ident(info)
+        self._numeric("311", nick, user, HOST, "*", realname)
+        self._numeric("312", nick, self.server, self.state.server_name)
         if info["oper"]:
             self._numeric("313", nick, "is an IRC operator")
         if info["away"]:
@@ -501,6 +526,7 @@ class IrcSession(SessionCore):
         if not self._need(message, 2):
             return
         reason = message.params[2] if len(message.params) > 2 else ""
+        self.state.room_view(self._me, message.params[0])  # no such channel: 403 first
         self.state.kick(self._me, message.params[1], reason)
 
     def _oper(self, message: IrcMessage) -> None:
@@ -540,6 +566,13 @@ class IrcSession(SessionCore):
         self._numeric("302", " ".join(found))
 
 
+def _ident(info: dict[str, object]) -> tuple[str, str]:
+    """(user, real name) of a member as WHO and WHOIS show it: an IRC member's own, else
+    the chat's placeholder and its nick."""
+    user, realname = info.get("user"), info.get("realname")
+    return (str(user) if user else USER), (str(realname) if realname else str(info["nick"]))
+
+
 def isupport(state: ChatState, network: str) -> list[str]:
     """The RPL_ISUPPORT tokens: what this server's limits really are."""
     limits = state.limits
@@ -551,10 +584,11 @@ def isupport(state: ChatState, network: str) -> list[str]:
         f"CHANNELLEN={MAX_ROOM_CHARS + 1}",
         "CHANTYPES=#",
         "KICKLEN=200",
-        f"NETWORK={network.replace(' ', '_') or SERVER}",
+        f"NETWORK={network.replace(' ', '_') or 'game_chat'}",
         f"NICKLEN={limits.max_nick_chars}",
         "PREFIX=(o)@",
         f"TOPICLEN={MAX_TOPIC_CHARS}",
+        f"USERLEN={USERLEN}",
         "UTF8ONLY",
     ]
 
@@ -584,7 +618,7 @@ _AFTER: dict[str, Callable[[IrcSession, IrcMessage], bool | None]] = {
     "OPER": IrcSession._oper,
     "MOTD": lambda s, m: s._numeric("422", "MOTD File is missing"),
     "LUSERS": lambda s, m: s._lusers(),
-    "VERSION": lambda s, m: s._numeric("351", VERSION, SERVER, "game_chat"),
+    "VERSION": lambda s, m: s._numeric("351", VERSION, s.server, "game_chat"),
     "ISON": IrcSession._ison,
     "USERHOST": IrcSession._userhost,
 }

@@ -102,6 +102,8 @@ class Member:
     #: Renders every message for this member itself (IRC members: numerics name the nick,
     #: acks become echoes); None: ``encode_for`` its dialect. Broadcasts bypass it.
     render: Callable[[ServerMessage], bytes] | None = None
+    #: IRC members: (user, real name) as their USER gave them (WHO, WHOIS).
+    ident: tuple[str, str] | None = None
 
     @property
     def current(self) -> Member:

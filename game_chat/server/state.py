@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..irc.render import is_irc
 from ..protocol.commands import LOBBY, help_lines
 from ..protocol.errors import ChatError, ErrorCode, RemoteProtocolError
 from ..protocol.limits import Limits
@@ -736,6 +737,9 @@ class ChatState:
         joined = UserJoined(member.nick, now, room.name)
         self._send_all(room.members.values(), joined)
         self._tell_cluster(joined, [room])
+        if member.away:  # IRC's away-notify: an away member's joining says it is away
+            irc = [m for m in room.members.values() if is_irc(m.dialect)]
+            self._send_all(irc, AwayChanged(member.nick, member.away, now))
         room.members[nick_key(member.nick)] = member
         member.rooms[nick_key(room.name)] = room
         member.current_room = room.name
@@ -850,7 +854,10 @@ class ChatState:
             found = self._members.get(nick_key(nick))
             if found is not None:
                 rooms = [r.name for r in found.rooms.values()]
-                return {"nick": found.nick, "away": found.away, "oper": found.oper, "rooms": rooms}
+                info = {"nick": found.nick, "away": found.away, "oper": found.oper, "rooms": rooms}
+                if found.ident is not None:
+                    info["user"], info["realname"] = found.ident
+                return info
             remote = self._group.remote.get(nick_key(nick)) if self._in_cluster else None
         if remote is None:
             return None
@@ -1203,7 +1210,8 @@ class ChatState:
         for other, client_id in line.extra_acks:
             other = other.current
             out.add(other, other.encode(Ack(client_id, line.id, message.ts, unsaved=not kept)))
-        if recipient is not None and recipient.away and sender is not None:
+        # (IRC senders are told by their session, with numeric 301)
+        if recipient is not None and recipient.away and sender is not None and not sender.render:
             out.add(sender, sender.encode(Notice(f"{recipient.nick} is away: {recipient.away}")))
 
     def _deliver_early(self, lines: Sequence[PendingLine]) -> None:
