@@ -22,7 +22,7 @@ from game_chat.irc.render import broadcast, dialect_for, server_time
 from game_chat.irc.session import IrcSession
 from game_chat.protocol.messages import ChatMessage, UserJoined
 from game_chat.server.session import Session
-from game_chat.server.state import ChatState
+from game_chat.server.state import Access, ChatState
 
 # --- lines ------------------------------------------------------------------------------
 
@@ -236,3 +236,17 @@ def test_garbage_and_unknown_commands_hurt_nobody() -> None:
     assert set(box.commands()[-5:]) <= {"421", "461", "411"}
     assert not s.handle_frame(b"QUIT :bye")
     assert box.lines()[-1].startswith("ERROR")
+
+
+def test_who_takes_masks_and_oper_says_its_mode() -> None:
+    state = ChatState(access=Access(oper_password="sesame"))
+    a, abox = irc(state, "alpha")
+    irc(state, "alphonse")
+    irc(state, "bravo")
+    abox.clear()
+    a.handle_frame(b"WHO alph*")
+    found = [parse_line(x.encode()) for x in abox.lines() if " 352 " in x]
+    assert sorted(m.params[5] for m in found) == ["alpha", "alphonse"]
+    assert (found[0].params[2], found[0].params[-1]) == ("u", "0 Real")  # its USER line
+    a.handle_frame(b"OPER alpha sesame")
+    assert [parse_line(x.encode()).command for x in abox.lines()[-2:]] == ["381", "MODE"]

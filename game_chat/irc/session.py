@@ -13,6 +13,7 @@ clients join what they ask for.
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import logging
 import math
@@ -462,10 +463,12 @@ class IrcSession(SessionCore):
                 info = self.state.member_info(m["nick"])
                 if info is not None:
                     self._who_line(room, info, m.get("oper", False))
-        elif target not in ("*", "0"):
-            info = self.state.member_info(target)
-            if info is not None:
-                self._who_line("*", info, False)
+        else:  # a nick, or a mask of nicks, user names or real names (* and ?)
+            pattern = "*" if target == "0" else target
+            for nick in self.state.every_nick():
+                info = self.state.member_info(nick)
+                if info is not None and _who_matches(pattern, info):
+                    self._who_line("*", info, False)
         self._numeric("315", target, "End of /WHO list")
 
     def _who_line(self, channel: str, info: dict[str, object], chanop: bool) -> None:
@@ -547,6 +550,8 @@ class IrcSession(SessionCore):
             return
         self._oper_tries.succeeded("")
         self._numeric("381", "You are now an IRC operator")
+        me = self._me.nick
+        self._send(format_line("MODE", me, "+o", prefix=mask(me), trailing=True))
 
     def _list(self, message: IrcMessage) -> None:
         self.state.list_rooms(self._me)
@@ -564,6 +569,14 @@ class IrcSession(SessionCore):
                 away = "-" if info["away"] else "+"
                 found.append(f"{info['nick']}{oper}={away}{USER}@{HOST}")
         self._numeric("302", " ".join(found))
+
+
+def _who_matches(pattern: str, info: dict[str, object]) -> bool:
+    """WHO's mask against a member's nick, user name, real name or host (case-insensitive,
+    ``*`` and ``?`` as wildcards)."""
+    user, realname = _ident(info)
+    fields = (str(info["nick"]), user, realname, HOST)
+    return any(fnmatch.fnmatchcase(f.casefold(), pattern.casefold()) for f in fields)
 
 
 def _ident(info: dict[str, object]) -> tuple[str, str]:

@@ -847,6 +847,11 @@ class ChatState:
             self._send_all(self._sharing(member), away)
             self._tell_cluster(away, member.rooms.values())
 
+    def every_nick(self) -> list[str]:
+        """Every member's nick, here and (on a cluster) on the other nodes."""
+        with self._lock:
+            return [m.nick for m in self._members.values()] + [r["nick"] for r in self._remote()]
+
     def member_info(self, nick: str) -> dict[str, Any] | None:
         """What is public about ``nick`` (nick, away, oper, rooms: their names), here or on
         another node of a cluster; None if nobody has that nick."""
