@@ -23,13 +23,14 @@ whose look fell in it. For each frame:
   anything waited to be shown.
 
 A frame is **late** if its latency is over ``LATENCY_DEADLINE`` (50 ms). Why 50 ms: the
-window, idle, looks every 30 ms (app.POLL_SECONDS; the lobby game's IDLE_POLL too), which
-leaves 20 ms for a frame's work; then come the compositor and the display (up to 17 ms at
-60 Hz), and the whole stays well inside the ~100 ms beyond which typing and chat stop
-feeling instant. A frame's work over 20 ms, or a loop that falls behind the lines, shows
-as late frames. As the chat screen takes up to 400 events a frame and the overlay 200
-(MAX_EVENTS_PER_FRAME), lines could only pile up behind frames slower than 0.2 s at
-1,000 lines/s, which are late anyway: no line waits unseen behind a frame on time.
+window looks every 25 ms (app.POLL_SECONDS; the lobby game, idle, every 30 ms: IDLE_POLL),
+which leaves 20-25 ms for a frame's work and the machine's scheduling; then come the
+compositor and the display (up to 17 ms at 60 Hz), and the whole stays well inside the ~100
+ms beyond which typing and chat stop feeling instant. A frame's work over 20 ms, or a loop
+that falls behind the lines, shows as late frames. As the chat screen takes up to 400 events
+a frame and the overlay 200 (MAX_EVENTS_PER_FRAME), lines could only pile up behind frames
+slower than 0.2 s at 1,000 lines/s, which are late anyway: no line waits unseen behind a
+frame on time.
 
 Prints one JSON line per phase (median of ``--runs``): the CPU as % of one core, and the
 frames (count, p99 and max of frame_ms and latency_ms, late frames; each the median of the

@@ -41,7 +41,7 @@ ASSETS = assets_dir()
 DEFAULT_SIZE = (960, 640)
 #: How often the idle loop wakes to look at events and the network (the receive thread never
 #: touches pygame, so it cannot wake the loop itself): a key or a line waits at most this long.
-POLL_SECONDS = 0.03
+POLL_SECONDS = 0.025
 #: Redraw at least this often even when nothing seems to change (a countdown in the status).
 IDLE_REDRAW_SECONDS = 1.0
 
