@@ -614,3 +614,24 @@ def test_the_server_list_says_when_nothing_was_found(display: pygame.font.Font) 
     servers.update(4.0)
     assert servers.status == SEARCHING
     assert servers.update(2.0) and servers.status == NOTHING_FOUND
+
+
+@pytest.mark.ui
+def test_a_tls_server_shows_as_tls_in_the_list(display: pygame.font.Font) -> None:
+    """The address column says what joining will use: tls://HOST:PORT for a TLS server."""
+    import dataclasses
+
+    plain = entry("Alpha", "192.0.2.1")
+    secure = dataclasses.replace(plain, tls=True)
+    shots = []
+    for servers in ((plain,), (secure,)):
+        widget = ServerList(pygame.Rect(0, 0, 600, 200), Theme(), display, lambda _e: None)
+        widget.set_servers(servers)
+        widget.update(0.016)
+        surface = pygame.Surface((600, 200))
+        widget.draw(surface)
+        address_x, players_x = widget._columns(600)[1:3]
+        row = widget.row_rect(0)
+        area = pygame.Rect(address_x, row.top, players_x - address_x, row.height)
+        shots.append(pygame.image.tobytes(surface.subsurface(area), "RGB"))
+    assert secure.url == "tls://192.0.2.1:5050" and shots[0] != shots[1]

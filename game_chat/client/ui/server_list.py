@@ -1,8 +1,9 @@
 """The live list of servers found on the LAN, under the connect form; a click picks one.
 
-Each row shows the server's name, address, players, a lock (drawn, not a glyph) when it asks
-for a password, and the ping. The names are already cleaned by the discovery code and are
-cut again here to the column's width. The panel is rendered once per change, not per frame.
+Each row shows the server's name, address (``tls://`` in front when it speaks TLS), players, a
+lock (drawn, not a glyph) when it asks for a password, and the ping. The names are already
+cleaned by the discovery code and are cut again here to the column's width. The panel is
+rendered once per change, not per frame.
 """
 
 from __future__ import annotations
@@ -179,7 +180,8 @@ class ServerList:
             name = fit(font, entry.name or "(no name)", address_x - name_x - theme.padding)
             cells = (
                 (name_x, name, name_color),
-                (address_x, entry.address, theme.muted),
+                # A TLS server shows as tls://HOST:PORT: what joining it will use.
+                (address_x, fit(font, entry.url, players_x - address_x - pad), theme.muted),
                 (players_x, str(entry.players), theme.text),
                 (ping_x, ping_text(entry), theme.muted),
             )
