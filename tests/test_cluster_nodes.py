@@ -243,6 +243,37 @@ def test_a_tutorial_client_on_one_node_hears_a_rich_client_on_another(
     assert [m["text"] for m in chats(ann, 1)] == ["hello rich"]
 
 
+def test_an_irc_client_on_one_node_chats_with_a_rich_client_on_another(
+    redis_process: RedisProcess, redis_db: redis.Redis
+) -> None:
+    """IRC clients are members like any other on a cluster: lines cross nodes both ways."""
+    from test_irc_server import IrcClient
+
+    ns = f"t{next(_namespaces)}"
+    a = start_server(cluster=redis_process.url, cluster_namespace=ns, irc_port=0)
+    b = start_server(cluster=redis_process.url, cluster_namespace=ns)
+    try:
+        hexchat = IrcClient(a.irc_address)
+        hexchat.register("hex", "echo-message")
+        hexchat.send("JOIN #lobby")
+        hexchat.until("366")
+        bob, _ = rich_client(b.address, "bob")
+        hexchat.send("PRIVMSG #lobby :from irc on node a")
+        assert hexchat.until("PRIVMSG").params[1] == "from irc on node a"  # echoed once stored
+        said = bob.recv_until(lambda m: m["type"] == "chat")
+        assert (said["nick"], said["text"]) == ("hex", "from irc on node a")
+        say(bob, ["from rich on node b"])
+        heard = hexchat.until("PRIVMSG")
+        assert (heard.prefix, heard.params) == (
+            "bob!u@game_chat",
+            ("#lobby", "from rich on node b"),
+        )
+        hexchat.close()
+    finally:
+        a.shutdown()
+        b.shutdown()
+
+
 def test_private_lines_reach_a_member_on_another_node(nodes: list[ChatServer]) -> None:
     a, b = nodes
     ann, _ = rich_client(a.address, "ann")
