@@ -250,3 +250,33 @@ def test_who_takes_masks_and_oper_says_its_mode() -> None:
     assert (found[0].params[2], found[0].params[-1]) == ("u", "0 Real")  # its USER line
     a.handle_frame(b"OPER alpha sesame")
     assert [parse_line(x.encode()).command for x in abox.lines()[-2:]] == ["381", "MODE"]
+
+
+def test_a_room_s_maker_is_its_operator_kicks_from_it_and_makes_others_operators() -> None:
+    """The member who makes a room runs it (IRC's channel operator): @ in NAMES and WHO, KICK
+    removes from the room (everyone sees KICK), MODE +o hands it on; others are refused."""
+    state = ChatState()
+    owner, obox = irc(state, "owner")
+    guest, gbox = irc(state, "guest")
+    third, tbox = irc(state, "third")
+    owner.handle_frame(b"JOIN #den")
+    assert any(x.endswith(":@owner") for x in obox.lines() if " 353 " in x)
+    guest.handle_frame(b"JOIN #den")
+    third.handle_frame(b"JOIN #den")
+    assert any("@owner" in x and "guest" in x for x in tbox.lines() if " 353 " in x)
+    guest.handle_frame(b"KICK #den third :no")  # not an operator of #den
+    assert gbox.lines()[-1].split(" ")[1] == "482"
+    owner.handle_frame(b"MODE #den +o guest")
+    mode = ":owner!u@game_chat MODE #den +o guest"
+    assert tbox.lines()[-1] == mode and gbox.lines()[-1] == mode
+    guest.handle_frame(b"KICK #den third :out")
+    kick = ":guest!u@game_chat KICK #den third :out"
+    assert tbox.lines()[-1] == kick and obox.lines()[-1] == kick
+    assert third.member is not None and third.member.rooms == {}
+    guest.handle_frame(b"KICK #den nobody")
+    assert gbox.lines()[-1].split(" ")[1] == "441"
+    owner.handle_frame(b"PART #den")  # its operator status goes with it
+    owner.handle_frame(b"JOIN #den")
+    assert any("@guest" in x and "@owner" not in x for x in obox.lines() if " 353 " in x)
+    owner.handle_frame(b"JOIN #lobby")  # nobody makes the lobby: no operator there
+    assert not any("@owner" in x for x in obox.lines() if " 353 " in x and "#lobby" in x)

@@ -35,6 +35,7 @@ from game_chat.protocol.messages import (
     PrivateMessage,
     RoomJoined,
     RoomList,
+    RoomOpChanged,
     SendChat,
     SetMemberData,
     TopicChanged,
@@ -550,6 +551,8 @@ SERVER_SAMPLES = [
     ErrorReply(ErrorCode.TEXT_TOO_LONG, "too long", False, "m7"),
     MemberData("#lobby", "bob", {"ready": True}, 1.0),
     LineSettled("#lobby", "node1:7", 42),
+    RoomOpChanged("#team", "bob", True, "alice", 1.0),
+    UserParted("#team", "bob", "be nice", 1.0, by="alice"),
     ChatMessage(0, "bob", "said while the store was away", 1.0, pending=True, origin="n:3"),
 ]
 

@@ -175,9 +175,12 @@ WELCOME_LIMITS = {
 LOBBY = "#lobby"
 
 
-def member(nick: str, away: str = "", oper: bool = False, muted: bool = False) -> dict:
-    """A member object of ``joined`` / ``who`` (section 4.3)."""
-    return {"nick": nick, "away": away, "oper": oper, "muted": muted}
+def member(
+    nick: str, away: str = "", oper: bool = False, muted: bool = False, op: bool = False
+) -> dict:
+    """A member object of ``joined`` / ``who`` (section 4.3); ``op``: the room's operator."""
+    found = {"nick": nick, "away": away, "oper": oper, "muted": muted}
+    return {**found, "op": True} if op else found
 
 
 def replayed(chat: dict[str, object]) -> dict[str, object]:
@@ -414,8 +417,8 @@ def test_example_session_of_section_9(server) -> None:
     expect_frame(
         alice,
         '{"type":"joined","room":"#team","topic":"","members":'
-        '[{"nick":"alice","away":"","oper":false,"muted":false}]}',
-    )
+        '[{"nick":"alice","away":"","oper":false,"muted":false,"op":true}]}',
+    )  # (who makes a room is its operator)
     tut.send("/join #team")
     expect_frame(tut, "* You are in #team. Here: alice, bob")
     expect_frame(alice, '{"type":"join","nick":"bob","ts":TS,"room":"#team"}')
@@ -662,9 +665,15 @@ def test_rooms_topic_part_and_plain_room_prefix(server) -> None:
     # Joining makes the room (section 4.6); the first spelling is kept, names compare like
     # nicks. The joiner gets "joined", the room's members get "join".
     alice.send_json(type="join", room="#Team")
-    expect(alice, type="joined", room="#Team", topic="", members=[member("alice")])
+    expect(alice, type="joined", room="#Team", topic="", members=[member("alice", op=True)])
     bob.send_json(type="join", room="#team")
-    expect(bob, type="joined", room="#Team", topic="", members=[member("alice"), member("bob")])
+    expect(
+        bob,
+        type="joined",
+        room="#Team",
+        topic="",
+        members=[member("alice", op=True), member("bob")],
+    )
     expect(alice, type="join", nick="bob", room="#Team")
 
     # A topic goes to the room's members; "rooms" lists every room.
@@ -1321,7 +1330,7 @@ def test_resume_with_another_store_null_ids_new_rooms_and_no_room(server) -> Non
     expect(alice, type="joined", room=LOBBY, topic="", members=[member("bob"), member("alice")])
     expect(alice, **replayed(one))
     expect(alice, **replayed(two))
-    expect(alice, type="joined", room="#team", topic="", members=[member("alice")])
+    expect(alice, type="joined", room="#team", topic="", members=[member("alice", op=True)])
     expect(bob, type="join", nick="alice", room=LOBBY)
     (team_line,) = say_lines(alice, "alice", ["where am I?"], room=None, lands_in="#team")
     bob.send_json(type="ping", token=1)  # the line went to #team: bob got nothing
@@ -1331,7 +1340,13 @@ def test_resume_with_another_store_null_ids_new_rooms_and_no_room(server) -> Non
     carol = DocClient(server.address)
     carol.send_json(type="hello", nick="carol", version=1, resume={"#Team": 3, LOBBY: None})
     expect_welcome(carol, "carol", ["bob", "alice", "carol"])
-    expect(carol, type="joined", room="#team", topic="", members=[member("alice"), member("carol")])
+    expect(
+        carol,
+        type="joined",
+        room="#team",
+        topic="",
+        members=[member("alice", op=True), member("carol")],
+    )
     expect(carol, **replayed(team_line))
     expect(alice, type="join", nick="carol", room="#team")
     expect(carol, type="joined", room=LOBBY, topic="",
@@ -1386,7 +1401,8 @@ def test_bad_resume_values_are_refused_and_the_hello_sent_again(server) -> None:
     client.send_json(type="hello", nick="alice", version=1, resume=rooms)
     expect_welcome(client, "alice", ["alice"])
     for name in rooms:
-        expect(client, type="joined", room=name, topic="", members=[member("alice")])
+        members = [member("alice", op=name != LOBBY)]
+        expect(client, type="joined", room=name, topic="", members=members)
     client.send_json(type="chat", text="in the lobby", id=1)  # the last room named is current
     expect(client, type="ack", id=1, msg_id=1)
     client.send_json(type="history", room=LOBBY)
@@ -1401,14 +1417,15 @@ def test_a_session_token_takes_a_ghost_over(server) -> None:
     ghost = DocClient(server.address)
     first = hello(ghost, "alice", ["alice"])
     ghost.send_json(type="join", room="#team")
-    expect(ghost, type="joined", room="#team", topic="", members=[member("alice")])
+    expect(ghost, type="joined", room="#team", topic="", members=[member("alice", op=True)])
     ghost.send_json(type="away", reason="lunch")
     expect(ghost, type="away", nick="alice", reason="lunch")
     bob = DocClient(server.address)
     away = member("alice", away="lunch")
     hello(bob, "bob", ["alice", "bob"], members=[away, "bob"])
     bob.send_json(type="join", room="#team")
-    expect(bob, type="joined", room="#team", topic="", members=[away, member("bob")])
+    team = [member("alice", away="lunch", op=True), member("bob")]
+    expect(bob, type="joined", room="#team", topic="", members=team)
     said = say_lines(bob, "bob", ["t1", "t2", "t3"], room="#team")
     # The ghost reads no more: say its client had t1 when the connection broke.
 
@@ -1426,7 +1443,7 @@ def test_a_session_token_takes_a_ghost_over(server) -> None:
     # Her rooms in the order she joined them: #lobby (not named: the usual replay, empty),
     # then #team after the id given.
     expect(heir, type="joined", room=LOBBY, topic="", members=[away, member("bob")])
-    expect(heir, type="joined", room="#team", topic="", members=[away, member("bob")])
+    expect(heir, type="joined", room="#team", topic="", members=team)  # still its operator
     for line in said[1:]:
         expect(heir, **replayed(line))
 
@@ -1454,7 +1471,7 @@ def test_a_session_token_takes_a_ghost_over(server) -> None:
     (back,) = say_lines(heir, "alice", ["back"], room=None, lands_in="#team")
     expect(bob, **back)
     bob.send_json(type="who", room="#team")
-    expect(bob, type="who", room="#team", members=[away, member("bob")])
+    expect(bob, type="who", room="#team", members=team)
     # The first token is spent: ignored, so the nick is checked as usual.
     stale = DocClient(server.address)
     stale.send_json(type="hello", nick="alice", version=1, session=first["session"])
@@ -1570,7 +1587,9 @@ def test_a_failing_store_unsaved_acks_and_unavailable(server) -> None:
     )
     alice.send('{"type":"join","room":"#team"}')
     expect_frame(
-        alice, '{"type":"joined","room":"#team","topic":"","members":' + members_json("alice") + "}"
+        alice,
+        '{"type":"joined","room":"#team","topic":"","members":'
+        '[{"nick":"alice","away":"","oper":false,"muted":false,"op":true}]}',
     )
     expect_frame(
         alice,
@@ -1812,9 +1831,9 @@ def test_unicode_rules_of_sections_6_1_to_6_3(burst_server) -> None:
     alice.send_json(type="join", room="#x" + "\u0301" * 5)
     expect(alice, **error_of("bad_room", "a room name has at most 4 marks on one letter"))
     alice.send_json(type="join", room="#team")
-    expect(alice, type="joined", room="#team", topic="", members=[member("ကျော်")])
+    expect(alice, type="joined", room="#team", topic="", members=[member("ကျော်", op=True)])
     alice.send_json(type="join", room="#tеam")  # Cyrillic е
-    expect(alice, type="joined", room="#tеam", topic="", members=[member("ကျော်")])
+    expect(alice, type="joined", room="#tеam", topic="", members=[member("ကျော်", op=True)])
     for client in (alice, tut):
         client.close()
 
@@ -1827,19 +1846,19 @@ def test_room_caps_of_section_4_6(server_factory) -> None:
     hello(alice, "alice", ["alice"])
     for n in range(19):
         alice.send_json(type="join", room=f"#r{n}")
-        expect(alice, type="joined", room=f"#r{n}", topic="", members=[member("alice")])
+        expect(alice, type="joined", room=f"#r{n}", topic="", members=[member("alice", op=True)])
     member_cap, server_cap = doc_exchange("too_many_rooms")
     alice.send_json(type="join", room="#one-more")
     expect_frame(alice, member_cap[2])
     alice.send_json(type="join", room="#r3")  # a room she is in: fine
-    expect(alice, type="joined", room="#r3", topic="", members=[member("alice")])
+    expect(alice, type="joined", room="#r3", topic="", members=[member("alice", op=True)])
     alice.close()
 
     srv = server_factory(max_rooms_per_member=2, max_rooms=3)
     alice = DocClient(srv.address)
     first = hello(alice, "alice", ["alice"])
     alice.send_json(type="join", room="#a")
-    expect(alice, type="joined", room="#a", topic="", members=[member("alice")])
+    expect(alice, type="joined", room="#a", topic="", members=[member("alice", op=True)])
     alice.send_json(type="join", room="#b")
     expect(alice, **error_of("too_many_rooms", "you are in 2 rooms, the most one may be in: "
                              "part one first"))  # fmt: skip
@@ -1850,11 +1869,13 @@ def test_room_caps_of_section_4_6(server_factory) -> None:
     expect(bob, type="part", room=LOBBY, nick="bob", reason="")
     expect(alice, type="part", room=LOBBY, nick="bob", reason="")
     bob.send_json(type="join", room="#b")  # the third room of the server
-    expect(bob, type="joined", room="#b", topic="", members=[member("bob")])
+    expect(bob, type="joined", room="#b", topic="", members=[member("bob", op=True)])
     bob.send_json(type="join", room="#c")
     expect_frame(bob, server_cap[2].replace("1000 rooms", "3 rooms"))
     bob.send_json(type="join", room="#a")  # a room that exists: fine
-    expect(bob, type="joined", room="#a", topic="", members=[member("alice"), member("bob")])
+    expect(
+        bob, type="joined", room="#a", topic="", members=[member("alice", op=True), member("bob")]
+    )
     expect(alice, type="join", nick="bob", room="#a")
     # A resume that would make a room over the cap; a takeover that would add one.
     carol = DocClient(srv.address)
@@ -1867,7 +1888,9 @@ def test_room_caps_of_section_4_6(server_factory) -> None:
                              "part one first"))  # fmt: skip
     carol.send_json(type="hello", nick="carol", version=1, resume={"#b": None})
     expect_welcome(carol, "carol", ["alice", "bob", "carol"])
-    expect(carol, type="joined", room="#b", topic="", members=[member("bob"), member("carol")])
+    expect(
+        carol, type="joined", room="#b", topic="", members=[member("bob", op=True), member("carol")]
+    )
     expect(bob, type="join", nick="carol", room="#b")
     # Plain: the same error as a line.
     tut = DocClient(srv.address)

@@ -56,6 +56,7 @@ from game_chat.protocol.messages import (
     Ping,
     PrivateMessage,
     RoomJoined,
+    RoomOpChanged,
     SendChat,
     SendPrivate,
     SetAway,
@@ -889,6 +890,20 @@ def test_selecting_in_the_log_then_ctrl_c_copies_it_and_typing_still_reaches_the
     post_key(pygame.K_c, pygame.KMOD_CTRL)
     run_frame(screen, display)
     assert screen.input.clipboard.get_text() == "draft"
+
+
+def test_room_operators_are_marked_and_a_removal_says_by_whom() -> None:
+    c, rec = connected(joined("#den", "bob"))
+    den = c.tab("#den")
+    assert den is not None and not den.member("bob").op  # type: ignore[union-attr]
+    c.apply(RoomOpChanged("#den", "bob", True, ME, 5.0))
+    assert den.member("bob").op  # type: ignore[union-attr]
+    assert rec.texts(den)[-1] == f"{ME} made bob an operator of #den"
+    c.apply(UserParted("#den", "bob", "spam", 6.0, by=ME))
+    assert rec.texts(den)[-1] == f"bob was removed from #den by {ME} (spam)"
+    c.apply(UserParted("#den", ME, "", 7.0, by="carol"))
+    said = [line.text for lines in rec.lines.values() for line in lines]
+    assert any(t.startswith("You were removed from #den by carol") for t in said)
 
 
 def test_bare_topic_shows_it_and_topic_dash_clears_it() -> None:

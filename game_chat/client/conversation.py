@@ -30,6 +30,7 @@ from ..protocol.messages import (
     PrivateMessage,
     RoomJoined,
     RoomList,
+    RoomOpChanged,
     TopicChanged,
     UserJoined,
     UserLeft,
@@ -457,13 +458,25 @@ class Conversation:
         if _same_nick(event.nick, self.nick):
             tab.joined = False
             self._switch_on_join.discard(tab.key)
+            left = f"were removed from {tab.name} by {event.by}" if event.by else f"left {tab.name}"
             if self.close(tab):
-                self.system(f"You left {tab.name}{reason}")
+                self.system(f"You {left}{reason}")
             else:
-                self.system(f"You left {tab.name}{reason}; /join a room to talk", tab=tab)
+                self.system(f"You {left}{reason}; /join a room to talk", tab=tab)
             return
         tab.remove_member(event.nick)
-        text = f"{event.nick} left {tab.name}{reason}"
+        left = f"was removed from {tab.name} by {event.by}" if event.by else f"left {tab.name}"
+        self._emit(tab, LogLine(LineKind.SYSTEM, f"{event.nick} {left}{reason}", ts=event.ts))
+
+    def _on_RoomOpChanged(self, event: RoomOpChanged) -> None:
+        tab = self.tab(event.room)
+        member = tab.member(event.nick) if tab is not None else None
+        if tab is None or member is None:
+            return
+        member.op = event.op
+        tab.revision += 1
+        what = "made {} an operator of {}" if event.op else "took {}'s operator status in {}"
+        text = f"{event.by} " + what.format(event.nick, tab.name)
         self._emit(tab, LogLine(LineKind.SYSTEM, text, ts=event.ts))
 
     def _on_UserLeft(self, event: UserLeft) -> None:

@@ -31,13 +31,15 @@ class Member:
     away: str = ""
     oper: bool = False
     muted: bool = False
+    #: An operator of this room (whoever made it, or whom one of its operators made one).
+    op: bool = False
     #: The key-value pairs this member set in the room (ready, team, ...): lobby member data.
     data: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Member | None:
-        """A member from the server's ``{"nick", "away", "oper", "muted", "data"?}``; None if
-        malformed."""
+        """A member from the server's ``{"nick", "away", "oper", "muted", "op"?, "data"?}``;
+        None if malformed."""
         nick = data.get("nick") if isinstance(data, Mapping) else None
         if not isinstance(nick, str) or not nick:
             return None
@@ -49,6 +51,7 @@ class Member:
             reason,
             data.get("oper") is True,
             data.get("muted") is True,
+            data.get("op") is True,
             dict(pairs) if isinstance(pairs, Mapping) else {},
         )
 

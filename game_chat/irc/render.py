@@ -37,6 +37,7 @@ from ..protocol.messages import (
     PrivateMessage,
     RoomJoined,
     RoomList,
+    RoomOpChanged,
     ServerMessage,
     TopicChanged,
     UserJoined,
@@ -100,9 +101,14 @@ def broadcast(message: ServerMessage, dialect: str) -> bytes:
     prefix = None
     if isinstance(message, UserJoined):
         prefix, line = mask(message.nick), ("JOIN", message.room)
+    elif isinstance(message, UserParted) and message.by:  # removed by a room operator
+        prefix, line = mask(message.by), ("KICK", message.room, message.nick, message.reason)
     elif isinstance(message, UserParted):
         prefix = mask(message.nick)
         line = ("PART", message.room, message.reason) if message.reason else ("PART", message.room)
+    elif isinstance(message, RoomOpChanged):
+        prefix = mask(message.by)
+        line = ("MODE", message.room, "+o" if message.op else "-o", message.nick)
     elif isinstance(message, UserLeft):
         prefix, line = mask(message.nick), ("QUIT", message.reason or "Quit")
     elif isinstance(message, NickChanged):
@@ -118,7 +124,8 @@ def broadcast(message: ServerMessage, dialect: str) -> bytes:
         prefix, line = SERVER, ("NOTICE", message.room, message.text)
     if line is None:
         return b""
-    text = len(line) > 2 or line[0] in ("QUIT", "AWAY")  # a reason, a topic or a text
+    # A reason, a topic or a text goes after ":" (a MODE's nick does not).
+    text = line[0] != "MODE" and (len(line) > 2 or line[0] in ("QUIT", "AWAY"))
     return format_line(*line, prefix=prefix, tags=tags or None, trailing=text)
 
 
@@ -187,7 +194,8 @@ class Renderer:
         """RPL_NAMREPLY lines (as many as 512 bytes take) and RPL_ENDOFNAMES."""
         full = "userhost-in-names" in self.caps
         shown = [
-            ("@" if m.get("oper") else "") + (mask(m["nick"]) if full else str(m["nick"]))
+            ("@" if m.get("op") or m.get("oper") else "")
+            + (mask(m["nick"]) if full else str(m["nick"]))
             for m in members
         ]
         head = len(f":{self.server} 353 {self._nick()} = {room} :\r\n".encode())
@@ -237,7 +245,7 @@ class Renderer:
             out = []
             for m in message.members:
                 flags = ("G" if m.get("away") else "H") + ("*" if m.get("oper") else "")
-                if message.room and m.get("oper"):
+                if message.room and (m.get("op") or m.get("oper")):
                     flags += "@"
                 channel = message.room or "*"
                 nick = m["nick"]

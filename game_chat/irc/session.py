@@ -193,6 +193,9 @@ class IrcSession(SessionCore):
             self._numeric("404", target, f"Cannot send to channel ({exc.message})")
         elif code == ErrorCode.NO_SUCH_ROOM:
             self._numeric("403", target, "No such channel")
+        elif code == ErrorCode.NO_SUCH_NICK and command in ("KICK", "MODE"):
+            nick = params[1] if command == "KICK" and len(params) > 1 else params[-1]
+            self._numeric("441", nick, target, "They aren't on that channel")
         elif code == ErrorCode.NOT_OPERATOR and command in ("KICK", "MODE", "TOPIC"):
             self._numeric("482", target, "You're not channel operator")
         elif code in _NUMERICS:
@@ -462,7 +465,7 @@ class IrcSession(SessionCore):
             for m in members:
                 info = self.state.member_info(m["nick"])
                 if info is not None:
-                    self._who_line(room, info, m.get("oper", False))
+                    self._who_line(room, info, bool(m.get("op") or m.get("oper")))
         else:  # a nick, or a mask of nicks, user names or real names (* and ?)
             pattern = "*" if target == "0" else target
             for nick in self.state.every_nick():
@@ -497,7 +500,9 @@ class IrcSession(SessionCore):
         if info["away"]:
             self._numeric("301", nick, info["away"])
         if info["rooms"]:
-            self._numeric("319", nick, " ".join(info["rooms"]))
+            ops = set(info.get("op_rooms", ()))
+            shown = [("@" if r in ops or info["oper"] else "") + r for r in info["rooms"]]
+            self._numeric("319", nick, " ".join(shown))
         self._numeric("318", nick, "End of /WHOIS list")
 
     def _away(self, message: IrcMessage) -> None:
@@ -510,10 +515,16 @@ class IrcSession(SessionCore):
         target = message.params[0]
         if target.startswith("#"):
             room, _, _ = self.state.room_view(self._me, target)
-            if len(message.params) == 1:
+            change = message.params[1] if len(message.params) > 1 else ""
+            if not change:
                 self._numeric("324", room, "+")
-            elif message.params[1] in ("b", "+b") and len(message.params) == 2:
+            elif change in ("b", "+b") and len(message.params) == 2:
                 self._numeric("368", room, "End of channel ban list")
+            elif change in ("+o", "-o") and len(message.params) > 2:
+                # An operator of the room makes another one (or takes it back): MODE to all.
+                self.state.set_room_operator(self._me, room, message.params[2], change == "+o")
+            elif self._me.oper or self._is_room_op(room):
+                self._numeric("472", change.lstrip("+-")[:1] or "*", "is unknown mode char to me")
             else:
                 self._numeric("482", room, "You're not channel operator")
             return
@@ -529,8 +540,15 @@ class IrcSession(SessionCore):
         if not self._need(message, 2):
             return
         reason = message.params[2] if len(message.params) > 2 else ""
-        self.state.room_view(self._me, message.params[0])  # no such channel: 403 first
-        self.state.kick(self._me, message.params[1], reason)
+        # IRC's KICK removes from the channel (the chat's /kick, from the server, stays the
+        # server operators' command of the other dialects).
+        for nick in message.params[1].split(","):
+            self.state.kick_from_room(self._me, message.params[0], nick, reason)
+
+    def _is_room_op(self, room: str) -> bool:
+        _, _, members = self.state.room_view(self._me, room)
+        me = nick_key(self._me.nick)
+        return any(nick_key(m["nick"]) == me and m.get("op") for m in members)
 
     def _oper(self, message: IrcMessage) -> None:
         if not self._need(message, 2):

@@ -318,12 +318,26 @@ class RoomJoined:
 
 @dataclass(frozen=True)
 class UserParted:
-    """Someone (maybe you) left a room but not the server."""
+    """Someone (maybe you) left a room but not the server; ``by``: the room operator who
+    removed them (a kick from the room), None when they left."""
 
     TYPE: ClassVar[str] = "part"
     room: str
     nick: str
     reason: str
+    ts: float
+    by: str | None = None
+
+
+@dataclass(frozen=True)
+class RoomOpChanged:
+    """``by`` made ``nick`` an operator of ``room`` (``op``), or took it away."""
+
+    TYPE: ClassVar[str] = "room_op"
+    room: str
+    nick: str
+    op: bool
+    by: str
     ts: float
 
 
@@ -475,7 +489,7 @@ _CLIENT_CLASSES = (
 _SERVER_CLASSES = (
     Welcome, ChatMessage, PrivateMessage, Ack, UserJoined, UserLeft, UserParted, RoomJoined,
     RoomList, TopicChanged, WhoReply, AwayChanged, HistoryPage, Notice, NickChanged, UserList,
-    Ping, Pong, Goodbye, ErrorReply, MemberData, LineSettled,
+    Ping, Pong, Goodbye, ErrorReply, MemberData, LineSettled, RoomOpChanged,
 )  # fmt: skip
 
 ClientMessage = (
@@ -487,6 +501,7 @@ ServerMessage = (
     Welcome | ChatMessage | PrivateMessage | Ack | UserJoined | UserLeft | UserParted
     | RoomJoined | RoomList | TopicChanged | WhoReply | AwayChanged | HistoryPage | Notice
     | NickChanged | UserList | Ping | Pong | Goodbye | ErrorReply | MemberData | LineSettled
+    | RoomOpChanged
 )  # fmt: skip
 
 CLIENT_TYPES: dict[str, type] = {cls.TYPE: cls for cls in _CLIENT_CLASSES}
@@ -495,7 +510,7 @@ SERVER_TYPES: dict[str, type] = {cls.TYPE: cls for cls in _SERVER_CLASSES}
 #: Flags written only when true (a reader takes their absence as false).
 _OMITTED_WHEN_FALSE = frozenset({"retry", "action", "history", "unsaved", "pending"})
 #: Optional fields written only when they hold something.
-_OMITTED_WHEN_NONE = frozenset({"after", "gap", "session", "store", "resume", "origin"})
+_OMITTED_WHEN_NONE = frozenset({"after", "gap", "session", "store", "resume", "origin", "by"})
 #: Longest string a client id (``id``, ``token``: any field of type ClientId) may be.
 MAX_ID_CHARS = 64
 

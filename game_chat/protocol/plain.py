@@ -36,6 +36,7 @@ from .messages import (
     PrivateMessage,
     RoomJoined,
     RoomList,
+    RoomOpChanged,
     ServerMessage,
     TopicChanged,
     UserJoined,
@@ -119,7 +120,15 @@ _RENDERERS: Final[dict[type, Callable[[Any], str | None]]] = {
     PrivateMessage: lambda m: "[private] " + _chat(m),
     Ack: lambda m: SENT_REPLY,
     UserJoined: lambda m: f"* {m.nick} joined {m.room}",
-    UserParted: lambda m: _with_reason(f"* {m.nick} left {m.room}", m.reason),
+    UserParted: lambda m: _with_reason(
+        f"* {m.nick} was removed from {m.room} by {m.by}" if m.by else f"* {m.nick} left {m.room}",
+        m.reason,
+    ),
+    RoomOpChanged: lambda m: (
+        f"* {m.by} made {m.nick} an operator of {m.room}"
+        if m.op
+        else f"* {m.by} took {m.nick}'s operator status in {m.room}"
+    ),
     UserLeft: lambda m: _with_reason(f"* {m.nick} left", m.reason),
     NickChanged: lambda m: f"* {m.old} is now known as {m.new}",
     RoomJoined: _room_joined,

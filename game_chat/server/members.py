@@ -76,6 +76,10 @@ class Room:
     name: str
     topic: str = ""
     members: dict[str, Member] = field(default_factory=dict)  # nick key -> member, join order
+    #: Nick keys of the room's operators: whoever made it (joined it empty), and whoever an
+    #: operator of it made one. Not the lobby's (the server's operators run it). Server
+    #: operators may act in every room without being listed here.
+    ops: set[str] = field(default_factory=set)
 
 
 @dataclass(eq=False)
@@ -127,6 +131,8 @@ class Member:
     def info(self, now: float, room: Room | None = None) -> dict[str, Any]:
         muted = self.muted_until is not None and self.muted_until > now
         info = {"nick": self.nick, "away": self.away, "oper": self.oper, "muted": muted}
+        if room is not None and nick_key(self.nick) in room.ops:
+            info["op"] = True  # only room operators carry it: most frames stay as they were
         data = self.data.get(nick_key(room.name)) if room is not None else None
         if data:  # only members who set some carry it: most frames stay as they were
             info["data"] = data

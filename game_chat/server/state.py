@@ -52,6 +52,7 @@ from ..protocol.messages import (
     PrivateMessage,
     RoomJoined,
     RoomList,
+    RoomOpChanged,
     ServerMessage,
     TopicChanged,
     UserJoined,
@@ -740,6 +741,8 @@ class ChatState:
         if member.away:  # IRC's away-notify: an away member's joining says it is away
             irc = [m for m in room.members.values() if is_irc(m.dialect)]
             self._send_all(irc, AwayChanged(member.nick, member.away, now))
+        if not room.members and nick_key(room.name) != nick_key(LOBBY):
+            room.ops.add(nick_key(member.nick))  # who makes a room (or finds it empty) runs it
         room.members[nick_key(member.nick)] = member
         member.rooms[nick_key(room.name)] = room
         member.current_room = room.name
@@ -794,6 +797,7 @@ class ChatState:
     def _drop_from_room(self, member: Member, room: Room) -> None:
         member.data.pop(nick_key(room.name), None)
         room.members.pop(nick_key(member.nick), None)
+        room.ops.discard(nick_key(member.nick))
         member.rooms.pop(nick_key(room.name), None)
         if not room.members and nick_key(room.name) != nick_key(LOBBY):
             del self._rooms[nick_key(room.name)]
@@ -820,6 +824,9 @@ class ChatState:
             self._members = _rekey(self._members, old_key, new_key)
             for room in member.rooms.values():
                 room.members = _rekey(room.members, old_key, new_key)
+                if old_key in room.ops:
+                    room.ops.discard(old_key)
+                    room.ops.add(new_key)
             self._forget_skeleton(member)
             member.nick = new_nick
             self._skeletons[nick_skeleton(new_nick)] = member
@@ -860,6 +867,8 @@ class ChatState:
             if found is not None:
                 rooms = [r.name for r in found.rooms.values()]
                 info = {"nick": found.nick, "away": found.away, "oper": found.oper, "rooms": rooms}
+                key = nick_key(found.nick)
+                info["op_rooms"] = [r.name for r in found.rooms.values() if key in r.ops]
                 if found.ident is not None:
                     info["user"], info["realname"] = found.ident
                 return info
@@ -1295,6 +1304,47 @@ class ChatState:
                 self._report(exc)
         if targets:
             log.info("excess flood: %s cooled down for %g minute(s)", ", ".join(targets), minutes)
+
+    def kick_from_room(self, op: Member, name: str, nick: str, reason: str = "") -> None:
+        """An operator of a room (or of the server) removes ``nick`` from it (IRC's KICK):
+        everyone in the room, the member too, is told who did it. Members of this node only
+        (on a cluster, room operators are each node's). RemoteProtocolError not_in_room,
+        no_such_room, not_operator, no_such_nick (not in the room)."""
+        reason = clean_reason(reason)
+        with self._lock:
+            room, target = self._room_target(op, name, nick)
+            parted = UserParted(room.name, target.nick, reason, self._clock(), by=op.nick)
+            self._send_all(room.members.values(), parted)
+            self._tell_cluster(parted, [room])
+            self._drop_from_room(target, room)
+            log.info("%s removed %s from %s", op.nick, target.nick, room.name)
+
+    def set_room_operator(self, op: Member, name: str, nick: str, give: bool) -> None:
+        """An operator of a room (or of the server) makes ``nick`` an operator of it, or
+        takes that away; the room is told. RemoteProtocolError as kick_from_room."""
+        with self._lock:
+            room, target = self._room_target(op, name, nick)
+            key = nick_key(target.nick)
+            if (key in room.ops) == give:
+                return  # nothing changes: nothing to tell
+            (room.ops.add if give else room.ops.discard)(key)
+            changed = RoomOpChanged(room.name, target.nick, give, op.nick, self._clock())
+            self._send_all(room.members.values(), changed)
+            self._tell_cluster(changed, [room])
+
+    def _room_target(self, op: Member, name: str, nick: str) -> tuple[Room, Member]:
+        """Lock held: the room ``op`` runs (its operator, or a server operator) and the member
+        ``nick`` in it. RemoteProtocolError not_in_room, no_such_room, not_operator,
+        no_such_nick (not in the room)."""
+        room = self._member_room(op, name)
+        if not (op.oper or nick_key(op.nick) in room.ops):
+            raise RemoteProtocolError(
+                ErrorCode.NOT_OPERATOR, f"you are not an operator of {room.name}"
+            )
+        target = room.members.get(nick_key(nick))
+        if target is None:
+            raise RemoteProtocolError(ErrorCode.NO_SUCH_NICK, f"{nick} is not in {room.name}")
+        return room, target
 
     def kick(self, op: Member, nick: str, reason: str = "") -> Member | None:
         """Disconnect ``nick`` (on a cluster, wherever it is connected); the member kicked

@@ -21,7 +21,8 @@ from .theme import Color, Theme
 
 def member_label(member: Member, own_nick: str) -> str:
     """How a member is listed: "@alice (you)", "bob (away)"."""
-    label = ("@" if member.oper else "") + clean_display_text(member.nick, MAX_DISPLAY_NICK)
+    marked = member.oper or member.op  # an operator of the server or of this room
+    label = ("@" if marked else "") + clean_display_text(member.nick, MAX_DISPLAY_NICK)
     if member.nick == own_nick:
         label += " (you)"
     if member.away:
@@ -85,7 +86,9 @@ class UserList:
         ordered = sorted(members, key=lambda m: (m.nick.casefold(), m.nick))
         if ordered != self.members or own_nick != self.own_nick or title != self.title:
             # Copies: the caller's Member objects change in place (away, renames).
-            self.members = [Member(m.nick, m.away, m.oper, m.muted, dict(m.data)) for m in ordered]
+            self.members = [
+                Member(m.nick, m.away, m.oper, m.muted, m.op, dict(m.data)) for m in ordered
+            ]
             self.users = [m.nick for m in ordered]
             self.own_nick = own_nick
             self.title = title
