@@ -273,7 +273,7 @@ def test_a_room_s_maker_is_its_operator_kicks_from_it_and_makes_others_operators
     kick = ":guest!u@game_chat KICK #den third :out"
     assert tbox.lines()[-1] == kick and obox.lines()[-1] == kick
     assert third.member is not None and third.member.rooms == {}
-    guest.handle_frame(b"KICK #den nobody")
+    guest.handle_frame(b"KICK #den third")  # no longer in #den
     assert gbox.lines()[-1].split(" ")[1] == "441"
     owner.handle_frame(b"PART #den")  # its operator status goes with it
     owner.handle_frame(b"JOIN #den")

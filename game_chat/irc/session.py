@@ -195,7 +195,10 @@ class IrcSession(SessionCore):
             self._numeric("403", target, "No such channel")
         elif code == ErrorCode.NO_SUCH_NICK and command in ("KICK", "MODE"):
             nick = params[1] if command == "KICK" and len(params) > 1 else params[-1]
-            self._numeric("441", nick, target, "They aren't on that channel")
+            if self.state.member_info(nick) is None:
+                self._numeric("401", nick, "No such nick/channel")
+            else:
+                self._numeric("441", nick, target, "They aren't on that channel")
         elif code == ErrorCode.NOT_OPERATOR and command in ("KICK", "MODE", "TOPIC"):
             self._numeric("482", target, "You're not channel operator")
         elif code in _NUMERICS:
@@ -539,7 +542,8 @@ class IrcSession(SessionCore):
     def _kick(self, message: IrcMessage) -> None:
         if not self._need(message, 2):
             return
-        reason = message.params[2] if len(message.params) > 2 else ""
+        # No comment: the kicker's nick, as IRC daemons give it.
+        reason = message.params[2] if len(message.params) > 2 else self._me.nick
         # IRC's KICK removes from the channel (the chat's /kick, from the server, stays the
         # server operators' command of the other dialects).
         for nick in message.params[1].split(","):
