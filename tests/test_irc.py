@@ -280,3 +280,31 @@ def test_a_room_s_maker_is_its_operator_kicks_from_it_and_makes_others_operators
     assert any("@guest" in x and "@owner" not in x for x in obox.lines() if " 353 " in x)
     owner.handle_frame(b"JOIN #lobby")  # nobody makes the lobby: no operator there
     assert not any("@owner" in x for x in obox.lines() if " 353 " in x and "#lobby" in x)
+
+
+_COMMANDS = ["PRIVMSG", "NOTICE", "JOIN", "PART", "TOPIC", "NAMES", "LIST", "WHO", "WHOIS",
+             "AWAY", "NICK", "MODE", "KICK", "OPER", "CAP", "PASS", "USER", "PING", "PONG",
+             "ISON", "USERHOST", "MOTD", "LUSERS", "VERSION", "FOO"]  # fmt: skip
+_SAMPLE_WORDS = ["#a", "#b", "#lobby", "a", "b", "*", "0", "+o", "-o", "+b", "LS", "REQ", "END",
+                 ":x y", ":", "", "\x01ACTION hi\x01", ",", "#a,#b"]  # fmt: skip
+_WORDS = st.one_of(st.sampled_from(_SAMPLE_WORDS), st.text(max_size=12))
+
+
+@given(st.lists(st.tuples(st.sampled_from(_COMMANDS), st.lists(_WORDS, max_size=4)), max_size=30))
+def test_any_sequence_of_commands_gets_answers_never_an_exception(
+    script: list[tuple[str, list[str]]],
+) -> None:
+    """Every input path is total: whatever an IRC client sends, in any order, the session
+    answers (or ignores it) and keeps going; the other member is never hurt."""
+    state = ChatState()
+    other, _ = irc(state, "other")
+    other.handle_frame(b"JOIN #a")
+    box = IrcBox()
+    session = IrcSession(state, box, "127.0.0.1:9")
+    for command, words in [("NICK", ["x"]), ("USER", ["u", "0", "*", ":r"]), *script]:
+        line = " ".join([command, *words]).encode("utf-8", "surrogateescape")
+        if session.handle_frame(line.replace(b"\r", b"").replace(b"\n", b"")) is False:
+            break
+    other.handle_frame(b"PRIVMSG #a :still here")
+    other.settle()
+    assert other.member is not None

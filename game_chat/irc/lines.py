@@ -105,8 +105,9 @@ def format_line(
     trailing: bool = False,
 ) -> bytes:
     """One line, CR LF included. The last parameter goes after ``:`` when it must (empty,
-    has a space, or starts with ``:``) or ``trailing`` says so (text: as daemons write it);
-    the others must not need it (our misuse)."""
+    has a space, or starts with ``:``) or ``trailing`` says so (text: as daemons write it).
+    Another parameter that could not stand in the middle (a peer's word echoed in a numeric,
+    say ``JOIN :x y``) is made one: spaces become ``_``, a leading ``:`` goes, empty is ``*``."""
     parts = []
     if tags:
         parts.append(
@@ -120,10 +121,13 @@ def format_line(
         if last and (trailing or not param or " " in param or param.startswith(":")):
             parts.append(":" + param)
         else:
-            if not param or " " in param or param.startswith(":"):
-                raise ValueError(f"middle IRC parameter {param!r} needs the trailing form")
-            parts.append(param)
+            parts.append(_middle(param))
     return (" ".join(parts) + "\r\n").encode("utf-8", "replace")  # (text is cleaned before)
+
+
+def _middle(param: str) -> str:
+    param = param.replace(" ", "_").lstrip(":")
+    return param or "*"
 
 
 def _escape_tag(value: str) -> str:

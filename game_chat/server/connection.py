@@ -23,7 +23,6 @@ import time
 from typing import TYPE_CHECKING
 
 from ..irc.lines import LineDecoder
-from ..irc.session import IrcSession
 from ..protocol.errors import ConnectionLost, ErrorCode, RemoteProtocolError
 from ..protocol.framing import SELECT_HEADER_SIZE, FrameDecoder
 from ..protocol.tls import TlsChannel, TlsError
@@ -32,6 +31,7 @@ from .outbox import Outbox
 from .session import Session
 
 if TYPE_CHECKING:
+    from ..irc.session import IrcSession
     from .server import ChatServer
 
 log = logging.getLogger("game_chat.server")
@@ -122,6 +122,10 @@ class Connection:
         self._decoder: FrameDecoder | LineDecoder
         self.session: Session | IrcSession
         if irc:
+            # (imported here: game_chat.irc.session imports the server package, which
+            # imports this module)
+            from ..irc.session import IrcSession
+
             self.session = IrcSession(server.state, self.outbox, self.address, self.kick)
             self._decoder = LineDecoder()
         else:
