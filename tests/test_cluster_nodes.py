@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -438,26 +438,37 @@ def test_rooms_lists_the_rooms_of_every_node(nodes: list[ChatServer]) -> None:
     join(ann, "#Dev")
     ann.send_json(type="topic", room="#dev", topic="ship it")
     ann.recv_until(lambda m: m["type"] == "topic")
-    deadline = time.monotonic() + 5
-    while True:
-        bob.send_json(type="rooms")
-        listed = {r["room"]: r for r in bob.recv_until(lambda m: m["type"] == "rooms")["rooms"]}
-        if ("#Dev" in listed and listed["#lobby"]["members"] == 2) or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)  # lists are as of the other node's last heartbeat
+    reply = ask_until(
+        bob,
+        "rooms",
+        lambda m: (
+            {r["room"]: r["members"] for r in m["rooms"]}.get("#lobby") == 2
+            and any(r["room"] == "#Dev" for r in m["rooms"])
+        ),
+    )
+    listed = {r["room"]: r for r in reply["rooms"]}
     assert listed["#Dev"] == {"room": "#Dev", "members": 1, "topic": "ship it"}
     assert listed["#lobby"]["members"] == 2
 
 
-def wait_for_users(client: WireClient, wanted: list[str], within: float = 5) -> list[str]:
-    """``users`` until it lists ``wanted`` (lists are as of the nodes' last heartbeats)."""
+def ask_until(
+    client: WireClient, kind: str, done: Callable[[dict[str, Any]], bool], within: float = 5
+) -> dict[str, Any]:
+    """Ask ``kind`` (users, rooms...) until the answer is ``done`` or ``within`` seconds pass:
+    the cluster's lists are as of the nodes' last heartbeats; the last answer."""
     deadline = time.monotonic() + within
     while True:
-        client.send_json(type="users")
-        users = sorted(client.recv_until(lambda m: m["type"] == "users")["users"])
-        if users == wanted or time.monotonic() > deadline:
-            return users
+        client.send_json(type=kind)
+        reply = client.recv_until(lambda m: m["type"] == kind)
+        if done(reply) or time.monotonic() > deadline:
+            return reply
         time.sleep(0.1)  # a heartbeat in another process: nothing here to wait on
+
+
+def wait_for_users(client: WireClient, wanted: list[str], within: float = 5) -> list[str]:
+    """``users`` until it lists ``wanted``."""
+    reply = ask_until(client, "users", lambda m: sorted(m["users"]) == wanted, within)
+    return sorted(reply["users"])
 
 
 def start_node(url: str, *extra: str) -> tuple[subprocess.Popen[str], tuple[str, int]]:

@@ -308,3 +308,25 @@ def test_any_sequence_of_commands_gets_answers_never_an_exception(
     other.handle_frame(b"PRIVMSG #a :still here")
     other.settle()
     assert other.member is not None
+
+
+def test_a_closed_irc_session_is_freed_without_the_cycle_collector() -> None:
+    """Session and renderer point at each other while the connection lives; detach (the
+    connection closed) breaks that, so a session ends with its last reference."""
+    import gc
+    import weakref
+
+    state = ChatState()
+    session, _ = irc(state, "gone", "echo-message")
+    session.handle_frame(b"JOIN #x")
+    session.handle_frame(b"PRIVMSG #x :hi")
+    session.settle()
+    session.end()
+    session.detach()
+    ref = weakref.ref(session)
+    gc.disable()
+    try:
+        del session
+        assert ref() is None
+    finally:
+        gc.enable()

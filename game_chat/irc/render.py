@@ -66,6 +66,10 @@ def server_name(name: str) -> str:
     return name if _HOST_NAME.fullmatch(name) else SERVER
 
 
+def _no_nick() -> str:
+    return "*"
+
+
 def mask(nick: str) -> str:
     return f"{nick}!{USER}@{HOST}"
 
@@ -166,6 +170,10 @@ class Renderer:
         # client id -> (command, target, text, action)
         self._echo: dict[str, tuple[str, str, str, bool]] = {}
         self._echo_lock = threading.Lock()  # (acks are rendered by the committing thread)
+
+    def detach(self) -> None:
+        """Forget the member's nick source (the session: see IrcSession.detach)."""
+        self._nick = _no_nick
 
     # --- lines said, and their echo -----------------------------------------------------
 

@@ -28,7 +28,7 @@ from ..server.members import MAX_ROOM_CHARS, MAX_TOPIC_CHARS, Mailbox
 from ..server.moderation import host_of
 from ..server.session import SessionCore
 from ..server.state import ChatState, MemberGone
-from .lines import IrcLineError, IrcMessage, LineTooLong, format_line, parse_line
+from .lines import IrcLineError, IrcMessage, format_line, parse_line
 from .render import CAPABILITIES, HOST, USER, Renderer, dialect_for, mask, server_name
 
 log = logging.getLogger("game_chat.irc")
@@ -104,9 +104,6 @@ class IrcSession(SessionCore):
             return True
         try:
             message = parse_line(line)
-        except LineTooLong:
-            self._numeric("417", "Input line was too long")
-            return True
         except IrcLineError:
             return True  # not IRC: daemons ignore such lines
         try:
@@ -137,6 +134,12 @@ class IrcSession(SessionCore):
             self._send(self.renderer.render(Goodbye(reason)))
 
     # --- plumbing -------------------------------------------------------------------------
+
+    def detach(self) -> None:
+        """The connection is closed: drop the references back into it (the renderer asks
+        this session for the nick: a cycle otherwise, freed only by the cyclic collector)."""
+        super().detach()
+        self.renderer.detach()
 
     def _current_nick(self) -> str:
         member = self.member

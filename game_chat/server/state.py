@@ -857,7 +857,10 @@ class ChatState:
     def every_nick(self) -> list[str]:
         """Every member's nick, here and (on a cluster) on the other nodes."""
         with self._lock:
-            return [m.nick for m in self._members.values()] + [r["nick"] for r in self._remote()]
+            return self._every_nick()
+
+    def _every_nick(self) -> list[str]:
+        return [m.nick for m in self._members.values()] + [r["nick"] for r in self._remote()]
 
     def member_info(self, nick: str) -> dict[str, Any] | None:
         """What is public about ``nick`` (nick, away, oper, rooms: their names), here or on
@@ -891,14 +894,12 @@ class ChatState:
             room = self._rooms.get(nick_key(name))
             if room is None:
                 raise RemoteProtocolError(ErrorCode.NO_SUCH_ROOM, f"there is no room {name}")
-            now = self._clock()
-            infos = [m.info(now, room) for m in room.members.values()] + self._remote(room)
-            return room.name, room.topic, infos
+            joined = self._room_joined(room)
+            return joined.room, joined.topic, list(joined.members)
 
     def send_user_list(self, member: Member) -> None:
         with self._lock:
-            remote = [r["nick"] for r in self._remote()]
-            member.send(UserList(tuple(m.nick for m in self._members.values()) + tuple(remote)))
+            member.send(UserList(tuple(self._every_nick())))
 
     # --- messages ---------------------------------------------------------------------
 
@@ -1038,11 +1039,9 @@ class ChatState:
     def _remote(self, room: Room | None = None) -> list[dict[str, Any]]:
         """Lock held: members of the other nodes of a cluster (of ``room``), as ``info``
         shows members (as of the last heartbeat: at most a second or two old)."""
-        if not self._in_cluster:
-            return []
         key = nick_key(room.name) if room is not None else None
         infos = []
-        for r in self._group.remote.values():
+        for r in self._group_remote():
             if key is not None and key not in r.get("rooms", ()):
                 continue
             info = {"nick": r["nick"], "away": r.get("away", ""), "oper": r.get("oper", False),
@@ -1209,9 +1208,8 @@ class ChatState:
                 early = line.early_to
                 if early is not None:  # shown early: they get its id, the others the line
                     settled = LineSettled(room.name, line.origin, line.id)
-                    for m in early:
-                        if m.dialect == Dialect.RICH and room.members.get(nick_key(m.nick)) is m:
-                            out.add(m, m.encode(settled))
+                    for m in _still_early(early, room):
+                        out.add(m, m.encode(settled))
                     members = [m for m in members if m not in early]
                     message = dataclasses.replace(message, origin=line.origin)
                 for m, data in _encoded(members, message, exclude=sender):
@@ -1256,9 +1254,8 @@ class ChatState:
             if room is None or not line.early_to:
                 return
             settled = LineSettled(room.name, line.origin, 0)
-            for m in line.early_to:
-                if m.dialect == Dialect.RICH and room.members.get(nick_key(m.nick)) is m:
-                    m.send(settled)
+            for m in _still_early(line.early_to, room):
+                m.send(settled)
 
     def help(self, member: Member) -> None:
         with self._lock:
@@ -1630,6 +1627,14 @@ def _variant(member: Member, room: str) -> tuple[str, bool]:
     """How ``member`` sees a line of ``room``: its dialect, and (plain dialects) whether
     the room is its current one (if not, the line says which room it is from)."""
     return (member.dialect, member.dialect == Dialect.RICH or member.current_room == room)
+
+
+def _still_early(early: Iterable[Member], room: Room) -> list[Member]:
+    """Of the members shown a line early, the rich ones still in ``room``: they are told its
+    id (plain members have nothing to update)."""
+    return [
+        m for m in early if m.dialect == Dialect.RICH and room.members.get(nick_key(m.nick)) is m
+    ]
 
 
 def _run_room(line: PendingLine) -> str | None:
