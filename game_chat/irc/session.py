@@ -117,13 +117,17 @@ class IrcSession(SessionCore):
             self.member = None
             return False
 
-    def reject(self, exc: RemoteProtocolError, client_id: object = None) -> None:
-        """A fatal refusal from the connection (a timeout, the server full): ERROR, then
-        the connection closes."""
-        log.info("%s: %s: %s", self.address, exc.code, exc.message)
+    def _tell_refusal(self, exc: RemoteProtocolError, client_id: object) -> None:
+        """A refusal without a command to answer in its terms (the deadline, a flood, a
+        wrong password): the numeric there is for it, then (fatal) ERROR before the close."""
+        if exc.code == ErrorCode.BAD_PASSWORD:
+            self._numeric("464", "Password incorrect")
+        elif exc.code == ErrorCode.BANNED:
+            self._numeric("465", exc.message)
         if exc.fatal:
-            self.leave_reason = exc.message
-        self._send(format_line("ERROR", f"Closing link: {exc.message}", trailing=True))
+            self._send(format_line("ERROR", f"Closing link: {exc.message}", trailing=True))
+        elif exc.code not in (ErrorCode.BAD_PASSWORD, ErrorCode.BANNED):
+            self._send(self.renderer.notice(exc.message))
 
     def ping(self) -> None:
         self._pings += 1
@@ -162,23 +166,13 @@ class IrcSession(SessionCore):
         self._limiter.charge(_COSTS.get(command, "invalid"))
 
     def _refused(self, message: IrcMessage, exc: RemoteProtocolError) -> None:
-        """A refusal as the numeric an IRC client expects for this command."""
-        level = (
-            logging.DEBUG
-            if exc.code == ErrorCode.RATE_LIMITED and not exc.fatal
-            else (logging.WARNING if exc.fatal else logging.INFO)
-        )
-        log.log(level, "%s: %s %s: %s", self.address, message.command, exc.code, exc.message)
+        """A refusal as the numeric an IRC client expects for this command (a fatal one as
+        :meth:`reject` tells it)."""
         if exc.fatal:
-            self.leave_reason = exc.message
-            if exc.code == ErrorCode.BAD_PASSWORD:
-                self._numeric("464", "Password incorrect")
-            elif exc.code == ErrorCode.BANNED:
-                self._numeric("465", exc.message)
-            self._send(format_line("ERROR", f"Closing link: {exc.message}", trailing=True))
-            if exc.code == ErrorCode.RATE_LIMITED:
-                self.state.cool_down(self.member, self.address)
+            self.reject(exc)
             return
+        level = logging.DEBUG if exc.code == ErrorCode.RATE_LIMITED else logging.INFO
+        log.log(level, "%s: %s %s: %s", self.address, message.command, exc.code, exc.message)
         params = message.params
         target = params[0] if params else "*"
         code = exc.code

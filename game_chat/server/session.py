@@ -137,6 +137,26 @@ class SessionCore:
             log.info("%s: %s left (%s)", self.address, member.nick, reason)
             self.member = None
 
+    def reject(self, exc: RemoteProtocolError, client_id: ClientId = None) -> None:
+        """Tell the peer of its mistake in its dialect (``_tell_refusal``) and log it once.
+
+        ``client_id`` names the chat message refused, so the client can mark it failed.
+        """
+        level = logging.WARNING if exc.fatal else logging.INFO
+        if exc.code == ErrorCode.RATE_LIMITED and not exc.fatal:
+            level = logging.DEBUG  # a flood would write a line per frame
+        log.log(level, "%s: %s: %s", self.address, exc.code, exc.message)
+        if exc.fatal:
+            self.leave_reason = exc.message
+        self._tell_refusal(exc, client_id)
+        if exc.fatal and exc.code == ErrorCode.RATE_LIMITED:
+            # An excess flood: a cool-down, so that the script behind it cannot come back at
+            # once with a full budget (its nick, and its address unless it is this machine).
+            self.state.cool_down(self.member, self.address)
+
+    def _tell_refusal(self, exc: RemoteProtocolError, client_id: ClientId) -> None:
+        raise NotImplementedError
+
     def _kicked(self, reason: str) -> None:
         self.leave_reason = reason
         self.member = None  # the state already removed it and told the others
@@ -198,22 +218,8 @@ class Session(SessionCore):
             self.member = None
             return False
 
-    def reject(self, exc: RemoteProtocolError, client_id: ClientId = None) -> None:
-        """Send the peer an error frame for its mistake and log it once.
-
-        ``client_id`` names the chat message refused, so the client can mark it failed.
-        """
-        level = logging.WARNING if exc.fatal else logging.INFO
-        if exc.code == ErrorCode.RATE_LIMITED and not exc.fatal:
-            level = logging.DEBUG  # a flood would write a line per frame
-        log.log(level, "%s: %s: %s", self.address, exc.code, exc.message)
-        if exc.fatal:
-            self.leave_reason = exc.message
+    def _tell_refusal(self, exc: RemoteProtocolError, client_id: ClientId) -> None:
         self._reply(ErrorReply.from_exception(exc, client_id))
-        if exc.fatal and exc.code == ErrorCode.RATE_LIMITED:
-            # An excess flood: a cool-down, so that the script behind it cannot come back at
-            # once with a full budget (its nick, and its address unless it is this machine).
-            self.state.cool_down(self.member, self.address)
 
     def ping(self) -> None:
         """Ask a silent peer for a sign of life (any frame will do, a pong best)."""

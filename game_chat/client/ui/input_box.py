@@ -18,6 +18,7 @@ from .completion import TabCompleter
 from .fonts import TextFont
 from .text_edit import InputHistory, TextEditBuffer, sanitize_input, word_left, word_right
 from .theme import Color, Theme
+from .wrap import nearest_boundary
 
 __all__ = [
     "InputBox",
@@ -423,19 +424,11 @@ class InputBox:
         return self.font.size(text)[0] if text else 0
 
     def _index_at(self, x: int) -> int:
-        """The character boundary nearest to screen x (binary search: widths only grow)."""
+        """The character boundary nearest to screen x."""
         text = self._shown(self._buffer.text)
-        target = x - self._layout.text_area.x + self._layout.scroll
-        lo, hi = 0, len(text)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self._width(text[:mid]) < target:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo > 0 and target - self._width(text[: lo - 1]) < self._width(text[:lo]) - target:
-            lo -= 1
-        return lo
+        return nearest_boundary(
+            text, x - self._layout.text_area.x + self._layout.scroll, self._width
+        )
 
     def _compute_layout(self, scroll: int) -> _Layout:
         buf, comp = self._buffer, self._composition

@@ -40,7 +40,7 @@ from .fonts import TextFont
 from .line_text import compose_line, find_links, format_time
 from .text_safety import MAX_DISPLAY_NICK, clean_display_text
 from .theme import Color, Theme
-from .wrap import wrap_text
+from .wrap import chars_within, nearest_boundary, wrap_text
 
 DEFAULT_MAX_LINES = 200_000
 DEFAULT_CACHE_SIZE = 512
@@ -488,32 +488,10 @@ class MessageLog:
             if exact:
                 if x < 0 or x >= self._measure(text[start:end]):
                     return None
-                return seq, start + self._chars_within(text[start:end], x)
-            return seq, start + self._nearest_gap(text[start:end], x)
+                return seq, start + chars_within(text[start:end], x, self._measure)
+            return seq, start + nearest_boundary(text[start:end], x, self._measure)
         bottom = placed[0]
         return None if exact else (bottom.seq, len(self._compose(bottom.entry)[0]))
-
-    def _nearest_gap(self, text: str, x: int) -> int:
-        """The gap between characters of ``text`` nearest ``x`` pixels from its start."""
-        if x <= 0:
-            return 0
-        n = self._chars_within(text, x)
-        if n < len(text):
-            before, after = self._measure(text[:n]), self._measure(text[: n + 1])
-            if x - before > (after - before) / 2:
-                n += 1
-        return n
-
-    def _chars_within(self, text: str, width: int) -> int:
-        """How many characters of ``text`` from its start fit in ``width`` pixels."""
-        low, high = 0, len(text)
-        while low < high:
-            mid = (low + high + 1) // 2
-            if self._measure(text[:mid]) <= width:
-                low = mid
-            else:
-                high = mid - 1
-        return low
 
     def update(self, dt: float = 0.0) -> None:
         """Lay out the visible lines if anything changed since the last frame."""

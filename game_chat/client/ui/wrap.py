@@ -83,11 +83,30 @@ def _greedy_wrap(
 
 def _fit(text: str, pos: int, end: int, avail: int, measure: Callable[[str], int]) -> int:
     """Largest ``cut`` in ``(pos, end]`` with ``text[pos:cut]`` within ``avail`` (>= pos + 1)."""
-    lo, hi = pos + 1, end
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if measure(text[pos:mid]) <= avail:
-            lo = mid
+    return pos + max(1, chars_within(text[pos:end], avail, measure))
+
+
+def chars_within(text: str, width: int, measure: Callable[[str], int]) -> int:
+    """How many characters of ``text`` from its start fit in ``width`` pixels (binary
+    search: widths only grow)."""
+    low, high = 0, len(text)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if measure(text[:mid]) <= width:
+            low = mid
         else:
-            hi = mid - 1
-    return lo
+            high = mid - 1
+    return low
+
+
+def nearest_boundary(text: str, x: float, measure: Callable[[str], int]) -> int:
+    """The character boundary of ``text`` nearest ``x`` pixels from its start (where a click
+    puts a caret or starts a selection)."""
+    if x <= 0:
+        return 0
+    n = chars_within(text, int(x), measure)
+    if n < len(text):
+        before, after = measure(text[:n]), measure(text[: n + 1])
+        if x - before > (after - before) / 2:
+            n += 1
+    return n
