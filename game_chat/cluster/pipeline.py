@@ -456,11 +456,10 @@ class ClusterPipeline:
                 while due is None or due > time.monotonic() or not self._redis_down():
                     if self._stopping.is_set():
                         return
-                    if due is not None and due <= time.monotonic():
-                        wait: float | None = self.early_after  # overdue, Redis up: look again
-                    else:
-                        wait = None if due is None else max(0.0, due - time.monotonic())
-                    self._early_wake.wait(wait)
+                    # Nothing waiting: until a line comes; one not due yet: until it is; one
+                    # overdue while Redis answers (only slow): look again a little later.
+                    left = None if due is None else due - time.monotonic()
+                    self._early_wake.wait(left if left is None or left > 0 else self.early_after)
                     due = self._next_due()
             with self._delivering:
                 with self._cond:  # still waiting (not delivered, not dropped) and due

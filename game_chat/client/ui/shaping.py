@@ -88,7 +88,7 @@ def _to_display(text: str) -> str:
     # glyph that follows (moved after the letter, they would stick out on its left).
     visual = _get_display(shaped)
     if _MIRROR_HERE:
-        visual = _mirror(visual, rtl_line=_first_strong_is_rtl(shaped))
+        visual = _mirror(visual, rtl_line=bool(_strong_rtl(shaped, range(len(shaped)))))
     return visual
 
 
@@ -118,16 +118,6 @@ def _reshaper() -> tuple[ArabicReshaper, dict[int, int]]:
         if form and form != letter and not covers(form) and covers(letter)
     }
     return ArabicReshaper(configuration=config), unshape
-
-
-def _first_strong_is_rtl(text: str) -> bool:
-    for ch in text:
-        kind = unicodedata.bidirectional(ch)
-        if kind == "L":
-            return False
-        if kind in _STRONG_RTL:
-            return True
-    return False
 
 
 def _mirror(visual: str, rtl_line: bool) -> str:
