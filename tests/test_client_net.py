@@ -215,3 +215,37 @@ def test_rooms_are_restored_after_a_restart_lobby_left_stays_left(
     finally:
         client.close()
         restarted.shutdown()
+
+
+def test_closing_before_the_welcome_is_read_still_says_goodbye_after_the_hello() -> None:
+    """A window closed right after it connected (SIGTERM, the user): the server may have
+    welcomed it already, so the goodbye must follow the hello even though the client has not
+    read the welcome yet; otherwise the others are told "connection lost"."""
+    from game_chat.protocol.framing import FrameDecoder
+    from game_chat.protocol.messages import parse_client_message
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+    client = ChatClient("127.0.0.1", listener.getsockname()[1], "early")
+    client.start()
+    try:
+        conn, _ = listener.accept()
+        conn.settimeout(5)
+        decoder = FrameDecoder(1 << 16)
+        frames: list[bytes] = []
+        while not frames:  # the hello; no welcome is ever sent
+            decoder.receive_data(conn.recv(4096))
+            frames += list(decoder.frames())
+        client.close("window closed")
+        while len(frames) < 2:
+            data = conn.recv(4096)
+            assert data, "closed without a goodbye"
+            decoder.receive_data(data)
+            frames += list(decoder.frames())
+        kinds = [parse_client_message(f).TYPE for f in frames[:2]]
+        assert kinds == ["hello", "bye"]
+        assert parse_client_message(frames[1]).reason == "window closed"  # type: ignore[union-attr]
+        conn.close()
+    finally:
+        client.close()
+        listener.close()

@@ -749,8 +749,10 @@ class _Connection:
         """We are closing: send what is queued plus a goodbye, for at most half a second."""
         client = self.client
         with client._lock:
-            if self.welcomed:
-                client._sendbuf += encode_frame(encode_message(Goodbye(client._goodbye_reason)))
+            # The hello is out (this loop runs only after it): the goodbye follows it, welcome
+            # or not yet, so the server hears why even when we close before reading the
+            # welcome (it handles the hello, then the goodbye).
+            client._sendbuf += encode_frame(encode_message(Goodbye(client._goodbye_reason)))
             data = bytes(client._sendbuf)
         self.sock.settimeout(0.5)
         try:
