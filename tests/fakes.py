@@ -6,19 +6,34 @@ import json
 from typing import Any
 
 from game_chat.protocol.framing import FrameDecoder
+from game_chat.server.stream import Follower
 
 
-class RecordingMailbox:
-    """Collects the frames put on it and decodes them for assertions."""
+class RecordingMailbox(Follower):
+    """Collects the frames put on it and decodes them for assertions. Room lines are taken
+    from the rooms' streams (server/stream.py) when something is put and whenever
+    :attr:`frames` is read, so they are always in their place."""
 
     def __init__(self) -> None:
-        self.frames: list[bytes] = []
+        super().__init__()
+        self._frames: list[bytes] = []
+
+    @property
+    def frames(self) -> list[bytes]:
+        self._take_tails()
+        return self._frames
+
+    def _take_tails(self) -> None:
+        tails = self._tails()
+        if tails:
+            self._frames.append(tails)
 
     def put(self, frame: bytes) -> None:
-        self.frames.append(frame)
+        self._take_tails()
+        self._frames.append(frame)
 
     def put_held(self, frame: bytes) -> bool:
-        self.frames.append(frame)
+        self.put(frame)
         return False  # recorded: nothing to write through
 
     def payloads(self) -> list[bytes]:

@@ -267,7 +267,7 @@ class IrcSession(SessionCore):
         self.renderer.dialect = dialect_for(self._caps)
         member = self.member
         if member is not None:
-            member.dialect = self.renderer.dialect  # (a plain assignment: readers see old or new)
+            self.state.set_dialect(member, self.renderer.dialect)
 
     def _pass(self, message: IrcMessage) -> None:
         if self.member is not None:

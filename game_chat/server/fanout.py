@@ -10,21 +10,31 @@ committed by another thread meanwhile), the delivering thread writes them throug
 ``send`` per member per batch, with no hand-off to a sender thread unless a socket is full.
 Under a flood batches grow, so the cost per line falls; at low load a line is one ``send``
 per recipient.
+
+Lines said in a room do not go member by member at all: they are appended to the room's
+stream (server/stream.py), noted in :attr:`Fanout.streams`, and the room is flushed after
+the commit (at once, or a little later when the room is busy: server/stream.py's
+Coalescer). Only what differs per member (acks, private lines, events) is gathered here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .stream import RoomStream
+
 
 class Fanout:
     """Bytes for members, in the order they were added; each member's put at once."""
 
-    __slots__ = ("_chunks",)
+    __slots__ = ("_chunks", "_held", "streams")
 
     def __init__(self) -> None:
         # member -> its bytes, or the list of its chunks in order once it has several
         self._chunks: dict[Any, bytes | list[bytes]] = {}
+        self._held: list[Any] = []  # mailboxes that were empty: to write through
+        #: Room streams that got lines in this pass: to flush once the commit is let go.
+        self.streams: set[RoomStream] = set()
 
     def add(self, member: Any, data: bytes) -> None:
         """Queue ``data`` (one or more whole frames; b"" is nothing) for ``member``."""
@@ -37,17 +47,23 @@ class Fanout:
             else:
                 self._chunks[member] = [chunks, data]  # type: ignore[list-item]
 
-    def put(self) -> list[Any]:
-        """State lock held: one put per member, in the order of the events, waking no
-        thread. Returns the mailboxes that were empty, for :func:`write_through` once the
-        caller holds no lock (and has let the next commit go)."""
-        held = []
+    def settle(self) -> None:
+        """State lock held, before a line is appended to a room's stream: what is gathered
+        so far is put now, so that it comes before that line (a member's own bytes and its
+        rooms' lines in one order). One put per member, waking no thread."""
+        held = self._held
         for member, data in self._chunks.items():
             mailbox = member.mailbox
             if mailbox.put_held(data if type(data) is bytes else b"".join(data)):
                 held.append(mailbox)
         self._chunks.clear()
-        return held
+
+    def put(self) -> list[Any]:
+        """State lock held, at the end of the pass: :meth:`settle`. Returns the mailboxes
+        that were empty, for :func:`write_through` once the caller holds no lock (and has let
+        the next commit go)."""
+        self.settle()
+        return self._held
 
 
 def write_through(mailboxes: list[Any]) -> None:

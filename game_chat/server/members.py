@@ -15,6 +15,7 @@ from ..protocol.framing import SELECT_HEADER_SIZE, encode_frame
 from ..protocol.messages import ServerMessage, encode_message
 from ..protocol.names import nick_key, validate_nick
 from ..protocol.plain import render_plain, render_select
+from .stream import RoomStream, Variant
 
 MAX_ROOM_CHARS = 32
 MAX_TOPIC_CHARS = 300
@@ -30,6 +31,10 @@ class Mailbox(Protocol):
         ...
 
     def write_through(self) -> None: ...
+
+    def follow(self, wanted: dict[RoomStream, Variant]) -> None:
+        """Take room lines from exactly these streams from now on (server/stream.py)."""
+        ...
 
 
 class Dialect:
@@ -59,6 +64,12 @@ def encode_for(message: ServerMessage, dialect: str, current_room: str | None = 
     return b"" if line is None else encode_frame(line.encode("utf-8"))
 
 
+def encode_variant(message: ServerMessage, variant: Variant, room: str) -> bytes:
+    """``message`` (of ``room``) as members who see the room as ``variant`` get it."""
+    dialect, here = variant
+    return encode_for(message, dialect, room if here else "")
+
+
 def validate_room(name: str) -> str:
     """``#name`` with 1-32 characters after the #, nickname rules; RemoteProtocolError if not."""
     if not name.startswith("#"):
@@ -80,6 +91,11 @@ class Room:
     #: operator of it made one. Not the lobby's (the server's operators run it). Server
     #: operators may act in every room without being listed here.
     ops: set[str] = field(default_factory=set)
+    #: The room's lines, taken by its members' mailboxes (server/stream.py).
+    stream: RoomStream = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stream = RoomStream(self.name, encode_variant)
 
 
 @dataclass(eq=False)

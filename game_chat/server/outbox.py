@@ -30,6 +30,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .stream import Follower, RoomStream, Variant
+
 if TYPE_CHECKING:
     from ..protocol.tls import TlsChannel
 
@@ -45,7 +47,11 @@ def _nothing() -> None:
 DRAINED, MORE, BLOCKED, BUSY = 0, 1, 2, 3
 
 
-class Outbox:
+class Outbox(Follower):
+    """A connection's queue, and its cursors in its rooms' streams (server/stream.py): room
+    lines are taken from the streams when something is queued or sent, so they keep their
+    place among the connection's other frames."""
+
     __slots__ = (
         "_failure",
         "_frames",
@@ -70,6 +76,7 @@ class Outbox:
         sock: socket.socket | None = None,
         tls: TlsChannel | None = None,
     ) -> None:
+        super().__init__()
         self.limit_bytes = limit_bytes
         self._on_ready = on_ready  # called when the outbox goes from empty to non-empty
         self._on_overflow = on_overflow
@@ -105,12 +112,14 @@ class Outbox:
         with self._lock:
             if self.closed:
                 return False
+            if self._follows:  # room lines before it: they came first
+                tails = self._tails()
+                if tails:
+                    frame = tails + frame
             was_empty = self._size == 0
             self._size += len(frame)
             if self._size > self.limit_bytes:
-                self.closed = self.overflowed = True
-                self._frames.clear()
-                self._size = 0
+                self._overflow_locked()
             else:
                 self._frames.append(frame)
         if self.overflowed:
@@ -137,6 +146,53 @@ class Outbox:
         with self._lock:
             self.closed = True
 
+    def follow(self, wanted: dict[RoomStream, Variant]) -> None:
+        """Follow exactly these room streams; what the others held for this connection is
+        queued first (the chat state calls this when the member's rooms change)."""
+        with self._lock:
+            data = self._refollow(wanted)
+            if not data or self.closed:
+                return
+            was_empty = self._size == 0
+            self._size += len(data)
+            self._frames.append(data)
+        if was_empty:
+            self._on_ready()
+
+    def check_behind(self) -> None:
+        """Cut the connection if its queue and what its rooms hold for it exceed the limit
+        (a reader that stopped: the streams cannot drop what it has not taken)."""
+        with self._lock:
+            if self.closed or not self._follows:
+                return
+            if self._size + self._behind() <= self.limit_bytes:
+                return
+            self._overflow_locked()
+        self._on_overflow()
+
+    def _gather(self) -> bool:
+        """Lock held, about to send: what the streams hold for this connection joins the
+        queue. True if that is more than the limit: the outbox overflowed (the caller calls
+        ``_on_overflow`` once it has let the lock go)."""
+        data = self._tails()
+        if not data:
+            return False
+        self._size += len(data)
+        if self._size <= self.limit_bytes:
+            self._frames.append(data)
+            return False
+        self._overflow_locked()
+        return True
+
+    def _overflow_locked(self) -> None:
+        """Lock held: over the limit. Everything is dropped and nothing more is taken (the
+        caller calls ``_on_overflow`` once it has let the lock go)."""
+        self.closed = self.overflowed = True
+        self._frames.clear()
+        self._left = b""
+        self._size = 0
+        self._unfollow_all()
+
     def detach(self) -> None:
         """The connection is closed: forget the callbacks, which point back at it, so that
         it is freed at once rather than by the cycle collector (a server with many short
@@ -144,6 +200,7 @@ class Outbox:
         with self._lock:
             self.closed = True
             self._on_ready = self._on_overflow = _nothing
+            self._unfollow_all()
 
     def send_to(self, sock: socket.socket) -> int:
         """Sender only: one non-blocking ``send`` of everything queued.
@@ -160,11 +217,35 @@ class Outbox:
             frames = self._frames
             if self._sending:  # another thread sends: it sees what is left
                 return BUSY
-            if not frames:
+            tails = self._tails() if self._follows else b""  # (_gather, inlined: hot)
+            if tails:
+                self._size += len(tails)
+                if self._size > self.limit_bytes:
+                    self._overflow_locked()
+                    cut = True
+                elif frames:
+                    frames.append(tails)
+                    data = b"".join(frames)
+                    frames.clear()
+                    cut = False
+                else:
+                    data, cut = tails, False
+            elif not frames:
                 return DRAINED
-            data = frames[0] if len(frames) == 1 else b"".join(frames)
-            frames.clear()
-            self._sending = True
+            else:
+                data = frames[0] if len(frames) == 1 else b"".join(frames)
+                frames.clear()
+                cut = False
+            if not cut:
+                self._sending = True
+        if cut:
+            self._on_overflow()
+            return DRAINED
+        return self._send(sock, data)
+
+    def _send(self, sock: socket.socket, data: Buffer) -> int:
+        """``_sending`` taken, ``data`` counted in the size and out of the queue: one
+        ``send``, and what it left back at the head of the queue. send_to's result."""
         try:
             sent = sock.send(data)
         except BlockingIOError:
@@ -173,7 +254,7 @@ class Outbox:
             with self._lock:
                 self._sending = False
                 if not self.overflowed:
-                    frames.appendleft(data)
+                    self._frames.appendleft(data)
             raise
         with self._lock:
             self._sending = False
@@ -181,9 +262,63 @@ class Outbox:
                 return DRAINED
             self._size -= sent
             if sent < len(data):
-                frames.appendleft(memoryview(data)[sent:])
+                self._frames.appendleft(memoryview(data)[sent:])
                 return BLOCKED
-            return MORE if self._size else DRAINED
+            # (owed: a room line came while we sent; its flush saw us BUSY and left it to us)
+            return MORE if self._size or self._owed() else DRAINED
+
+    def flush_room(self, stream: RoomStream) -> None:
+        """A flush of ``stream`` (server/stream.py) reached this member: send what it owes
+        us now, as :meth:`write_through`. The common case (in this room only, nothing else
+        queued, the room's lines as the others at our place get them) is kept short: it runs
+        once per member per flush, and the sooner one member's send follows the last one's,
+        the more of them the receiving side takes per wake-up."""
+        lock = self._lock
+        lock.acquire()
+        if self._sending or self._frames or self._left:
+            # Somebody sends already, or the socket is full and parked with the sender
+            # thread: they take the room's lines along when they next send (_owed). (Trying
+            # here would copy the whole queue for nothing at every flush.)
+            lock.release()
+            return
+        follows = self._follows
+        sock = self.sock
+        if len(follows) != 1 or self.tls or sock is None:
+            lock.release()
+            self.write_through()
+            return
+        cursor = stream.cursors.get(self)
+        end = stream._end
+        if cursor is None or cursor >= end:
+            lock.release()
+            return
+        variant = follows.get(stream)
+        last = stream._last  # (a read of another member at our place: the same bytes)
+        if last is not None and last[0] == cursor and last[1] == end and last[2] == variant:
+            if self in last[3]:
+                _, data, stop = stream.read(cursor, variant, self)  # type: ignore[arg-type]
+            else:
+                data, stop = last[5], end
+        else:
+            _, data, stop = stream.read(cursor, variant, self)  # type: ignore[arg-type]
+        stream.cursors[self] = stop
+        if not data:
+            lock.release()
+            return
+        self._size += len(data)
+        if self._size > self.limit_bytes:
+            self._overflow_locked()
+            lock.release()
+            self._on_overflow()
+            return
+        self._sending = True
+        lock.release()
+        try:
+            if self._send(sock, data) in (DRAINED, BUSY):
+                return
+        except OSError:
+            pass  # put back by _send: the sender thread meets the error again
+        self._on_ready()
 
     # --- TLS ----------------------------------------------------------------------------------
 
@@ -210,17 +345,22 @@ class Outbox:
                 return BUSY
             if self._failure is not None:
                 raise self._failure
-            left, frames = self._left, self._frames
-            if left or self.overflowed:
-                plain: Buffer = b""
-            elif frames:
-                plain = frames[0] if len(frames) == 1 else b"".join(frames)
-                frames.clear()
-            elif tls.output_waiting:
-                plain = b""
-            else:
-                return DRAINED
-            self._sending = True
+            cut = bool(self._follows) and not self.overflowed and self._gather()
+            if not cut:
+                left, frames = self._left, self._frames
+                if left or self.overflowed:
+                    plain: Buffer = b""
+                elif frames:
+                    plain = frames[0] if len(frames) == 1 else b"".join(frames)
+                    frames.clear()
+                elif tls.output_waiting:
+                    plain = b""
+                else:
+                    return DRAINED
+                self._sending = True
+        if cut:
+            self._on_overflow()
+            return DRAINED
         data = left
         try:
             if not left:
@@ -242,7 +382,8 @@ class Outbox:
                 return DRAINED
             if self._keep_left(data, sent, plain, left):
                 return BLOCKED
-            return MORE if self._size else DRAINED
+            # (owed: a room line came while we sent; its flush saw us BUSY and left it to us)
+            return MORE if self._size or self._owed() else DRAINED
 
     def _keep_left(self, data: Buffer, sent: int, plain: Buffer, left: Buffer) -> bool:
         """Lock held: what ``send`` did not take of ``data`` waits for the next send, and the
@@ -263,6 +404,8 @@ class Outbox:
             return
         with self._lock:
             if self._sending or self._left or self._frames or self._failure is not None:
+                return
+            if self._owed():
                 return
             self._sending = True
         try:

@@ -92,6 +92,7 @@ from .moderation import (
     is_loopback,
     verify_password,
 )
+from .stream import Coalescer, RoomStream
 from .throttle import Throttle
 
 __all__ = [
@@ -205,6 +206,8 @@ class ChatState:
         self._skeletons: dict[str, Member] = {}
         nick_skeleton("")  # the confusables table is built now, not during someone's join
         self._rooms: dict[str, Room] = {nick_key(LOBBY): Room(LOBBY)}
+        #: Flushes rooms whose streams got lines (at once, or soon when a room is busy).
+        self._coalescer = Coalescer()
         self.history = history if history is not None else HistoryStore(None)
         #: Every line with an id up to this one has been delivered (and none above it). The
         #: first id of this run is the reservation left by the last one.
@@ -504,6 +507,8 @@ class ChatState:
             room.members[key] = heir  # same key: the same place in the join order
         self._sessions.pop(member.session_key, None)
         member.successor, member.rooms, member.data = heir, {}, {}
+        self._refollow(member)
+        self._refollow(heir)
         self._welcome(heir)
         points = points or {}
         for room_key, room in heir.rooms.items():
@@ -616,6 +621,7 @@ class ChatState:
             if nick_key(name) in member.rooms:
                 room = member.rooms[nick_key(name)]
                 member.current_room = room.name
+                self._refollow(member)
                 member.send(self._room_joined(room))
                 return
             self._check_member_rooms(member)
@@ -746,6 +752,7 @@ class ChatState:
         room.members[nick_key(member.nick)] = member
         member.rooms[nick_key(room.name)] = room
         member.current_room = room.name
+        self._refollow(member)
         if quiet:  # tutorial clients: no unasked-for lines before their first reply
             return
         self._show_room(member, room, after, resumed=after is not None)
@@ -803,6 +810,15 @@ class ChatState:
             del self._rooms[nick_key(room.name)]
         if member.current_room == room.name:
             member.current_room = next(iter(member.rooms.values())).name if member.rooms else ""
+        self._refollow(member)
+
+    @staticmethod
+    def _refollow(member: Member) -> None:
+        """Lock held: ``member``'s rooms, or its current room, or its dialect changed: its
+        mailbox takes the lines of exactly its rooms' streams, each as it sees them now."""
+        member.mailbox.follow(
+            {room.stream: _variant(member, room.name) for room in member.rooms.values()}
+        )
 
     # --- users ------------------------------------------------------------------------
 
@@ -844,6 +860,13 @@ class ChatState:
             changed = MemberData(room.name, member.nick, member.data[key], self._clock())
             self._send_all(room.members.values(), changed)
             self._tell_cluster(changed, [room])
+
+    def set_dialect(self, member: Member, dialect: str) -> None:
+        """An IRC member's capabilities changed how it sees lines: from now on its rooms'
+        lines come to it rendered so (what came before, as before)."""
+        with self._lock:
+            member.dialect = dialect
+            self._refollow(member)
 
     def set_away(self, member: Member, reason: str) -> None:
         reason = clean_reason(reason)
@@ -1158,7 +1181,14 @@ class ChatState:
                     tops[key] = max(tops.get(key, 0), line.id + 1)
             self._delivered_id = max(self._delivered_id, batch[-1].id)
             held = out.put()
-        return functools.partial(write_through, held)
+        return functools.partial(self._send_out, out.streams, held)
+
+    def _send_out(self, streams: set[RoomStream], held: list[Any]) -> None:
+        """After a delivery pass, out of every lock: the rooms' lines go (now, or soon when
+        a room is busy), then what was queued for single members."""
+        if streams:
+            self._coalescer.flush(streams)
+        write_through(held)
 
     def _deliver_run(self, run: Sequence[PendingLine], kept: bool, out: Fanout) -> None:
         """Lock held: lines said in one room, one after the other. Each member that said none
@@ -1170,16 +1200,16 @@ class ChatState:
                 senders.setdefault(line.delivery.sender.current)
         room = self._rooms.get(nick_key(run[0].delivery.message.room))  # type: ignore[union-attr]
         frames: dict[tuple[str, bool], list[bytes]] = {}  # variant -> each line's frame
-        blobs: dict[tuple[str, bool], bytes] = {}
         if room is not None:
-            for m in room.members.values():  # once per recipient: no more than dict lookups
-                if m in senders:
-                    continue
-                variant = _variant(m, room.name)
-                blob = blobs.get(variant)
-                if blob is None:
-                    blob = blobs[variant] = b"".join(_run_frames(frames, variant, run, room))
-                out.add(m, blob)
+            # One append for the whole room, whatever its size: each member's mailbox takes
+            # the bytes of its variant from the room's stream (server/stream.py).
+            stream = room.stream
+            variants = tuple(stream.variants)  # (copied at once: a cut mailbox may change it)
+            blobs = {v: b"".join(_run_frames(frames, v, run, room)) for v in variants}
+            skip = frozenset(sender.mailbox for sender in senders)
+            out.settle()  # what members got earlier in this pass comes before these lines
+            stream.append(blobs, skip, tuple(line.delivery.message for line in run))
+            out.streams.add(stream)
         for sender in senders:
             in_room = room is not None and room.members.get(nick_key(sender.nick)) is sender
             theirs = None
@@ -1526,6 +1556,7 @@ class ChatState:
     def close(self, timeout: float | None = 5.0) -> None:
         """Stop the line pipeline (after delivering what it holds). The store stays open."""
         self._group.close(timeout)
+        self._coalescer.close()
 
     @property
     def pipeline(self) -> GroupCommit:
