@@ -285,7 +285,8 @@ def test_a_room_s_maker_is_its_operator_kicks_from_it_and_makes_others_operators
 _COMMANDS = ["PRIVMSG", "NOTICE", "JOIN", "PART", "TOPIC", "NAMES", "LIST", "WHO", "WHOIS",
              "AWAY", "NICK", "MODE", "KICK", "OPER", "CAP", "PASS", "USER", "PING", "PONG",
              "ISON", "USERHOST", "MOTD", "LUSERS", "VERSION", "FOO"]  # fmt: skip
-_SAMPLE_WORDS = ["#a", "#b", "#lobby", "a", "b", "*", "0", "+o", "-o", "+b", "LS", "REQ", "END",
+_SAMPLE_WORDS = ["#a", "#b", "#lobby", "a", "b", "*", "0", "+o", "-o", "+b", "+mnst", "-n", "+v",
+                 "b", "+k", "LS", "REQ", "END",
                  ":x y", ":", "", "\x01ACTION hi\x01", ",", "#a,#b"]  # fmt: skip
 _WORDS = st.one_of(st.sampled_from(_SAMPLE_WORDS), st.text(max_size=12))
 

@@ -35,6 +35,7 @@ from game_chat.protocol.messages import (
     PrivateMessage,
     RoomJoined,
     RoomList,
+    RoomModeChanged,
     RoomOpChanged,
     SendChat,
     SetMemberData,
@@ -168,6 +169,7 @@ CLIENT_SAMPLES: dict[str, dict[str, Any]] = {
     "unban": {"target": "mallory"},
     "mute": {"nick": "bob", "minutes": 5},
     "unmute": {"nick": "bob"},
+    "room_mode": {"room": "#den", "mode": "+b", "arg": "bob"},
     "set_data": {"room": "#lobby", "data": {"ready": True, "team": "red"}},
     "ping": {"token": 1},
     "pong": {"token": "t1"},
@@ -187,6 +189,7 @@ NULLABLE = {
     ("history", "after"),
     ("ban", "minutes"),
     ("mute", "minutes"),
+    ("room_mode", "arg"),
     ("ping", "token"),
     ("pong", "token"),
 }
@@ -552,6 +555,8 @@ SERVER_SAMPLES = [
     MemberData("#lobby", "bob", {"ready": True}, 1.0),
     LineSettled("#lobby", "node1:7", 42),
     RoomOpChanged("#team", "bob", True, "alice", 1.0),
+    RoomModeChanged("#team", "+m", "alice", 1.0),
+    RoomModeChanged("#team", "+b", "alice", 1.0, "bob!*@*"),
     UserParted("#team", "bob", "be nice", 1.0, by="alice"),
     ChatMessage(0, "bob", "said while the store was away", 1.0, pending=True, origin="n:3"),
 ]

@@ -12,6 +12,7 @@ from fakes import RecordingMailbox
 from game_chat.protocol.errors import ErrorCode, RemoteProtocolError
 from game_chat.protocol.limits import Limits
 from game_chat.protocol.messages import Ack
+from game_chat.server.history import HistoryStore
 from game_chat.server.state import Accepted, ChatState, Dialect, Member, MemberGone
 
 _states: list[ChatState] = []
@@ -40,7 +41,10 @@ def close_states() -> Iterator[None]:
 
 
 def make_state() -> ChatState:
-    state = SyncState("test", Limits(max_text_chars=50), clock=lambda: 100.0)
+    # The store keeps time too (it prunes retry keys by age): the same clock, or a pruning
+    # pass that comes late would take the keys of 1970 away in the middle of a test.
+    history = HistoryStore(None, clock=lambda: 100.0)
+    state = SyncState("test", Limits(max_text_chars=50), history=history, clock=lambda: 100.0)
     _states.append(state)
     return state
 

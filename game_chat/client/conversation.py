@@ -30,6 +30,7 @@ from ..protocol.messages import (
     PrivateMessage,
     RoomJoined,
     RoomList,
+    RoomModeChanged,
     RoomOpChanged,
     TopicChanged,
     UserJoined,
@@ -479,6 +480,14 @@ class Conversation:
         text = f"{event.by} " + what.format(event.nick, tab.name)
         self._emit(tab, LogLine(LineKind.SYSTEM, text, ts=event.ts))
 
+    def _on_RoomModeChanged(self, event: RoomModeChanged) -> None:
+        tab = self.tab(event.room)
+        if tab is None:
+            return
+        what = _MODE_WORDS.get(event.mode, f"set {event.mode}")
+        text = f"{event.by} {what}" + (f" {event.arg}" if event.arg else "") + f" in {tab.name}"
+        self._emit(tab, LogLine(LineKind.SYSTEM, text, ts=event.ts))
+
     def _on_UserLeft(self, event: UserLeft) -> None:
         reason = f" ({event.reason})" if event.reason else ""
         text = f"{event.nick} left{reason}"
@@ -625,3 +634,20 @@ def format_line(line: LogLine) -> str:
     else:
         text = f"-- {line.text}"
     return f"[{stamp}] {text}"
+
+
+#: How the log tells a room's mode change (PROTOCOL.md 4.6).
+_MODE_WORDS = {
+    "+m": "made the room moderated (only operators and voiced members talk)",
+    "-m": "made the room unmoderated",
+    "+t": "let only operators set the topic",
+    "-t": "let everyone in the room set the topic",
+    "+s": "made the room secret",
+    "-s": "made the room public",
+    "+n": "closed the room to lines from outside",
+    "-n": "opened the room to lines from outside",
+    "+b": "banned",
+    "-b": "lifted the ban on",
+    "+v": "gave a voice to",
+    "-v": "took the voice of",
+}

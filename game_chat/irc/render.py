@@ -37,6 +37,7 @@ from ..protocol.messages import (
     PrivateMessage,
     RoomJoined,
     RoomList,
+    RoomModeChanged,
     RoomOpChanged,
     ServerMessage,
     TopicChanged,
@@ -113,6 +114,11 @@ def broadcast(message: ServerMessage, dialect: str) -> bytes:
     elif isinstance(message, RoomOpChanged):
         prefix = mask(message.by)
         line = ("MODE", message.room, "+o" if message.op else "-o", message.nick)
+    elif isinstance(message, RoomModeChanged):
+        prefix = mask(message.by)
+        line = ("MODE", message.room, message.mode)
+        if message.arg:
+            line += (message.arg,)
     elif isinstance(message, UserLeft):
         prefix, line = mask(message.nick), ("QUIT", message.reason or "Quit")
     elif isinstance(message, NickChanged):
@@ -198,14 +204,18 @@ class Renderer:
     def notice(self, text: str) -> bytes:
         return format_line("NOTICE", self._nick() or "*", text, prefix=self.server, trailing=True)
 
+    def prefixes(self, member: dict[str, Any]) -> str:
+        """A member's channel prefixes: ``@`` (room or server operator), ``+`` (voice); only
+        the highest without ``multi-prefix``."""
+        shown = ("@" if member.get("op") or member.get("oper") else "") + (
+            "+" if member.get("voice") else ""
+        )
+        return shown if "multi-prefix" in self.caps else shown[:1]
+
     def names(self, room: str, members: Iterable[dict[str, Any]]) -> bytes:
         """RPL_NAMREPLY lines (as many as 512 bytes take) and RPL_ENDOFNAMES."""
         full = "userhost-in-names" in self.caps
-        shown = [
-            ("@" if m.get("op") or m.get("oper") else "")
-            + (mask(m["nick"]) if full else str(m["nick"]))
-            for m in members
-        ]
+        shown = [self.prefixes(m) + (mask(m["nick"]) if full else str(m["nick"])) for m in members]
         head = len(f":{self.server} 353 {self._nick()} = {room} :\r\n".encode())
         out, batch, size = [], [], head
         for name in shown:

@@ -27,7 +27,7 @@ from ..protocol.text import clean_reason
 from ..server.members import MAX_ROOM_CHARS, MAX_TOPIC_CHARS, Mailbox
 from ..server.moderation import host_of
 from ..server.session import SessionCore
-from ..server.state import ChatState, MemberGone
+from ..server.state import ROOM_MODES, ChatState, MemberGone
 from .lines import IrcLineError, IrcMessage, format_line, parse_line
 from .render import CAPABILITIES, HOST, USER, Renderer, dialect_for, mask, server_name
 
@@ -186,8 +186,10 @@ class IrcSession(SessionCore):
                 self._numeric("404", target, f"Cannot send to channel ({exc.message})")
             else:
                 self._numeric("442", target, "You're not on that channel")
-        elif code == ErrorCode.MUTED:
+        elif code in (ErrorCode.MUTED, ErrorCode.CANNOT_SEND):
             self._numeric("404", target, f"Cannot send to channel ({exc.message})")
+        elif code == ErrorCode.BANNED_FROM_ROOM:
+            self._numeric("474", target, "Cannot join channel (+b)")
         elif code == ErrorCode.NO_SUCH_ROOM:
             self._numeric("403", target, "No such channel")
         elif code == ErrorCode.NO_SUCH_NICK and command in ("KICK", "MODE"):
@@ -449,6 +451,9 @@ class IrcSession(SessionCore):
             return
         for name in message.params[0].split(","):
             try:
+                room, modes, _ = self.state.room_modes(self._me, name)
+                if "s" in modes and nick_key(room) not in self._me.rooms:
+                    raise RemoteProtocolError(ErrorCode.NO_SUCH_ROOM, "secret")  # (+s)
                 room, _, members = self.state.room_view(self._me, name)
             except RemoteProtocolError:
                 self._numeric("366", name, "End of /NAMES list")
@@ -465,19 +470,20 @@ class IrcSession(SessionCore):
             for m in members:
                 info = self.state.member_info(m["nick"])
                 if info is not None:
-                    self._who_line(room, info, bool(m.get("op") or m.get("oper")))
+                    self._who_line(room, info, self.renderer.prefixes(m))
         else:  # a nick, or a mask of nicks, user names or real names (* and ?)
             pattern = "*" if target == "0" else target
             for nick in self.state.every_nick():
                 info = self.state.member_info(nick)
                 if info is not None and _who_matches(pattern, info):
-                    self._who_line("*", info, False)
+                    self._who_line("*", info, "")
         self._numeric("315", target, "End of /WHO list")
 
-    def _who_line(self, channel: str, info: dict[str, object], chanop: bool) -> None:
-        """RPL_WHOREPLY: channel, user, host, server, nick, flags, hops and real name."""
+    def _who_line(self, channel: str, info: dict[str, object], prefixes: str) -> None:
+        """RPL_WHOREPLY: channel, user, host, server, nick, flags (with the member's channel
+        prefixes), hops and real name."""
         flags = ("G" if info["away"] else "H") + ("*" if info["oper"] else "")
-        flags += "@" if chanop and channel != "*" else ""
+        flags += prefixes if channel != "*" else ""
         user, realname = _ident(info)
         nick = str(info["nick"])
         self._numeric("352", channel, user, HOST, self.server, nick, flags, f"0 {realname}")
@@ -499,9 +505,15 @@ class IrcSession(SessionCore):
             self._numeric("313", nick, "is an IRC operator")
         if info["away"]:
             self._numeric("301", nick, info["away"])
-        if info["rooms"]:
-            ops = set(info.get("op_rooms", ()))
-            shown = [("@" if r in ops or info["oper"] else "") + r for r in info["rooms"]]
+        secret = set(info.get("secret_rooms", ())) - {r.name for r in self._me.rooms.values()}
+        rooms = [r for r in info["rooms"] if r not in secret]  # (+s: only to its members)
+        if rooms:
+            ops, voiced = set(info.get("op_rooms", ())), set(info.get("voice_rooms", ()))
+            shown = [
+                self.renderer.prefixes({"op": r in ops, "oper": info["oper"], "voice": r in voiced})
+                + r
+                for r in rooms
+            ]
             self._numeric("319", nick, " ".join(shown))
         self._numeric("318", nick, "End of /WHOIS list")
 
@@ -514,19 +526,7 @@ class IrcSession(SessionCore):
             return
         target = message.params[0]
         if target.startswith("#"):
-            room, _, _ = self.state.room_view(self._me, target)
-            change = message.params[1] if len(message.params) > 1 else ""
-            if not change:
-                self._numeric("324", room, "+")
-            elif change in ("b", "+b") and len(message.params) == 2:
-                self._numeric("368", room, "End of channel ban list")
-            elif change in ("+o", "-o") and len(message.params) > 2:
-                # An operator of the room makes another one (or takes it back): MODE to all.
-                self.state.set_room_operator(self._me, room, message.params[2], change == "+o")
-            elif self._me.oper or self._is_room_op(room):
-                self._numeric("472", change.lstrip("+-")[:1] or "*", "is unknown mode char to me")
-            else:
-                self._numeric("482", room, "You're not channel operator")
+            self._channel_mode(target, list(message.params[1:]))
             return
         if nick_key(target) != nick_key(self._me.nick):
             self._numeric("502", "Can't change mode for other users")
@@ -535,6 +535,43 @@ class IrcSession(SessionCore):
             self._numeric("221", "+o" if self._me.oper else "+")
         else:
             self._numeric("501", "Unknown MODE flag")
+
+    def _channel_mode(self, target: str, params: list[str]) -> None:
+        """MODE #room: the modes (324, 329), the ban list (367, 368), or changes, one by one
+        (each told to the room as a MODE of its own)."""
+        room, modes, created = self.state.room_modes(self._me, target)
+        if not params or not params[0]:
+            self._numeric("324", room, modes)
+            self._numeric("329", room, str(int(created)))
+            return
+        change, args, sign = params[0], params[1:], "+"
+        for letter in change:
+            if letter in "+-":
+                sign = letter
+                continue
+            if letter == "b" and not args:  # the ban list
+                for ban, by, ts in self.state.room_bans(self._me, room):
+                    self._numeric("367", room, ban, mask(by), str(int(ts)))
+                self._numeric("368", room, "End of channel ban list")
+                continue
+            if letter not in ROOM_MODES:
+                self._numeric("472", letter, "is unknown mode char to me")
+                continue
+            arg = None
+            if letter in "bov":
+                if not args:
+                    self._numeric("461", "MODE", "Not enough parameters")
+                    continue
+                arg, args = args[0], args[1:]
+            try:
+                self.state.set_room_mode(self._me, room, sign + letter, arg)
+            except RemoteProtocolError as exc:
+                if exc.fatal:
+                    raise
+                asked = (room, sign + letter, *([arg] if arg else []))
+                self._refused(IrcMessage("MODE", asked), exc)
+                if exc.code == ErrorCode.NOT_OPERATOR:
+                    return  # one 482 says it for the whole request
 
     def _kick(self, message: IrcMessage) -> None:
         if not self._need(message, 2):
@@ -545,11 +582,6 @@ class IrcSession(SessionCore):
         # server operators' command of the other dialects).
         for nick in message.params[1].split(","):
             self.state.kick_from_room(self._me, message.params[0], nick, reason)
-
-    def _is_room_op(self, room: str) -> bool:
-        _, _, members = self.state.room_view(self._me, room)
-        me = nick_key(self._me.nick)
-        return any(nick_key(m["nick"]) == me and m.get("op") for m in members)
 
     def _oper(self, message: IrcMessage) -> None:
         if not self._need(message, 2):
@@ -612,13 +644,13 @@ def isupport(state: ChatState, network: str) -> list[str]:
         "AWAYLEN=200",
         "CASEMAPPING=ascii",
         f"CHANLIMIT=#:{state.max_rooms_per_member}",
-        "CHANMODES=b,,,",
+        "CHANMODES=b,,,mnst",
         f"CHANNELLEN={MAX_ROOM_CHARS + 1}",
         "CHANTYPES=#",
         "KICKLEN=200",
         f"NETWORK={network.replace(' ', '_') or 'game_chat'}",
         f"NICKLEN={limits.max_nick_chars}",
-        "PREFIX=(o)@",
+        "PREFIX=(ov)@+",
         f"TOPICLEN={MAX_TOPIC_CHARS}",
         f"USERLEN={USERLEN}",
         "UTF8ONLY",

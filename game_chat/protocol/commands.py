@@ -27,6 +27,7 @@ from .messages import (
     SendChat,
     SendPrivate,
     SetAway,
+    SetRoomMode,
     SetTopic,
     Unban,
     Unmute,
@@ -118,6 +119,24 @@ def _who(arg: str, room: str) -> Who:
     return Who(target if target.startswith("#") else "#" + target)
 
 
+def _mode(arg: str, room: str) -> SetRoomMode:
+    usage = "/mode [#ROOM] +m|-m|+t|-t|+s|-s|+n|-n|+b MASK|-b MASK|+v NICK|-v NICK"
+    words = _need(arg, usage).split()
+    if words[0].startswith("#"):
+        room, words = words[0], words[1:]
+    if not words or words[0][:1] not in ("+", "-") or len(words) > 2:
+        raise _usage(usage)
+    return SetRoomMode(room, words[0], words[1] if len(words) > 1 else None)
+
+
+def _give(mode: str) -> Callable[[str, str], SetRoomMode]:
+    usage = f"/{_GIVE_NAMES[mode]} NICK"
+    return lambda arg, room: SetRoomMode(room, mode, _need(arg, usage).split()[0])
+
+
+_GIVE_NAMES = {"+o": "op", "-o": "deop", "+v": "voice", "-v": "devoice"}
+
+
 def _history(arg: str, room: str) -> FetchHistory:
     target = arg.split()[0] if arg.strip() else room
     return FetchHistory(target if target.startswith("#") else "#" + target)
@@ -143,6 +162,13 @@ COMMANDS: dict[str, Command] = {
         Command("who", "/who [#ROOM]", "who is in the room, with away and operator marks",
                 _who),
         Command("history", "/history [#ROOM]", "older messages of the room", _history),
+        Command("mode", "/mode [#ROOM] +m|-m|+t|-t|+s|-s|+n|-n|+b MASK|-b MASK",
+                "change the room's modes (its operators)", _mode),
+        Command("op", "/op NICK", "make NICK an operator of the room (its operators)",
+                _give("+o")),
+        Command("deop", "/deop NICK", "take NICK's operator status in the room", _give("-o")),
+        Command("voice", "/voice NICK", "let NICK talk in the moderated room", _give("+v")),
+        Command("devoice", "/devoice NICK", "take NICK's voice in the room", _give("-v")),
         Command("help", "/help", "this list", lambda a, r: Help()),
         Command("quit", "/quit [REASON]", "leave the server", lambda a, r: Goodbye(a)),
         Command("oper", "/oper PASSWORD", "become an operator",

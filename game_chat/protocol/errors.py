@@ -39,6 +39,10 @@ class ErrorCode:
     BAD_PASSWORD = "bad_password"
     RATE_LIMITED = "rate_limited"
     MUTED = "muted"
+    #: A room's modes refuse the line: moderated (+m) and no voice, or banned from it (+b).
+    CANNOT_SEND = "cannot_send"
+    #: A room operator banned a mask that matches you from the room (+b).
+    BANNED_FROM_ROOM = "banned_from_room"
     KICKED = "kicked"
     BANNED = "banned"
     #: The history store cannot number or check lines right now (it has failed for long).

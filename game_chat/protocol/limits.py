@@ -27,6 +27,7 @@ DEFAULT_COSTS: Mapping[str, float] = MappingProxyType(
         "part": 1,
         "topic": 4,
         "away": 2,
+        "room_mode": 2,  # told to the whole room
         "who": 0.5,
         "users": 0.5,
         "rooms": 0.5,

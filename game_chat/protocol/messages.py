@@ -195,6 +195,17 @@ class Unmute:
 
 
 @dataclass(frozen=True)
+class SetRoomMode:
+    """A room operator changes one of the room's modes (PROTOCOL.md 4.6): ``mode`` is a sign
+    and a letter (``+m``); ``arg`` is the nick of ``o``/``v`` or the mask of ``b``."""
+
+    TYPE: ClassVar[str] = "room_mode"
+    room: str
+    mode: str
+    arg: str | None = None
+
+
+@dataclass(frozen=True)
 class Help:
     TYPE: ClassVar[str] = "help"
 
@@ -342,6 +353,19 @@ class RoomOpChanged:
 
 
 @dataclass(frozen=True)
+class RoomModeChanged:
+    """``by`` changed a mode of ``room``: ``mode`` is a sign and a letter (``+m``, ``-t``,
+    ``+b``, ``+v``); ``arg`` the mask (``b``) or nick (``v``) it applies to."""
+
+    TYPE: ClassVar[str] = "room_mode"
+    room: str
+    mode: str
+    by: str
+    ts: float
+    arg: str | None = None
+
+
+@dataclass(frozen=True)
 class RoomList:
     """Every room: dicts with room, members (a count) and topic."""
 
@@ -484,24 +508,24 @@ class ErrorReply:
 _CLIENT_CLASSES = (
     Hello, SendChat, SendPrivate, ChangeNick, Ping, Pong, Goodbye, ListUsers, JoinRoom,
     PartRoom, ListRooms, SetTopic, Who, SetAway, FetchHistory, Oper, Kick, Ban, Unban, Mute,
-    Unmute, Help, SetMemberData,
+    Unmute, Help, SetMemberData, SetRoomMode,
 )  # fmt: skip
 _SERVER_CLASSES = (
     Welcome, ChatMessage, PrivateMessage, Ack, UserJoined, UserLeft, UserParted, RoomJoined,
     RoomList, TopicChanged, WhoReply, AwayChanged, HistoryPage, Notice, NickChanged, UserList,
-    Ping, Pong, Goodbye, ErrorReply, MemberData, LineSettled, RoomOpChanged,
+    Ping, Pong, Goodbye, ErrorReply, MemberData, LineSettled, RoomOpChanged, RoomModeChanged,
 )  # fmt: skip
 
 ClientMessage = (
     Hello | SendChat | SendPrivate | ChangeNick | Ping | Pong | Goodbye | ListUsers | JoinRoom
     | PartRoom | ListRooms | SetTopic | Who | SetAway | FetchHistory | Oper | Kick | Ban | Unban
-    | Mute | Unmute | Help | SetMemberData
+    | Mute | Unmute | Help | SetMemberData | SetRoomMode
 )  # fmt: skip
 ServerMessage = (
     Welcome | ChatMessage | PrivateMessage | Ack | UserJoined | UserLeft | UserParted
     | RoomJoined | RoomList | TopicChanged | WhoReply | AwayChanged | HistoryPage | Notice
     | NickChanged | UserList | Ping | Pong | Goodbye | ErrorReply | MemberData | LineSettled
-    | RoomOpChanged
+    | RoomOpChanged | RoomModeChanged
 )  # fmt: skip
 
 CLIENT_TYPES: dict[str, type] = {cls.TYPE: cls for cls in _CLIENT_CLASSES}
@@ -510,7 +534,9 @@ SERVER_TYPES: dict[str, type] = {cls.TYPE: cls for cls in _SERVER_CLASSES}
 #: Flags written only when true (a reader takes their absence as false).
 _OMITTED_WHEN_FALSE = frozenset({"retry", "action", "history", "unsaved", "pending"})
 #: Optional fields written only when they hold something.
-_OMITTED_WHEN_NONE = frozenset({"after", "gap", "session", "store", "resume", "origin", "by"})
+_OMITTED_WHEN_NONE = frozenset(
+    {"after", "gap", "session", "store", "resume", "origin", "by", "arg"}
+)
 #: Longest string a client id (``id``, ``token``: any field of type ClientId) may be.
 MAX_ID_CHARS = 64
 

@@ -36,6 +36,7 @@ from .messages import (
     PrivateMessage,
     RoomJoined,
     RoomList,
+    RoomModeChanged,
     RoomOpChanged,
     ServerMessage,
     TopicChanged,
@@ -129,6 +130,7 @@ _RENDERERS: Final[dict[type, Callable[[Any], str | None]]] = {
         if m.op
         else f"* {m.by} took {m.nick}'s operator status in {m.room}"
     ),
+    RoomModeChanged: lambda m: f"* {m.by} set {m.mode}{' ' + m.arg if m.arg else ''} on {m.room}",
     UserLeft: lambda m: _with_reason(f"* {m.nick} left", m.reason),
     NickChanged: lambda m: f"* {m.old} is now known as {m.new}",
     RoomJoined: _room_joined,

@@ -91,6 +91,14 @@ class Room:
     #: operator of it made one. Not the lobby's (the server's operators run it). Server
     #: operators may act in every room without being listed here.
     ops: set[str] = field(default_factory=set)
+    #: Room modes (PROTOCOL.md 4.6): "m" moderated, "n" no lines from outside (on by
+    #: default), "s" secret, "t" only room operators set the topic.
+    modes: set[str] = field(default_factory=lambda: {"n"})
+    #: Nick keys of the members a room operator gave a voice (they talk in a moderated room).
+    voiced: set[str] = field(default_factory=set)
+    #: Ban masks (``nick!user@host``, ``*`` and ``?``, case-insensitive) -> (who set it, when).
+    bans: dict[str, tuple[str, float]] = field(default_factory=dict)
+    created: float = 0.0  # Unix time
     #: The room's lines, taken by its members' mailboxes (server/stream.py).
     stream: RoomStream = field(init=False)
 
@@ -149,6 +157,8 @@ class Member:
         info = {"nick": self.nick, "away": self.away, "oper": self.oper, "muted": muted}
         if room is not None and nick_key(self.nick) in room.ops:
             info["op"] = True  # only room operators carry it: most frames stay as they were
+        if room is not None and nick_key(self.nick) in room.voiced:
+            info["voice"] = True  # (likewise)
         data = self.data.get(nick_key(room.name)) if room is not None else None
         if data:  # only members who set some carry it: most frames stay as they were
             info["data"] = data

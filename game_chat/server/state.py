@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import functools
 import hashlib
 import itertools
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..irc.render import is_irc
+from ..irc.render import HOST, USER, is_irc
 from ..protocol.commands import LOBBY, help_lines
 from ..protocol.errors import ChatError, ErrorCode, RemoteProtocolError
 from ..protocol.limits import Limits
@@ -52,6 +53,7 @@ from ..protocol.messages import (
     PrivateMessage,
     RoomJoined,
     RoomList,
+    RoomModeChanged,
     RoomOpChanged,
     ServerMessage,
     TopicChanged,
@@ -205,7 +207,7 @@ class ChatState:
         # nick skeleton (Unicode TR39) -> member: no two members' nicks look alike
         self._skeletons: dict[str, Member] = {}
         nick_skeleton("")  # the confusables table is built now, not during someone's join
-        self._rooms: dict[str, Room] = {nick_key(LOBBY): Room(LOBBY)}
+        self._rooms: dict[str, Room] = {nick_key(LOBBY): Room(LOBBY, created=clock())}
         #: Flushes rooms whose streams got lines (at once, or soon when a room is busy).
         self._coalescer = Coalescer()
         self.history = history if history is not None else HistoryStore(None)
@@ -555,7 +557,7 @@ class ChatState:
         room = self._rooms.get(key)
         if room is None:
             self._check_room_capacity([name])
-            room = self._rooms[key] = Room(name, self._cluster_topic(key))
+            room = self._rooms[key] = Room(name, self._cluster_topic(key), created=self._clock())
         return room
 
     def _cluster_topic(self, room_key: str) -> str:
@@ -625,6 +627,9 @@ class ChatState:
                 member.send(self._room_joined(room))
                 return
             self._check_member_rooms(member)
+            room = self._rooms.get(nick_key(name))
+            if room is not None:
+                self._check_room_ban(member, room)
             self._enter(member, self._room_named(name))
 
     def part_room(self, member: Member, name: str, reason: str = "") -> None:
@@ -639,7 +644,11 @@ class ChatState:
         """The rooms (on a cluster: of every node, members counted on every node)."""
         topics = self._cluster_topics()  # (out of the lock: it asks Redis)
         with self._lock:
-            rooms = {key: [r.name, len(r.members), r.topic] for key, r in self._rooms.items()}
+            rooms = {
+                key: [r.name, len(r.members), r.topic]
+                for key, r in self._rooms.items()
+                if "s" not in r.modes or key in member.rooms or member.oper  # secret: hidden
+            }
             for remote in self._group_remote():
                 keys, names = remote.get("rooms"), remote.get("room_names")
                 if not isinstance(keys, list) or not isinstance(names, list):
@@ -675,6 +684,10 @@ class ChatState:
             if nick_key(room.name) not in member.rooms and not member.oper:
                 raise RemoteProtocolError(
                     ErrorCode.NOT_IN_ROOM, f"join {room.name} to set its topic"
+                )
+            if "t" in room.modes and not self._runs(member, room):
+                raise RemoteProtocolError(
+                    ErrorCode.NOT_OPERATOR, f"only operators of {room.name} set its topic (+t)"
                 )
             room.topic = topic
             changed = TopicChanged(room.name, topic, member.nick, self._clock())
@@ -805,6 +818,7 @@ class ChatState:
         member.data.pop(nick_key(room.name), None)
         room.members.pop(nick_key(member.nick), None)
         room.ops.discard(nick_key(member.nick))
+        room.voiced.discard(nick_key(member.nick))
         member.rooms.pop(nick_key(room.name), None)
         if not room.members and nick_key(room.name) != nick_key(LOBBY):
             del self._rooms[nick_key(room.name)]
@@ -840,9 +854,10 @@ class ChatState:
             self._members = _rekey(self._members, old_key, new_key)
             for room in member.rooms.values():
                 room.members = _rekey(room.members, old_key, new_key)
-                if old_key in room.ops:
-                    room.ops.discard(old_key)
-                    room.ops.add(new_key)
+                for holders in (room.ops, room.voiced):
+                    if old_key in holders:
+                        holders.discard(old_key)
+                        holders.add(new_key)
             self._forget_skeleton(member)
             member.nick = new_nick
             self._skeletons[nick_skeleton(new_nick)] = member
@@ -895,6 +910,8 @@ class ChatState:
                 info = {"nick": found.nick, "away": found.away, "oper": found.oper, "rooms": rooms}
                 key = nick_key(found.nick)
                 info["op_rooms"] = [r.name for r in found.rooms.values() if key in r.ops]
+                info["voice_rooms"] = [r.name for r in found.rooms.values() if key in r.voiced]
+                info["secret_rooms"] = [r.name for r in found.rooms.values() if "s" in r.modes]
                 if found.ident is not None:
                     info["user"], info["realname"] = found.ident
                 return info
@@ -947,7 +964,7 @@ class ChatState:
         text = validate_text(text, self.limits.max_text_chars)
         with self._lock:
             self._require_open()
-            target = self._member_room(member, room or member.current_room)
+            target = self._speaking_room(member, room or member.current_room)
             self._require_voice(member)
             key = _retry_key(member, client_id)
             earlier = self._earlier(member, key, client_id, text) if retry and key else None
@@ -1359,6 +1376,110 @@ class ChatState:
             self._send_all(room.members.values(), changed)
             self._tell_cluster(changed, [room])
 
+    def set_room_mode(self, op: Member, name: str, mode: str, arg: str | None = None) -> None:
+        """An operator of a room (or of the server) changes one of its modes (PROTOCOL.md
+        4.6): ``+m``/``-m`` moderated, ``+n``/``-n`` no lines from outside, ``+s``/``-s``
+        secret, ``+t``/``-t`` topic by room operators, ``+b``/``-b MASK`` ban, ``+v``/``-v
+        NICK`` voice, ``+o``/``-o NICK`` operator. The room is told (``room_mode``; ``room_op``
+        for ``o``) unless nothing changes. RemoteProtocolError bad_message (an unknown mode,
+        a missing argument), not_in_room, no_such_room, not_operator, no_such_nick."""
+        sign, letter = mode[:1], mode[1:]
+        if sign not in ("+", "-") or letter not in ROOM_MODES:
+            raise RemoteProtocolError(
+                ErrorCode.BAD_MESSAGE, f"unknown room mode {clean_reason(mode, 10)!r}"
+            )
+        give = sign == "+"
+        if letter in "bov" and not arg:
+            raise RemoteProtocolError(ErrorCode.BAD_MESSAGE, f"{mode} needs a {_MODE_ARG[letter]}")
+        if letter == "o":
+            self.set_room_operator(op, name, arg or "", give)
+            return
+        with self._lock:
+            room = self._member_room(op, name)
+            if not self._runs(op, room):
+                raise RemoteProtocolError(
+                    ErrorCode.NOT_OPERATOR, f"you are not an operator of {room.name}"
+                )
+            if letter == "v":
+                room, target = self._room_target(op, name, arg or "")
+                changed = _toggle(room.voiced, nick_key(target.nick), give)
+                arg = target.nick
+            elif letter == "b":
+                arg = ban_mask(arg or "")
+                if give and arg not in room.bans:
+                    if len(room.bans) >= MAX_ROOM_BANS:
+                        raise RemoteProtocolError(
+                            ErrorCode.BAD_MESSAGE, f"{room.name} has {MAX_ROOM_BANS} bans already"
+                        )
+                    room.bans[arg] = (op.nick, self._clock())
+                    changed = True
+                else:
+                    changed = not give and room.bans.pop(arg, None) is not None
+            else:
+                changed = _toggle(room.modes, letter, give)
+                arg = None
+            if not changed:
+                return  # nothing changes: nothing to tell
+            told = RoomModeChanged(room.name, mode, op.nick, self._clock(), arg)
+            self._send_all(room.members.values(), told)
+            self._tell_cluster(told, [room])
+            if nick_key(room.name) not in op.rooms:  # a server operator from outside
+                op.send(told)
+            log.info("%s set %s%s on %s", op.nick, mode, f" {arg}" if arg else "", room.name)
+
+    def room_modes(self, member: Member, name: str) -> tuple[str, str, float]:
+        """(name, modes as ``+mnst``, creation time) of a room. RemoteProtocolError
+        no_such_room."""
+        with self._lock:
+            room = self._rooms.get(nick_key(name))
+            if room is None:
+                raise RemoteProtocolError(ErrorCode.NO_SUCH_ROOM, f"there is no room {name}")
+            return room.name, "+" + "".join(sorted(room.modes)), room.created
+
+    def room_bans(self, member: Member, name: str) -> list[tuple[str, str, float]]:
+        """A room's bans: (mask, who set it, when). RemoteProtocolError no_such_room."""
+        with self._lock:
+            room = self._rooms.get(nick_key(name))
+            if room is None:
+                raise RemoteProtocolError(ErrorCode.NO_SUCH_ROOM, f"there is no room {name}")
+            return [(mask, by, ts) for mask, (by, ts) in room.bans.items()]
+
+    def _runs(self, member: Member, room: Room) -> bool:
+        """Lock held: ``member`` is an operator of ``room`` or of the server."""
+        return member.oper or nick_key(member.nick) in room.ops
+
+    def _speaking_room(self, member: Member, name: str | None) -> Room:
+        """Lock held: the room a line of ``member`` goes to, if the room's modes let it say
+        one: the member's room, or (``-n``) a room it is not in. RemoteProtocolError
+        not_in_room, no_such_room, cannot_send."""
+        room = member.rooms.get(nick_key(name)) if name else None
+        if room is None:
+            outside = self._rooms.get(nick_key(name)) if name else None
+            if outside is None or "n" in outside.modes:
+                return self._member_room(member, name)  # (its refusal)
+            self._require_member(member)
+            room = outside
+        if ("m" in room.modes or room.bans) and not (
+            self._runs(member, room) or nick_key(member.nick) in room.voiced
+        ):
+            if "m" in room.modes:
+                raise RemoteProtocolError(
+                    ErrorCode.CANNOT_SEND, f"{room.name} is moderated (+m): you have no voice"
+                )
+            if _banned_from(member, room):
+                raise RemoteProtocolError(
+                    ErrorCode.CANNOT_SEND, f"you are banned from {room.name} (+b)"
+                )
+        return room
+
+    def _check_room_ban(self, member: Member, room: Room) -> None:
+        """Lock held: RemoteProtocolError banned_from_room if a ban of ``room`` matches
+        ``member`` (server operators pass)."""
+        if room.bans and not member.oper and _banned_from(member, room):
+            raise RemoteProtocolError(
+                ErrorCode.BANNED_FROM_ROOM, f"you are banned from {room.name} (+b)"
+            )
+
     def _room_target(self, op: Member, name: str, nick: str) -> tuple[Room, Member]:
         """Lock held: the room ``op`` runs (its operator, or a server operator) and the member
         ``nick`` in it. RemoteProtocolError not_in_room, no_such_room, not_operator,
@@ -1691,6 +1812,36 @@ def _run_frames(
         messages = [line.delivery.message for line in run]
         frames = cache[variant] = [encode_for(m, dialect, where) for m in messages]
     return frames
+
+
+#: Room modes a room operator may change (PROTOCOL.md 4.6).
+ROOM_MODES = frozenset("bmnostv")
+_MODE_ARG = {"b": "mask (nick!user@host)", "o": "nick", "v": "nick"}
+#: Bans one room may hold (each is checked on every join and every line of a non-member).
+MAX_ROOM_BANS = 100
+
+
+def ban_mask(text: str) -> str:
+    """A ban mask as kept: ``nick`` alone means ``nick!*@*``; compared case-insensitively."""
+    mask = clean_reason(text, 200).split(" ")[0] or "*"
+    if "!" not in mask and "@" not in mask:
+        mask += "!*@*"
+    return mask
+
+
+def _banned_from(member: Member, room: Room) -> bool:
+    """A ban of ``room`` matches ``member``'s ``nick!user@host`` (the chat shows everyone as
+    ``nick!u@game_chat``, IRC's view of it; docs/IRC.md)."""
+    who = f"{member.nick}!{USER}@{HOST}".casefold()
+    return any(fnmatch.fnmatchcase(who, mask.casefold()) for mask in room.bans)
+
+
+def _toggle(holders: set[str], key: str, give: bool) -> bool:
+    """Add or drop ``key``; True if that changed anything."""
+    if (key in holders) == give:
+        return False
+    (holders.add if give else holders.discard)(key)
+    return True
 
 
 def _rekey(members: dict[str, Member], old: str, new: str) -> dict[str, Member]:
