@@ -174,6 +174,8 @@ def test_irc_secret_and_external_modes() -> None:
     second, sbox = irc(state, "second")
     first.handle_frame(b"JOIN #gen")
     first.handle_frame(b"MODE #gen +s")
+    first.handle_frame(b"NAMES #gen")
+    assert any(" 353 first @ #gen " in x for x in fbox.lines())  # RFC 2812: @ is secret
     second.handle_frame(b"LIST")
     assert not [x for x in sbox.lines() if " 322 " in x and "#gen" in x]
     second.handle_frame(b"NAMES #gen")

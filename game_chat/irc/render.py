@@ -212,20 +212,22 @@ class Renderer:
         )
         return shown if "multi-prefix" in self.caps else shown[:1]
 
-    def names(self, room: str, members: Iterable[dict[str, Any]]) -> bytes:
-        """RPL_NAMREPLY lines (as many as 512 bytes take) and RPL_ENDOFNAMES."""
+    def names(self, room: str, members: Iterable[dict[str, Any]], secret: bool = False) -> bytes:
+        """RPL_NAMREPLY lines (as many as 512 bytes take) and RPL_ENDOFNAMES; ``secret``
+        rooms (+s) are marked ``@`` instead of ``=``."""
+        kind = "@" if secret else "="
         full = "userhost-in-names" in self.caps
         shown = [self.prefixes(m) + (mask(m["nick"]) if full else str(m["nick"])) for m in members]
         head = len(f":{self.server} 353 {self._nick()} = {room} :\r\n".encode())
         out, batch, size = [], [], head
         for name in shown:
             if batch and size + len(name.encode()) + 1 > MAX_LINE_BYTES:
-                out.append(self.numeric("353", "=", room, " ".join(batch)))
+                out.append(self.numeric("353", kind, room, " ".join(batch)))
                 batch, size = [], head
             batch.append(name)
             size += len(name.encode()) + 1
         if batch:
-            out.append(self.numeric("353", "=", room, " ".join(batch)))
+            out.append(self.numeric("353", kind, room, " ".join(batch)))
         out.append(self.numeric("366", room, "End of /NAMES list"))
         return b"".join(out)
 

@@ -458,7 +458,7 @@ class IrcSession(SessionCore):
             except RemoteProtocolError:
                 self._numeric("366", name, "End of /NAMES list")
                 continue
-            self._send(self.renderer.names(room, members))
+            self._send(self.renderer.names(room, members, secret="s" in modes))
 
     def _who(self, message: IrcMessage) -> None:
         target = message.params[0] if message.params else "*"
