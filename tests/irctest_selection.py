@@ -25,8 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "third_party" / "irctest"
 MARKERS = "not services and not implementation-specific and not deprecated and not strict"
-#: docs/IRC.md quotes 248-252 passed for this selection: a few tests move between runs.
-AT_LEAST = 242
+#: Four runs read 246-252 passed (docs/IRC.md): tests that look at the whole server (WHO, NAMES,
+#: CAP) move with what the other pytest worker does meanwhile.
+AT_LEAST = 240
 
 
 def free_port() -> int:
