@@ -452,13 +452,14 @@ class IrcSession(SessionCore):
         for name in message.params[0].split(","):
             try:
                 room, modes, _ = self.state.room_modes(self._me, name)
-                if "s" in modes and nick_key(room) not in self._me.rooms:
-                    raise RemoteProtocolError(ErrorCode.NO_SUCH_ROOM, "secret")  # (+s)
                 room, _, members = self.state.room_view(self._me, name)
             except RemoteProtocolError:
-                self._numeric("366", name, "End of /NAMES list")
-                continue
-            self._send(self.renderer.names(room, members, secret="s" in modes))
+                room, modes, members = name, "", []
+            secret = "s" in modes
+            if members and not (secret and nick_key(room) not in self._me.rooms):  # (+s)
+                self._send(self.renderer.names(room, members, secret=secret))
+            else:
+                self._numeric("366", room, "End of /NAMES list")
 
     def _who(self, message: IrcMessage) -> None:
         target = message.params[0] if message.params else "*"
@@ -483,7 +484,7 @@ class IrcSession(SessionCore):
         """RPL_WHOREPLY: channel, user, host, server, nick, flags (with the member's channel
         prefixes), hops and real name."""
         flags = ("G" if info["away"] else "H") + ("*" if info["oper"] else "")
-        flags += prefixes if channel != "*" else ""
+        flags += prefixes
         user, realname = _ident(info)
         nick = str(info["nick"])
         self._numeric("352", channel, user, HOST, self.server, nick, flags, f"0 {realname}")

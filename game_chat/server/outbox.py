@@ -117,10 +117,7 @@ class Outbox(Follower):
                 if tails:
                     frame = tails + frame
             was_empty = self._size == 0
-            self._size += len(frame)
-            if self._size > self.limit_bytes:
-                self._overflow_locked()
-            else:
+            if self._counted(len(frame)):
                 self._frames.append(frame)
         if self.overflowed:
             self._on_overflow()
@@ -177,12 +174,19 @@ class Outbox(Follower):
         data = self._tails()
         if not data:
             return False
-        self._size += len(data)
-        if self._size <= self.limit_bytes:
+        if self._counted(len(data)):
             self._frames.append(data)
             return False
-        self._overflow_locked()
         return True
+
+    def _counted(self, size: int) -> bool:
+        """Lock held: ``size`` more bytes are queued. False if that is over the limit: the
+        outbox overflowed (the caller calls ``_on_overflow`` once it has let the lock go)."""
+        self._size += size
+        if self._size <= self.limit_bytes:
+            return True
+        self._overflow_locked()
+        return False
 
     def _overflow_locked(self) -> None:
         """Lock held: over the limit. Everything is dropped and nothing more is taken (the
@@ -217,26 +221,12 @@ class Outbox(Follower):
             frames = self._frames
             if self._sending:  # another thread sends: it sees what is left
                 return BUSY
-            tails = self._tails() if self._follows else b""  # (_gather, inlined: hot)
-            if tails:
-                self._size += len(tails)
-                if self._size > self.limit_bytes:
-                    self._overflow_locked()
-                    cut = True
-                elif frames:
-                    frames.append(tails)
-                    data = b"".join(frames)
-                    frames.clear()
-                    cut = False
-                else:
-                    data, cut = tails, False
-            elif not frames:
-                return DRAINED
-            else:
+            cut = bool(self._follows) and self._gather()
+            if not cut:
+                if not frames:
+                    return DRAINED
                 data = frames[0] if len(frames) == 1 else b"".join(frames)
                 frames.clear()
-                cut = False
-            if not cut:
                 self._sending = True
         if cut:
             self._on_overflow()
@@ -292,22 +282,12 @@ class Outbox(Follower):
         if cursor is None or cursor >= end:
             lock.release()
             return
-        variant = follows.get(stream)
-        last = stream._last  # (a read of another member at our place: the same bytes)
-        if last is not None and last[0] == cursor and last[1] == end and last[2] == variant:
-            if self in last[3]:
-                _, data, stop = stream.read(cursor, variant, self)  # type: ignore[arg-type]
-            else:
-                data, stop = last[5], end
-        else:
-            _, data, stop = stream.read(cursor, variant, self)  # type: ignore[arg-type]
-        stream.cursors[self] = stop
+        # (the stream reads its entries once per flush: the others at our place share them)
+        _, data, stream.cursors[self] = stream.read(cursor, follows[stream], self)
         if not data:
             lock.release()
             return
-        self._size += len(data)
-        if self._size > self.limit_bytes:
-            self._overflow_locked()
+        if not self._counted(len(data)):
             lock.release()
             self._on_overflow()
             return

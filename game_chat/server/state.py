@@ -84,6 +84,7 @@ from .members import (
     Member,
     Room,
     encode_for,
+    encode_variant,
     validate_room,
 )
 from .moderation import (
@@ -678,9 +679,7 @@ class ChatState:
         topic = clean_reason(topic, MAX_TOPIC_CHARS)
         with self._lock:
             self._require_member(member)
-            room = self._rooms.get(nick_key(name))
-            if room is None:
-                raise RemoteProtocolError(ErrorCode.NO_SUCH_ROOM, f"there is no room {name}")
+            room = self._existing_room(name)
             if nick_key(room.name) not in member.rooms and not member.oper:
                 raise RemoteProtocolError(
                     ErrorCode.NOT_IN_ROOM, f"join {room.name} to set its topic"
@@ -704,9 +703,7 @@ class ChatState:
                 members: Iterable[Member] = self._members.values()
                 room_name = None
             else:
-                room = self._rooms.get(nick_key(name))
-                if room is None:
-                    raise RemoteProtocolError(ErrorCode.NO_SUCH_ROOM, f"there is no room {name}")
+                room = self._existing_room(name)
                 members, room_name = room.members.values(), room.name
             where = room if name is not None else None
             infos = [m.info(now, where) for m in members] + self._remote(where)
@@ -931,9 +928,7 @@ class ChatState:
         RemoteProtocolError no_such_room."""
         with self._lock:
             self._require_member(member)
-            room = self._rooms.get(nick_key(name))
-            if room is None:
-                raise RemoteProtocolError(ErrorCode.NO_SUCH_ROOM, f"there is no room {name}")
+            room = self._existing_room(name)
             joined = self._room_joined(room)
             return joined.room, joined.topic, list(joined.members)
 
@@ -1221,8 +1216,7 @@ class ChatState:
             # One append for the whole room, whatever its size: each member's mailbox takes
             # the bytes of its variant from the room's stream (server/stream.py).
             stream = room.stream
-            variants = tuple(stream.variants)  # (copied at once: a cut mailbox may change it)
-            blobs = {v: b"".join(_run_frames(frames, v, run, room)) for v in variants}
+            blobs = {v: b"".join(_run_frames(frames, v, run, room)) for v in stream.variants}
             skip = frozenset(sender.mailbox for sender in senders)
             out.settle()  # what members got earlier in this pass comes before these lines
             stream.append(blobs, skip, tuple(line.delivery.message for line in run))
@@ -1395,13 +1389,9 @@ class ChatState:
             self.set_room_operator(op, name, arg or "", give)
             return
         with self._lock:
-            room = self._member_room(op, name)
-            if not self._runs(op, room):
-                raise RemoteProtocolError(
-                    ErrorCode.NOT_OPERATOR, f"you are not an operator of {room.name}"
-                )
+            room = self._room_run_by(op, name)
             if letter == "v":
-                room, target = self._room_target(op, name, arg or "")
+                target = _in_room(room, arg or "")
                 changed = _toggle(room.voiced, nick_key(target.nick), give)
                 arg = target.nick
             elif letter == "b":
@@ -1431,18 +1421,21 @@ class ChatState:
         """(name, modes as ``+mnst``, creation time) of a room. RemoteProtocolError
         no_such_room."""
         with self._lock:
-            room = self._rooms.get(nick_key(name))
-            if room is None:
-                raise RemoteProtocolError(ErrorCode.NO_SUCH_ROOM, f"there is no room {name}")
+            room = self._existing_room(name)
             return room.name, "+" + "".join(sorted(room.modes)), room.created
 
     def room_bans(self, member: Member, name: str) -> list[tuple[str, str, float]]:
         """A room's bans: (mask, who set it, when). RemoteProtocolError no_such_room."""
         with self._lock:
-            room = self._rooms.get(nick_key(name))
-            if room is None:
-                raise RemoteProtocolError(ErrorCode.NO_SUCH_ROOM, f"there is no room {name}")
+            room = self._existing_room(name)
             return [(mask, by, ts) for mask, (by, ts) in room.bans.items()]
+
+    def _existing_room(self, name: str) -> Room:
+        """Lock held: the room called ``name``; RemoteProtocolError no_such_room."""
+        room = self._rooms.get(nick_key(name))
+        if room is None:
+            raise RemoteProtocolError(ErrorCode.NO_SUCH_ROOM, f"there is no room {name}")
+        return room
 
     def _runs(self, member: Member, room: Room) -> bool:
         """Lock held: ``member`` is an operator of ``room`` or of the server."""
@@ -1484,15 +1477,18 @@ class ChatState:
         """Lock held: the room ``op`` runs (its operator, or a server operator) and the member
         ``nick`` in it. RemoteProtocolError not_in_room, no_such_room, not_operator,
         no_such_nick (not in the room)."""
+        room = self._room_run_by(op, name)
+        return room, _in_room(room, nick)
+
+    def _room_run_by(self, op: Member, name: str) -> Room:
+        """Lock held: ``op``'s room ``name``, which it runs (its operator, or a server
+        operator). RemoteProtocolError not_in_room, no_such_room, not_operator."""
         room = self._member_room(op, name)
-        if not (op.oper or nick_key(op.nick) in room.ops):
+        if not self._runs(op, room):
             raise RemoteProtocolError(
                 ErrorCode.NOT_OPERATOR, f"you are not an operator of {room.name}"
             )
-        target = room.members.get(nick_key(nick))
-        if target is None:
-            raise RemoteProtocolError(ErrorCode.NO_SUCH_NICK, f"{nick} is not in {room.name}")
-        return room, target
+        return room
 
     def kick(self, op: Member, nick: str, reason: str = "") -> Member | None:
         """Disconnect ``nick`` (on a cluster, wherever it is connected); the member kicked
@@ -1807,10 +1803,10 @@ def _run_frames(
     """Each line of ``run`` encoded for ``variant`` (dialect, in its current room), once."""
     frames = cache.get(variant)
     if frames is None:
-        dialect, here = variant
-        where = room.name if here and room is not None else ""
-        messages = [line.delivery.message for line in run]
-        frames = cache[variant] = [encode_for(m, dialect, where) for m in messages]
+        name = room.name if room is not None else ""
+        frames = cache[variant] = [
+            encode_variant(line.delivery.message, variant, name) for line in run
+        ]
     return frames
 
 
@@ -1834,6 +1830,14 @@ def _banned_from(member: Member, room: Room) -> bool:
     ``nick!u@game_chat``, IRC's view of it; docs/IRC.md)."""
     who = f"{member.nick}!{USER}@{HOST}".casefold()
     return any(fnmatch.fnmatchcase(who, mask.casefold()) for mask in room.bans)
+
+
+def _in_room(room: Room, nick: str) -> Member:
+    """The member ``nick`` of ``room``; RemoteProtocolError no_such_nick (not in it)."""
+    target = room.members.get(nick_key(nick))
+    if target is None:
+        raise RemoteProtocolError(ErrorCode.NO_SUCH_NICK, f"{nick} is not in {room.name}")
+    return target
 
 
 def _toggle(holders: set[str], key: str, give: bool) -> bool:

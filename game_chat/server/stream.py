@@ -48,6 +48,8 @@ log = logging.getLogger("game_chat.server")
 
 #: How a member sees a room's lines: (dialect, whether the room is its current one).
 Variant = tuple[str, bool]
+#: An entry's bytes with its place in the order of all entries.
+Ordered = tuple[int, bytes]
 #: Encodes a message for a variant (the chat state's): a fallback for a variant that had no
 #: member when the entry was made.
 Encoder = Callable[[ServerMessage, Variant, str], bytes]
@@ -112,9 +114,7 @@ class RoomStream:
         self._lock = threading.Lock()
         # the last read: (start, stop, variant, followers skipped, what the others get: by
         # entry and joined)
-        self._last: (
-            tuple[int, int, Variant, frozenset[Any], list[tuple[int, bytes]], bytes] | None
-        ) = None
+        self._last: tuple[int, int, Variant, frozenset[Any], list[Ordered], bytes] | None = None
         #: follower -> index of the first entry it has not taken
         self.cursors: dict[Follower, int] = {}
         #: variant -> how many followers see the room that way (what an entry must hold)
@@ -142,10 +142,15 @@ class RoomStream:
 
     def read(
         self, start: int, variant: Variant, follower: Follower
-    ) -> tuple[list[tuple[int, bytes]], bytes, int]:
+    ) -> tuple[list[Ordered], bytes, int]:
         """The bytes of the entries from ``start`` on for ``follower`` (who sees the room as
         ``variant``): each entry's with its place in the order of all entries, all of them
         joined, and the index after the last of them."""
+        last, stop = self._last, self._end
+        if last is not None and last[:3] == (start, stop, variant) and follower not in last[3]:
+            # Another follower at this place read these entries as this one sees them: no
+            # lock (the cache is a tuple, replaced whole under the lock, never changed).
+            return last[4], last[5], stop
         with self._lock:
             stop = self._end
             last = self._last
@@ -154,24 +159,22 @@ class RoomStream:
                 # the entries are gone through once per flush, not once per follower.
                 entries = self._entries[start - self._base :]
                 skipped = frozenset().union(*[e.skip for e in entries if e.skip])
-                pairs = self._pick(entries, variant)
-                joined = b"".join([blob for _, blob in pairs])
-                last = self._last = (start, stop, variant, skipped, pairs, joined)
+                last = self._last = (start, stop, variant, skipped, *self._pick(entries, variant))
             if follower in last[3]:  # a sender: its own lines' places hold its acks
-                entries = [e for e in self._entries[start - self._base :] if follower not in e.skip]
-                pairs = self._pick(entries, variant)
-                return pairs, b"".join([blob for _, blob in pairs]), stop
+                mine = [e for e in self._entries[start - self._base :] if follower not in e.skip]
+                return (*self._pick(mine, variant), stop)
         return last[4], last[5], stop
 
-    def _pick(self, entries: list[_Entry], variant: Variant) -> list[tuple[int, bytes]]:
-        out = []
+    def _pick(self, entries: list[_Entry], variant: Variant) -> tuple[list[Ordered], bytes]:
+        """The entries' bytes for ``variant``: each with its order, and all of them joined."""
+        pairs = []
         for entry in entries:
             blob = entry.blobs.get(variant)
             if blob is None:  # nobody saw the room this way when the entry was made
                 blob = entry.blobs[variant] = self._encode(entry, variant)
             if blob:
-                out.append((entry.order, blob))
-        return out
+                pairs.append((entry.order, blob))
+        return pairs, b"".join([blob for _, blob in pairs])
 
     def _encode(self, entry: _Entry, variant: Variant) -> bytes:
         encoder = self.encoder
@@ -223,26 +226,19 @@ class Follower:
         """Everything the followed streams hold beyond this follower's cursors (which move
         to their ends), in the order it was delivered (across rooms too)."""
         follows = self._follows
-        if len(follows) == 1:  # the common case, on every send: kept short
-            for stream, variant in follows.items():
-                cursor = stream.cursors.get(self)
-                if cursor is None or cursor >= stream._end:
-                    return b""
-                _, joined, stream.cursors[self] = stream.read(cursor, variant, self)
-                return joined
-        out: list[tuple[int, bytes]] = []
-        rooms = 0
+        taken: list[tuple[list[Ordered], bytes]] = []  # (by entry, joined) per room
         for stream, variant in follows.items():
             cursor = stream.cursors.get(self)
             if cursor is not None and cursor < stream._end:
                 pairs, joined, stream.cursors[self] = stream.read(cursor, variant, self)
-                if pairs:
-                    out += pairs
-                    rooms += 1
-        if rooms == 1:
-            return b"".join([blob for _, blob in out])
-        out.sort()  # (the orders are unique: the bytes are never compared)
-        return b"".join([blob for _, blob in out])
+                if len(follows) == 1:  # in one room (the common case, on every send)
+                    return joined
+                if joined:
+                    taken.append((pairs, joined))
+        if len(taken) < 2:  # one room (the common case): its bytes as they are
+            return taken[0][1] if taken else b""
+        # (the orders are unique: the bytes are never compared)
+        return b"".join([blob for _, blob in sorted(p for pairs, _ in taken for p in pairs)])
 
     def _owed(self) -> bool:
         """Some followed stream holds entries this follower has not taken."""
