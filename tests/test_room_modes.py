@@ -186,3 +186,13 @@ def test_irc_secret_and_external_modes() -> None:
     second.handle_frame(b"PRIVMSG #gen :from outside")
     second.settle()
     assert fbox.lines()[-1] == ":second!u@game_chat PRIVMSG #gen :from outside"
+
+
+def test_a_room_holds_at_most_its_share_of_bans_and_masks_are_cut() -> None:
+    state, owner, _, _, _ = room_with_owner()
+    for n in range(100):
+        state.set_room_mode(owner, "#den", "+b", f"n{n}")
+    assert code_of(lambda: state.set_room_mode(owner, "#den", "+b", "one-more")) == "bad_message"
+    state.set_room_mode(owner, "#den", "-b", "n0")
+    state.set_room_mode(owner, "#den", "+b", "x" * 7000)  # cut like a reason (200 characters)
+    assert max(len(mask) for mask, _, _ in state.room_bans(owner, "#den")) == 204
