@@ -4,6 +4,7 @@ and a session against a real ChatState beside rich and plain members."""
 from __future__ import annotations
 
 import json
+import time
 
 from fakes import RecordingMailbox
 from hypothesis import given
@@ -19,7 +20,7 @@ from game_chat.irc.lines import (
     split_utf8,
 )
 from game_chat.irc.render import broadcast, dialect_for, server_time
-from game_chat.irc.session import IrcSession
+from game_chat.irc.session import _NOT_UTF8, IrcSession
 from game_chat.protocol.messages import ChatMessage, Ping, UserJoined
 from game_chat.server.session import Session
 from game_chat.server.state import Access, ChatState
@@ -39,7 +40,9 @@ def test_a_line_parses_into_tags_prefix_command_and_params() -> None:
     assert parse_line(b"USER u 0 * :Real Name").params == ("u", "0", "*", "Real Name")
     assert parse_line(b"PRIVMSG #x ::-)").params == ("#x", ":-)")
     assert parse_line(b"001 me :welcome").command == "001"
-    assert parse_line("PRIVMSG #x :caf\xe9".encode("latin-1")).params[1] == "café"
+    latin = parse_line("PRIVMSG #x :caf\xe9".encode("latin-1"))
+    assert latin.params[1] == "café" and not latin.utf8
+    assert parse_line("PRIVMSG #x :café".encode()).utf8
 
 
 def test_formatting_puts_the_last_parameter_after_a_colon_when_it_must() -> None:
@@ -214,7 +217,13 @@ def test_private_lines_actions_topics_and_away() -> None:
     b.handle_frame(b"TOPIC #dev :ship it")
     assert abox.lines()[-1] == ":bb!u@game_chat TOPIC #dev :ship it"
     b.handle_frame(b"TOPIC #dev")
-    assert bbox.lines()[-1].split(" ", 1)[1] == "332 bb #dev :ship it"
+    topic, who_when = (x.split(" ", 1)[1] for x in bbox.lines()[-2:])
+    assert topic == "332 bb #dev :ship it"
+    assert who_when.startswith("333 bb #dev bb :")  # who set it, when (RPL_TOPICWHOTIME)
+    assert abs(int(who_when.rsplit(":", 1)[1]) - time.time()) < 60
+    late, late_box = irc(state, "cc")
+    late.handle_frame(b"JOIN #dev")
+    assert [x.split(" ")[1] for x in late_box.lines()[-4:]] == ["332", "333", "353", "366"]
     b.handle_frame(b"AWAY :lunch")
     assert bbox.lines()[-1].split(" ", 1)[1].startswith("306 bb")
     assert parse_line(abox.lines()[-1].encode()) == IrcMessage("AWAY", ("lunch",), "bb!u@game_chat")
@@ -325,3 +334,43 @@ def test_a_closed_irc_session_and_its_renderer_stop_pointing_at_each_other() -> 
     session.detach()
     assert session not in gc.get_referents(session.renderer._nick)
     assert session.renderer.render(Ping(1)).startswith(b":")  # still renders, as "*"
+
+
+def test_a_line_that_would_pass_512_bytes_relayed_is_refused_not_cut() -> None:
+    state = ChatState()
+    hexchat, box = irc(state, "hex", "echo-message")
+    other, obox = irc(state, "weechat")
+    for s in (hexchat, other):
+        s.handle_frame(b"JOIN #lobby")
+    overhead = len(b":hex!u@game_chat ")
+    fits = "a" * (MAX_LINE_BYTES - overhead - len("PRIVMSG #lobby :\r\n"))
+    for text, said in ((fits, True), (fits + "a", False), (fits[:-2] + "\U0001f603", False)):
+        box.clear()
+        obox.clear()
+        hexchat.handle_frame(f"PRIVMSG #lobby :{text}".encode())
+        hexchat.settle()
+        if said:  # relayed whole, in one line of exactly 512 bytes
+            assert obox.lines()[-1] == f":hex!u@game_chat PRIVMSG #lobby :{text}"
+            assert box.lines()[-1].endswith(text)  # the echo
+        else:  # 417, and nobody hears a part of it
+            assert box.commands() == ["417"] and obox.lines() == []
+    box.clear()
+    hexchat.handle_frame(f"NOTICE #lobby :{fits}aa".encode())  # no reply to a NOTICE
+    hexchat.settle()
+    assert box.lines() == [] and obox.lines() == []
+
+
+def test_a_line_that_is_not_utf8_is_refused_with_fail() -> None:
+    state = ChatState()
+    sender, box = irc(state, "hex")
+    other, obox = irc(state, "weechat")
+    for s in (sender, other):
+        s.handle_frame(b"JOIN #lobby")
+    box.clear()
+    obox.clear()
+    sender.handle_frame(b"PRIVMSG #lobby :caf\xe9")
+    sender.handle_frame(b"NOTICE #lobby :caf\xe9")  # refused too, but silently
+    sender.handle_frame(b"PRIVMSG #lobby :caf\xc3\xa9")
+    sender.settle()
+    assert box.lines() == [":game_chat FAIL PRIVMSG INVALID_UTF8 :" + _NOT_UTF8]
+    assert obox.lines() == [":hex!u@game_chat PRIVMSG #lobby :café"]

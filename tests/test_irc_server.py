@@ -161,6 +161,20 @@ def test_an_irc_client_that_floods_or_sends_garbage_hurts_nobody_else(
     assert watcher.recv_until(lambda m: m["type"] == "ack")["id"] == 1
 
 
+def test_a_client_back_at_once_gets_its_nick_from_its_closed_connection(
+    irc_server: ChatServer,
+) -> None:
+    """A client that reconnects right after closing (as irctest does between tests) gets
+    its nick, even if the old connection's close has not been read yet (no 433)."""
+    for _ in range(20):
+        old = IrcClient(irc_server.irc_address)
+        old.register("comeback")
+        old.close()
+        new = IrcClient(irc_server.irc_address)
+        assert new.register("comeback")[0].command == "001"
+        new.close()
+
+
 def test_a_silent_irc_connection_is_closed_at_the_registration_deadline() -> None:
     server = start_server(irc_port=0, hello_timeout=0.3)
     try:

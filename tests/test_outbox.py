@@ -181,3 +181,17 @@ def test_a_broken_socket_is_left_to_the_sender() -> None:
         pass
     else:  # pragma: no cover - a platform that buffers after the peer closed
         raise AssertionError("send on a closed pair should fail")
+
+
+def test_peer_closed_sees_a_close_the_reader_has_not_read() -> None:
+    a, b = pair()
+    box = Outbox(1000, lambda: None, lambda: None, sock=a)
+    b.sendall(b"unread")
+    assert not box.peer_closed()  # open, bytes waiting: the peek takes nothing
+    b.close()
+    assert not box.peer_closed()  # the close is behind bytes the reader has not taken
+    assert a.recv(100) == b"unread"
+    assert box.peer_closed()
+    assert a.recv(100) == b""  # the reader still sees the close itself
+    box.close()
+    assert box.peer_closed()

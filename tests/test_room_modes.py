@@ -53,7 +53,7 @@ def test_a_moderated_room_hears_only_its_operators_and_voiced_members() -> None:
     state.say(owner, "operators talk", room="#den")
     state.set_room_mode(owner, "#den", "+v", "GUEST")
     assert gbox.messages()[-1]["arg"] == "guest"  # the member's own spelling
-    assert any(m.get("voice") for m in state.room_view(owner, "#den")[2])
+    assert any(m.get("voice") for m in state.room_view(owner, "#den").members)
     state.say(guest, "with a voice", room="#den")
     assert obox.messages()[-1]["text"] == "with a voice"
     state.set_room_mode(owner, "#den", "-v", "guest")
@@ -77,6 +77,15 @@ def test_topic_lock_leaves_the_topic_to_operators() -> None:
     assert code_of(lambda: state.set_topic(guest, "#den", "no")) == ErrorCode.NOT_OPERATOR
     state.set_topic(owner, "#den", "operators may")
     assert gbox.messages()[-1]["topic"] == "operators may"
+    newcomer, nbox = join(state, "newcomer")
+    state.join_room(newcomer, "#den")
+    joined = [m for m in nbox.messages() if m["type"] == "joined"][-1]
+    assert (joined["topic"], joined["topic_by"], joined["topic_ts"]) == (
+        "operators may",
+        "owner",
+        100.0,
+    )
+    assert "secret" not in joined
 
 
 def test_a_secret_room_is_listed_only_to_its_members() -> None:
@@ -87,6 +96,8 @@ def test_a_secret_room_is_listed_only_to_its_members() -> None:
     assert "#den" not in [r["room"] for r in obox2.messages()[-1]["rooms"]]
     state.list_rooms(owner)
     assert "#den" in [r["room"] for r in obox.messages()[-1]["rooms"]]
+    state.join_room(owner, "#den")  # again: joined says what it is
+    assert obox.messages()[-1]["secret"] is True
 
 
 def test_bans_keep_matching_members_out_and_quiet() -> None:
@@ -106,10 +117,12 @@ def test_op_and_voice_follow_a_nick_change_and_end_on_leaving() -> None:
     state, owner, _, guest, _ = room_with_owner()
     state.set_room_mode(owner, "#den", "+v", "guest")
     state.rename(guest, "visitor")
-    assert any(m["nick"] == "visitor" and m.get("voice") for m in state.room_view(owner, "#den")[2])
+    assert any(
+        m["nick"] == "visitor" and m.get("voice") for m in state.room_view(owner, "#den").members
+    )
     state.part_room(guest, "#den")
     state.join_room(guest, "#den")
-    assert not any(m.get("voice") for m in state.room_view(owner, "#den")[2])
+    assert not any(m.get("voice") for m in state.room_view(owner, "#den").members)
 
 
 def test_the_rich_request_and_the_plain_commands() -> None:
@@ -180,6 +193,9 @@ def test_irc_secret_and_external_modes() -> None:
     assert not [x for x in sbox.lines() if " 322 " in x and "#gen" in x]
     second.handle_frame(b"NAMES #gen")
     assert sbox.lines()[-1].split(" ")[1] == "366"
+    third, tbox = irc(state, "third")
+    third.handle_frame(b"JOIN #gen")  # the names of the join mark it secret too
+    assert any(" 353 third @ #gen :" in x for x in tbox.lines())
     second.handle_frame(b"PRIVMSG #gen :from outside")
     assert sbox.lines()[-1].split(" ")[1] == "404"
     first.handle_frame(b"MODE #gen -n")

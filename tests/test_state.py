@@ -289,3 +289,31 @@ def test_an_excess_flood_cools_the_nick_and_a_remote_address_down() -> None:
     local = state.join("local", Dialect.RICH, RecordingMailbox(), "127.0.0.1:5000")
     state.cool_down(local, "127.0.0.1:5000")
     state.check_address("127.0.0.1:6000")  # this machine itself is never cut off
+
+
+class ClosedByPeer(RecordingMailbox):
+    """A mailbox whose peer has closed the connection, before its reader noticed."""
+
+    def peer_closed(self) -> bool:
+        return True
+
+
+def test_a_nick_held_by_a_closed_connection_is_free_once_its_holder_leaves() -> None:
+    state = make_state()
+    ghost = state.join("ghost", Dialect.RICH, ClosedByPeer())
+    waited: list[bool] = []
+    waiter = threading.Thread(target=lambda: waited.append(state.wait_for_ghost("GHOST")))
+    waiter.start()
+    state.leave(ghost)  # what the old connection's reader does when it sees the close
+    waiter.join(5)
+    assert waited == [True]
+    state.join("ghost", Dialect.RICH, RecordingMailbox())
+
+
+def test_a_nick_held_by_an_open_connection_is_taken_at_once() -> None:
+    state = make_state()
+    join(state, "alive")
+    assert state.wait_for_ghost("alive", timeout=30) is False  # no wait: the peer is there
+    assert state.wait_for_ghost("free") is True
+    state.join("gone", Dialect.RICH, ClosedByPeer())
+    assert state.wait_for_ghost("gone", timeout=0.05) is False  # its reader never read it

@@ -47,6 +47,8 @@ class IrcMessage:
     params: tuple[str, ...] = ()
     prefix: str | None = None
     tags: tuple[tuple[str, str], ...] = field(default=())
+    #: False: the line was not UTF-8 (read as Latin-1; a UTF8ONLY server refuses it).
+    utf8: bool = True
 
     def tag(self, name: str) -> str | None:
         return next((v for k, v in self.tags if k == name), None)
@@ -55,11 +57,13 @@ class IrcMessage:
 def parse_line(line: bytes) -> IrcMessage:
     """The message of one line (without its CR LF); IrcLineError if it is not one.
 
-    Bytes that are not UTF-8 are taken as Latin-1, as IRC clients of old send them."""
+    Bytes that are not UTF-8 are read as Latin-1, as IRC clients of old send them, and the
+    message says so (``utf8`` False)."""
+    utf8 = True
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
-        text = line.decode("latin-1")
+        text, utf8 = line.decode("latin-1"), False
     tags: tuple[tuple[str, str], ...] = ()
     if text.startswith("@"):
         raw, _, text = text[1:].partition(" ")
@@ -82,7 +86,7 @@ def parse_line(line: bytes) -> IrcMessage:
         raise IrcLineError(f"not a command: {command[:20]!r}")
     if len(params) > MAX_PARAMS:  # the rest joins the last one, as RFC 2812 reads it
         params = [*params[: MAX_PARAMS - 1], " ".join(params[MAX_PARAMS - 1 :])]
-    return IrcMessage(command.upper(), tuple(params), prefix, tags)
+    return IrcMessage(command.upper(), tuple(params), prefix, tags, utf8)
 
 
 def _parse_tag(item: str) -> tuple[str, str]:

@@ -201,8 +201,22 @@ class Renderer:
     def numeric(self, code: str, *params: str) -> bytes:
         return format_line(code, self._nick() or "*", *params, prefix=self.server, trailing=True)
 
+    def fail(self, command: str, code: str, description: str) -> bytes:
+        """An IRCv3 standard reply: ``FAIL <command> <code> :<description>``."""
+        return format_line("FAIL", command, code, description, prefix=self.server, trailing=True)
+
     def notice(self, text: str) -> bytes:
         return format_line("NOTICE", self._nick() or "*", text, prefix=self.server, trailing=True)
+
+    def topic(self, view: RoomJoined) -> bytes:
+        """RPL_TOPIC, and RPL_TOPICWHOTIME when the setter is known, of a room (b"": it has
+        no topic)."""
+        if not view.topic:
+            return b""
+        out = self.numeric("332", view.room, view.topic)
+        if view.topic_by and view.topic_ts is not None:
+            out += self.numeric("333", view.room, view.topic_by, str(int(view.topic_ts)))
+        return out
 
     def prefixes(self, member: dict[str, Any]) -> str:
         """A member's channel prefixes: ``@`` (room or server operator), ``+`` (voice); only
@@ -247,10 +261,8 @@ class Renderer:
             command, target, text, action = echo
             return said(me, target, text, action, tags, command)
         if isinstance(message, RoomJoined):
-            out = [format_line("JOIN", message.room, prefix=mask(me))]
-            if message.topic:
-                out.append(self.numeric("332", message.room, message.topic))
-            out.append(self.names(message.room, message.members))
+            out = [format_line("JOIN", message.room, prefix=mask(me)), self.topic(message)]
+            out.append(self.names(message.room, message.members, secret=message.secret))
             return b"".join(out)
         if isinstance(message, RoomList):
             out = [self.numeric("321", "Channel", "Users Name")]

@@ -28,7 +28,7 @@ from ..server.members import MAX_ROOM_CHARS, MAX_TOPIC_CHARS, Mailbox
 from ..server.moderation import host_of
 from ..server.session import SessionCore
 from ..server.state import ROOM_MODES, ChatState, MemberGone
-from .lines import IrcLineError, IrcMessage, format_line, parse_line
+from .lines import MAX_LINE_BYTES, IrcLineError, IrcMessage, format_line, parse_line
 from .render import CAPABILITIES, HOST, USER, Renderer, dialect_for, mask, server_name
 
 log = logging.getLogger("game_chat.irc")
@@ -37,6 +37,7 @@ VERSION = "game_chat-0.1"
 #: Longest user name kept from USER (as daemons cut it).
 USERLEN = 9
 QUIT_REASON = "Quit"
+_NOT_UTF8 = "Message rejected, your IRC software MUST use UTF-8"
 LOST_REASON = "connection lost"
 
 #: What each command costs from the flood budget: the rich message type it stands for.
@@ -106,6 +107,10 @@ class IrcSession(SessionCore):
             message = parse_line(line)
         except IrcLineError:
             return True  # not IRC: daemons ignore such lines
+        if not message.utf8:  # ISUPPORT says UTF8ONLY: nothing else is taken, or relayed
+            if message.command != "NOTICE":  # (never an automatic reply to a NOTICE)
+                self._send(self.renderer.fail(message.command, "INVALID_UTF8", _NOT_UTF8))
+            return True
         try:
             self._admit(message.command)
             return self._dispatch(message)
@@ -287,7 +292,8 @@ class IrcSession(SessionCore):
                 return
             self.state.rename(self.member, nick)
             return
-        self.state.validate_new_nick(nick)  # 432/433 now, as daemons answer NICK at once
+        # 432/433 now, as daemons answer NICK at once
+        self.unless_ghost(nick, lambda: self.state.validate_new_nick(nick))
         self._nick = nick
         self._try_register()
 
@@ -309,13 +315,17 @@ class IrcSession(SessionCore):
                 self.state.check_password(self._password)
             except RemoteProtocolError as exc:
                 raise exc.as_fatal() from None
-        member = self.state.join(
-            self._nick,
-            self.renderer.dialect,
-            self.mailbox,
-            self.address,
-            lobby=False,
-            render=self.renderer.render,
+        nick = self._nick
+        member = self.unless_ghost(
+            nick,
+            lambda: self.state.join(
+                nick,
+                self.renderer.dialect,
+                self.mailbox,
+                self.address,
+                lobby=False,
+                render=self.renderer.render,
+            ),
         )
         member.disconnect = self._kicked
         member.ident = (self._user[:USERLEN], self._realname)
@@ -368,14 +378,20 @@ class IrcSession(SessionCore):
                 self._numeric("412", "No text to send")
             return
         text, action = message.params[1], False
+        targets = [t for t in message.params[0].split(",") if t]
+        if any(self._too_long_relayed(message.command, t, text) for t in targets):
+            # Relayed with the sender's mask in front, it would pass 512 bytes: refused
+            # (nothing is said), as irctest allows, rather than cut as daemons do: a line
+            # acked is delivered whole (the framed protocol's longer lines are split instead).
+            if message.command == "PRIVMSG":
+                self._numeric("417", "Input line was too long")
+            return
         if text.startswith("\x01"):
             body = text.strip("\x01")
             if not body.upper().startswith("ACTION"):
                 return  # other CTCP requests: the chat has nobody to answer them
             text, action = body[len("ACTION") :].strip(), True
-        for target in message.params[0].split(","):
-            if not target:
-                continue
+        for target in targets:
             client_id = f"i{next(self._ids)}"
             self.renderer.expect_ack(client_id, message.command, target, text, action)
             try:
@@ -385,7 +401,7 @@ class IrcSession(SessionCore):
                     accepted = self.state.private(self._me, target, text, client_id, False, action)
             except RemoteProtocolError as exc:
                 self.renderer.forget_ack(client_id)
-                if exc.fatal or len(message.params[0].split(",")) == 1:
+                if exc.fatal or len(targets) == 1:
                     raise
                 self._refused(IrcMessage(message.command, (target,)), exc)
                 continue
@@ -394,6 +410,11 @@ class IrcSession(SessionCore):
                 info = self.state.member_info(target)
                 if info is not None and info["away"]:  # (the chat tells others in a notice)
                     self._numeric("301", info["nick"], info["away"])
+
+    def _too_long_relayed(self, command: str, target: str, text: str) -> bool:
+        """``command target :text`` from this member would pass 512 bytes with its mask."""
+        relayed = format_line(command, target, text, prefix=mask(self._me.nick), trailing=True)
+        return len(relayed) > MAX_LINE_BYTES
 
     def _join(self, message: IrcMessage) -> None:
         if not self._need(message, 1):
@@ -439,11 +460,11 @@ class IrcSession(SessionCore):
                 return
             self.state.set_topic(self._me, name, message.params[1])
             return
-        room, topic, _ = self.state.room_view(self._me, name)
-        if topic:
-            self._numeric("332", room, topic)
+        view = self.state.room_view(self._me, name)
+        if view.topic:
+            self._send(self.renderer.topic(view))
         else:
-            self._numeric("331", room, "No topic is set")
+            self._numeric("331", view.room, "No topic is set")
 
     def _names(self, message: IrcMessage) -> None:
         if not message.params:
@@ -451,21 +472,21 @@ class IrcSession(SessionCore):
             return
         for name in message.params[0].split(","):
             try:
-                room, modes, _ = self.state.room_modes(self._me, name)
-                room, _, members = self.state.room_view(self._me, name)
+                view = self.state.room_view(self._me, name)
             except RemoteProtocolError:
-                room, modes, members = name, "", []
-            secret = "s" in modes
-            if members and not (secret and nick_key(room) not in self._me.rooms):  # (+s)
-                self._send(self.renderer.names(room, members, secret=secret))
-            else:
-                self._numeric("366", room, "End of /NAMES list")
+                self._numeric("366", name, "End of /NAMES list")
+                continue
+            if view.members and not (view.secret and nick_key(view.room) not in self._me.rooms):
+                self._send(self.renderer.names(view.room, view.members, secret=view.secret))
+            else:  # nobody, or secret (+s) to those outside
+                self._numeric("366", view.room, "End of /NAMES list")
 
     def _who(self, message: IrcMessage) -> None:
         target = message.params[0] if message.params else "*"
         if target.startswith("#"):
             try:
-                room, _, members = self.state.room_view(self._me, target)
+                view = self.state.room_view(self._me, target)
+                room, members = view.room, list(view.members)
             except RemoteProtocolError:
                 members, room = [], target
             for m in members:

@@ -325,6 +325,13 @@ class RoomJoined:
     #: After a resume: ``{"after": A, "before": B}`` when the lines with A < id < B were too
     #: many to replay (fetch them with a history request); left out otherwise.
     gap: dict[str, int] | None = None
+    #: Who set the topic and when (Unix time); left out when there is no topic, or its
+    #: setter is not known here (a topic set on another node of a cluster before this
+    #: node made the room).
+    topic_by: str | None = None
+    topic_ts: float | None = None
+    #: The room is secret (+s, PROTOCOL.md 4.6: hidden from those outside); left out if not.
+    secret: bool = False
 
 
 @dataclass(frozen=True)
@@ -532,10 +539,10 @@ CLIENT_TYPES: dict[str, type] = {cls.TYPE: cls for cls in _CLIENT_CLASSES}
 SERVER_TYPES: dict[str, type] = {cls.TYPE: cls for cls in _SERVER_CLASSES}
 
 #: Flags written only when true (a reader takes their absence as false).
-_OMITTED_WHEN_FALSE = frozenset({"retry", "action", "history", "unsaved", "pending"})
+_OMITTED_WHEN_FALSE = frozenset({"retry", "action", "history", "unsaved", "pending", "secret"})
 #: Optional fields written only when they hold something.
 _OMITTED_WHEN_NONE = frozenset(
-    {"after", "gap", "session", "store", "resume", "origin", "by", "arg"}
+    {"after", "gap", "session", "store", "resume", "origin", "by", "arg", "topic_by", "topic_ts"}
 )
 #: Longest string a client id (``id``, ``token``: any field of type ClientId) may be.
 MAX_ID_CHARS = 64

@@ -36,6 +36,10 @@ class Mailbox(Protocol):
         """Take room lines from exactly these streams from now on (server/stream.py)."""
         ...
 
+    def peer_closed(self) -> bool:
+        """The peer has closed its side of the connection (the reader may not know yet)."""
+        ...
+
 
 class Dialect:
     RICH = "rich"
@@ -86,6 +90,9 @@ def validate_room(name: str) -> str:
 class Room:
     name: str
     topic: str = ""
+    #: Who set the topic and when (Unix time); "" and 0.0: not known (or no topic).
+    topic_by: str = ""
+    topic_ts: float = 0.0
     members: dict[str, Member] = field(default_factory=dict)  # nick key -> member, join order
     #: Nick keys of the room's operators: whoever made it (joined it empty), and whoever an
     #: operator of it made one. Not the lobby's (the server's operators run it). Server

@@ -138,6 +138,20 @@ class Outbox(Follower):
                 pass  # put back by send_to: the sender thread meets the error again
         self._on_ready()
 
+    def peer_closed(self) -> bool:
+        """The peer has closed (or reset) the connection, whether or not its reader thread
+        has seen it yet: a peek at the socket, which takes nothing from the reader. (Bytes
+        still unread, such as a TLS close_notify, hide a close until the reader takes them.)"""
+        sock = self.sock
+        if self.closed or sock is None:
+            return self.closed
+        try:
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:  # reset, or closed meanwhile
+            return True
+
     def close(self) -> None:
         """Accept no more frames; what is queued still goes out."""
         with self._lock:

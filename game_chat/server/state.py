@@ -130,6 +130,9 @@ UNSAVED_BAN = " (not saved: the history database is failing; this lasts until th
 #: A history page stops growing at about this many bytes of JSON (the client's outbox limit
 #: is 1 MiB: a page must never cut the connection that asked for it).
 PAGE_BYTES = 256 * 1024
+#: How long a new connection waits for a nick's holder whose peer has already closed its
+#: connection to be gone (wait_for_ghost), before the nick counts as taken.
+GHOST_WAIT_SECONDS = 1.0
 
 
 class MemberGone(ChatError):
@@ -204,6 +207,8 @@ class ChatState:
         self.limits = limits or Limits()
         self._clock = clock
         self._lock = threading.Lock()
+        #: Notified whenever a member leaves (wait_for_ghost).
+        self._departures = threading.Condition(self._lock)
         self._members: dict[str, Member] = {}  # nick key -> member, in join order
         # nick skeleton (Unicode TR39) -> member: no two members' nicks look alike
         self._skeletons: dict[str, Member] = {}
@@ -344,6 +349,20 @@ class ChatState:
         with self._lock:
             self._claim(nick)
         return nick
+
+    def wait_for_ghost(self, nick: str, timeout: float = GHOST_WAIT_SECONDS) -> bool:
+        """True if ``nick`` is free, or was held by a member whose peer had already closed its
+        connection (a client that comes back faster than the thread reading its old
+        connection saw the close) and that member left within ``timeout`` seconds; False at
+        once if its holder's connection is still open."""
+        with self._lock:
+            holder = self._nick_in_use(nick)
+        if holder is None:
+            return True
+        if not holder.mailbox.peer_closed():  # (a syscall: out of the lock)
+            return False
+        with self._departures:
+            return self._departures.wait_for(lambda: self._nick_in_use(nick) is not holder, timeout)
 
     def join_guest(
         self, dialect: str, mailbox: Mailbox, address: str = "", since: float | None = None
@@ -605,6 +624,7 @@ class ChatState:
 
     def _remove(self, member: Member, notice: ServerMessage) -> None:
         del self._members[nick_key(member.nick)]
+        self._departures.notify_all()
         self._forget_skeleton(member)
         self._release_in_cluster(member.nick)
         self._sessions.pop(member.session_key, None)
@@ -688,8 +708,8 @@ class ChatState:
                 raise RemoteProtocolError(
                     ErrorCode.NOT_OPERATOR, f"only operators of {room.name} set its topic (+t)"
                 )
-            room.topic = topic
             changed = TopicChanged(room.name, topic, member.nick, self._clock())
+            room.topic, room.topic_by, room.topic_ts = topic, member.nick, changed.ts
             self._send_all(room.members.values(), changed)
             self._tell_cluster(changed, [room], topic=(nick_key(room.name), topic))
             if nick_key(room.name) not in member.rooms:  # an operator from outside
@@ -796,7 +816,16 @@ class ChatState:
     def _room_joined(self, room: Room, gap: dict[str, int] | None = None) -> RoomJoined:
         now = self._clock()
         infos = [m.info(now, room) for m in room.members.values()] + self._remote(room)
-        return RoomJoined(room.name, room.topic, tuple(infos), gap)
+        known = bool(room.topic and room.topic_by)
+        return RoomJoined(
+            room.name,
+            room.topic,
+            tuple(infos),
+            gap,
+            topic_by=room.topic_by if known else None,
+            topic_ts=room.topic_ts if known else None,
+            secret="s" in room.modes,
+        )
 
     def _report(self, exc: HistoryError) -> None:
         """A history read failed: logged at most once a minute; the chat goes on."""
@@ -923,14 +952,13 @@ class ChatState:
             "rooms": list(names) if isinstance(names, list) else [],
         }
 
-    def room_view(self, member: Member, name: str) -> tuple[str, str, list[dict[str, Any]]]:
-        """(name, topic, members' info) of a room; members of other nodes included.
-        RemoteProtocolError no_such_room."""
+    def room_view(self, member: Member, name: str) -> RoomJoined:
+        """A room as a member joining it would see it (name, topic and who set it, members'
+        info, members of other nodes included), sent to nobody. RemoteProtocolError
+        no_such_room."""
         with self._lock:
             self._require_member(member)
-            room = self._existing_room(name)
-            joined = self._room_joined(room)
-            return joined.room, joined.topic, list(joined.members)
+            return self._room_joined(self._existing_room(name))
 
     def send_user_list(self, member: Member) -> None:
         with self._lock:
@@ -1118,7 +1146,8 @@ class ChatState:
             if isinstance(message, TopicChanged):  # the room's state, not only a notice
                 changed = self._rooms.get(nick_key(message.room))
                 if changed is not None:
-                    changed.topic = message.topic
+                    changed.topic, changed.topic_by = message.topic, message.nick
+                    changed.topic_ts = message.ts
             audience: dict[Member, None] = {}
             for key in room_keys:
                 room = self._rooms.get(key)

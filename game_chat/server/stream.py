@@ -296,6 +296,10 @@ class Follower:
     def check_behind(self) -> None:
         """Cut this follower if it is further behind than its limit allows."""
 
+    def peer_closed(self) -> bool:
+        """The peer has closed its side of the connection (test mailboxes: never)."""
+        return False
+
 
 class Coalescer:
     """Flushes rooms: at once when a room's last flush ended long enough ago, otherwise when
