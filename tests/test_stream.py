@@ -66,6 +66,30 @@ def test_lines_of_several_rooms_come_in_the_order_they_were_delivered() -> None:
     assert box.frames == [b"1234"]
 
 
+def test_a_line_of_one_room_never_overtakes_an_older_one_of_another() -> None:
+    """The race the soak caught (live id 7318 after 7320): a member of rooms A and B takes
+    its tails; A holds nothing yet; before it reads B, another thread delivers a line to A,
+    then one to B. The line of B must wait for the next take, after the line of A."""
+
+    class Racing(RoomStream):
+        race: list[RoomStream] = []
+
+        def read(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+            for stream in self.race:  # the delivering thread runs now
+                stream.append({RICH: stream.room.encode()})
+            self.race = []
+            return super().read(*args, **kwargs)  # type: ignore[arg-type]
+
+    a, b = RoomStream("older"), Racing("newer")
+    box = Box()
+    box.follow({a: RICH, b: RICH})
+    b.append({RICH: b"first,"})  # gives b something to read (a has nothing)
+    b.race = [a, b]
+    assert box.frames == [b"first,"]  # taken before the race: the newer line waits
+    box.put(b"")
+    assert b"".join(box.frames) == b"first,oldernewer"
+
+
 def test_following_another_way_takes_what_came_before_as_it_was() -> None:
     stream = RoomStream("#r")
     box = Box()

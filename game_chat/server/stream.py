@@ -63,6 +63,11 @@ SLACK_BYTES = 64 * 1024
 #: One order for the entries of every stream (appends happen under the chat state's lock):
 #: a member of several rooms gets their lines in the order they were delivered.
 _order = itertools.count()
+#: The order of the last entry appended to any stream, set once it is in its stream. A
+#: follower of several rooms takes only entries up to it, read before the streams: one it
+#: read the streams past could be followed by an older one appended meanwhile to a stream it
+#: had already read (a line of room B sent before the line of room A delivered first).
+_published = [-1]
 
 
 class _Entry:
@@ -139,29 +144,36 @@ class RoomStream:
         with self._lock:
             self._entries.append(entry)
             self._end += 1
+        _published[0] = entry.order
 
     def read(
-        self, start: int, variant: Variant, follower: Follower
+        self, start: int, variant: Variant, follower: Follower, upto: int | None = None
     ) -> tuple[list[Ordered], bytes, int]:
-        """The bytes of the entries from ``start`` on for ``follower`` (who sees the room as
-        ``variant``): each entry's with its place in the order of all entries, all of them
-        joined, and the index after the last of them."""
+        """The bytes of the entries from ``start`` on (only those of order ``upto`` at most,
+        when given) for ``follower`` (who sees the room as ``variant``): each entry's with its
+        place in the order of all entries, all of them joined, and the index after the last
+        of them."""
         last, stop = self._last, self._end
-        if last is not None and last[:3] == (start, stop, variant) and follower not in last[3]:
+        fresh = last is not None and last[:3] == (start, stop, variant) and upto is None
+        if fresh and follower not in last[3]:  # type: ignore[index]
             # Another follower at this place read these entries as this one sees them: no
             # lock (the cache is a tuple, replaced whole under the lock, never changed).
-            return last[4], last[5], stop
+            return last[4], last[5], stop  # type: ignore[index]
         with self._lock:
-            stop = self._end
+            base, stop = self._base, self._end
+            if upto is not None:
+                while stop > start and self._entries[stop - 1 - base].order > upto:
+                    stop -= 1
             last = self._last
             if last is None or last[0] != start or last[1] != stop or last[2] != variant:
                 # Most followers of a room are at the same place and see it the same way:
                 # the entries are gone through once per flush, not once per follower.
-                entries = self._entries[start - self._base :]
+                entries = self._entries[start - base : stop - base]
                 skipped = frozenset().union(*[e.skip for e in entries if e.skip])
                 last = self._last = (start, stop, variant, skipped, *self._pick(entries, variant))
             if follower in last[3]:  # a sender: its own lines' places hold its acks
-                mine = [e for e in self._entries[start - self._base :] if follower not in e.skip]
+                entries = self._entries[start - base : stop - base]
+                mine = [e for e in entries if follower not in e.skip]
                 return (*self._pick(mine, variant), stop)
         return last[4], last[5], stop
 
@@ -227,11 +239,12 @@ class Follower:
         to their ends), in the order it was delivered (across rooms too)."""
         follows = self._follows
         taken: list[tuple[list[Ordered], bytes]] = []  # (by entry, joined) per room
+        upto = None if len(follows) == 1 else _published[0]  # (read before the streams)
         for stream, variant in follows.items():
             cursor = stream.cursors.get(self)
             if cursor is not None and cursor < stream._end:
-                pairs, joined, stream.cursors[self] = stream.read(cursor, variant, self)
-                if len(follows) == 1:  # in one room (the common case, on every send)
+                pairs, joined, stream.cursors[self] = stream.read(cursor, variant, self, upto)
+                if upto is None:  # in one room (the common case, on every send)
                     return joined
                 if joined:
                     taken.append((pairs, joined))
