@@ -23,6 +23,25 @@ With ``--tls`` each chosen scenario (default a, b, c) runs twice in one go, in c
 over TLS (the server with ``--tls-self-signed``, made once in a temporary data directory; the
 load generator's clients accept any certificate), and the summary compares the server's CPU
 per delivery: the target is TLS within 2x of clear text.
+
+With ``--irc`` the clients speak IRC (scenarios a, b, c; all three by default), against
+game_chat's IRC port (``run_server.py --irc-port 0 --no-history --no-flood-limits ...``) and,
+for comparison, against ngIRCd (if installed: a generated configuration with no connection or
+join limits and its flood penalties off, ``MaxPenaltyTime = 0``), the runs interleaved::
+
+    python bench/fanout.py --irc --scenario a,b,c --runs 3
+    python bench/fanout.py --irc --no-ngircd --scenario a --clients 10 --senders 2 --duration 1
+
+Each client registers (``NICK nK``, ``USER u 0 * :r``, then 376 or 422), joins ``#bench``, and
+once every client has seen every other one there, the senders send ``PRIVMSG #bench :TEXT``
+(the same text as a framed chat line) and the receivers check the ``:nick!user@host PRIVMSG``
+lines (and answer PING). IRC has no acknowledgement (``echo-message`` would be one, but ngIRCd
+does not offer it), so a's closed loop is the framed one: a message is in flight until every
+receiver has it. One JSON line per scenario and server (medians of ``--runs``), then a summary
+with the servers side by side and game_chat's CPU per delivery as a ratio to ngIRCd's; the
+exit status is 0 if every run delivered exactly once, in order (the targets above are the
+framed protocol's and are not checked). Without ngIRCd only game_chat runs (the summary says
+so).
 """
 
 from __future__ import annotations
@@ -50,10 +69,12 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from loadgen import FIELDS_LEN, Shared, WorkerSpec, worker_main
+from loadgen import FIELDS_LEN, IRC_TEXT_LEN, Shared, WorkerSpec, worker_main
 
 ROOT = Path(__file__).resolve().parent.parent
-LISTENING = re.compile(r"listening on (\S+):(\d+)")
+#: The server's lines that say where it listens (a non-digit after the port: all of it came).
+LISTENING = re.compile(r"listening on (?P<host>\S+):(?P<port>\d+)(?=\D)")
+IRC_LISTENING = re.compile(r"IRC clients \(no TLS\) on port (?P<port>\d+)(?=\D)")
 HOST = "127.0.0.1"
 
 
@@ -121,6 +142,34 @@ def history_path() -> str:
 #: The kind of server that runs with TLS.
 TLS_KIND = "game_chat+tls"
 TLS_RATIO_TARGET = 2.0
+#: The kinds of server that --irc runs: game_chat's IRC port, and ngIRCd for comparison.
+IRC_KIND = "game_chat-irc"
+NGIRCD_KIND = "ngircd"
+IRC_KINDS = (IRC_KIND, NGIRCD_KIND)
+#: IRC scenarios: the shapes with no stalled or idle clients.
+IRC_SCENARIOS = "abc"
+
+#: ngIRCd's configuration: no connection, channel or penalty limits (MaxPenaltyTime 0 turns
+#: its flood penalties off), no DNS or ident lookups, no system configuration snippets.
+NGIRCD_CONF = """[Global]
+\tName = bench.local
+\tInfo = fanout benchmark
+\tListen = {host}
+\tPorts = {port}
+\tMotdPhrase = "bench"
+[Limits]
+\tMaxConnections = 0
+\tMaxConnectionsIP = 0
+\tMaxJoins = 0
+\tMaxPenaltyTime = 0
+\tPingTimeout = 600
+\tPongTimeout = 120
+[Options]
+\tDNS = no
+\tIdent = no
+\tPAM = no
+\tIncludeDir = {dir}/conf.d
+"""
 
 
 def tls_data_dir() -> str:
@@ -133,6 +182,8 @@ def tls_data_dir() -> str:
 def server_command(kind: str, scenario: Scenario, args: argparse.Namespace) -> list[str]:
     if kind == "baseline":
         return [sys.executable, str(ROOT / "bench" / "baseline_server.py"), "--port", "0"]
+    if kind == IRC_KIND:
+        return irc_server_command(scenario, args)
     return [
         sys.executable, str(ROOT / "run_server.py"), "--host", HOST, "--port", "0",
         "--log-level", "WARNING", "--max-clients", str(scenario.max_clients),
@@ -146,13 +197,28 @@ def server_command(kind: str, scenario: Scenario, args: argparse.Namespace) -> l
     ]  # fmt: skip
 
 
-def read_address(proc: subprocess.Popen[bytes], timeout: float) -> tuple[str, int]:
-    """Wait (bounded) for the server's "listening on HOST:PORT" line."""
+def irc_server_command(scenario: Scenario, args: argparse.Namespace) -> list[str]:
+    """game_chat with an IRC port (both ports on 0: free ones), unbuffered stdout."""
+    return [
+        sys.executable, "-u", str(ROOT / "run_server.py"), "--host", HOST, "--port", "0",
+        "--irc-port", "0", "--no-history", "--no-announce",
+        "--max-clients", str(max(2000, scenario.max_clients)), "--no-flood-limits",
+        "--log-level", "WARNING", "--send-queue-bytes", str(args.send_queue_bytes),
+        "--sender-threads", str(args.sender_threads),
+    ]  # fmt: skip
+
+
+def read_address(
+    proc: subprocess.Popen[bytes], timeout: float, pattern: re.Pattern[str] = LISTENING
+) -> tuple[str, int]:
+    """Wait (bounded) for the line of the server's stdout that ``pattern`` matches (its groups:
+    the port, and the host if it names one)."""
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     deadline = time.monotonic() + timeout
     seen = b""
-    while time.monotonic() < deadline and b"\n" not in seen:
+    match = None
+    while match is None and time.monotonic() < deadline:
         ready = wait([fd], max(0.0, deadline - time.monotonic()))
         if not ready:
             break
@@ -160,10 +226,10 @@ def read_address(proc: subprocess.Popen[bytes], timeout: float) -> tuple[str, in
         if not chunk:
             break
         seen += chunk
-    match = LISTENING.search(seen.decode(errors="replace"))
+        match = pattern.search(seen.decode(errors="replace"))
     if not match:
         raise RuntimeError(f"server did not report its address: {seen!r}")
-    return match.group(1), int(match.group(2))
+    return match.groupdict().get("host") or HOST, int(match.group("port"))
 
 
 @contextlib.contextmanager
@@ -174,6 +240,10 @@ def launched_server(
     if args.address:
         host, port = args.address.rsplit(":", 1)
         yield ServerProcess("external", (host, int(port)))
+        return
+    if kind == NGIRCD_KIND:
+        with launched_ngircd() as server:
+            yield server
         return
     with tempfile.NamedTemporaryFile(prefix=f"fanout-{kind}-", suffix=".log", delete=False) as f:
         log_path = f.name
@@ -187,13 +257,72 @@ def launched_server(
             env=env,
         )
     try:
-        yield ServerProcess(kind, read_address(proc, 15.0), proc, log_path)
+        pattern = IRC_LISTENING if kind == IRC_KIND else LISTENING
+        yield ServerProcess(kind, read_address(proc, 15.0, pattern), proc, log_path)
     finally:
         stop_process(proc)
         os.unlink(log_path)
         for suffix in ("", "-wal", "-shm"):  # each run starts with an empty history
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(history_path() + suffix)
+
+
+def ngircd_path() -> str | None:
+    """The ngIRCd binary, if installed."""
+    return shutil.which("ngircd") or next(
+        (p for p in ("/usr/sbin/ngircd", "/usr/local/sbin/ngircd") if os.access(p, os.X_OK)), None
+    )
+
+
+def free_port() -> int:
+    """A port free on HOST now (ngIRCd cannot listen on port 0 and say which it got)."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def launched_ngircd() -> Iterator[ServerProcess]:
+    """ngIRCd in the foreground with a generated configuration in a temporary directory;
+    always stopped (by its PID) and the directory removed on exit."""
+    binary = ngircd_path()
+    if binary is None:
+        raise RuntimeError("ngircd is not installed")
+    work = Path(tempfile.mkdtemp(prefix="fanout-ngircd-"))
+    (work / "conf.d").mkdir()
+    port = free_port()
+    conf = work / "ngircd.conf"
+    conf.write_text(NGIRCD_CONF.format(host=HOST, port=port, dir=work))
+    log_path = work / "ngircd.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [binary, "--nodaemon", "--passive", "--config", str(conf)],
+            cwd=work,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_listening(proc, port, 15.0)
+        yield ServerProcess(NGIRCD_KIND, (HOST, port), proc, str(log_path))
+    finally:
+        stop_process(proc)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float) -> None:
+    """Wait (polling, bounded) until the process listens on ``port``: no probe connection."""
+    watched = psutil.Process(proc.pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            if any(
+                c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+                for c in watched.net_connections("tcp")
+            ):
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"the server (exit code {proc.poll()}) is not listening on {port}")
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
@@ -308,13 +437,21 @@ def idle_dropped(socks: list[socket.socket]) -> int:
 
 # --- workers ---------------------------------------------------------------------------------
 
+#: IRC clients connecting at once, over all workers (ngIRCd listens with a backlog of 10).
+IRC_CONNECT_WAVE = 8
+
 
 def worker_specs(
-    scenario: Scenario, args: argparse.Namespace, address: tuple[str, int], tls: bool = False
+    scenario: Scenario,
+    args: argparse.Namespace,
+    address: tuple[str, int],
+    tls: bool = False,
+    irc: bool = False,
 ) -> list[WorkerSpec]:
     """Spread clients and senders evenly over the workers."""
     n = max(1, min(args.workers, scenario.clients))
     specs = []
+    first = 0
     for w in range(n):
         clients = scenario.clients // n + (1 if w < scenario.clients % n else 0)
         sender_ids = list(range(w, scenario.senders, n))
@@ -332,8 +469,13 @@ def worker_specs(
                 stalled=scenario.stalled and w == 0,
                 wait_for_cut=3 * args.duration if scenario.stalled else 0.0,
                 tls=tls,
+                irc=irc,
+                first_client=first,
+                total_clients=scenario.clients,
+                connect_wave=max(1, IRC_CONNECT_WAVE // n),
             )
         )
+        first += clients
     return specs
 
 
@@ -410,13 +552,16 @@ def run_once(scenario: Scenario, kind: str, args: argparse.Namespace) -> dict[st
     ):
         if scenario.idle:
             wait_for_threads(monitor, scenario.idle)
-        specs = worker_specs(scenario, args, server.address, tls=kind == TLS_KIND)
+        irc = kind in IRC_KINDS or (kind == "external" and args.irc)
+        specs = worker_specs(scenario, args, server.address, tls=kind == TLS_KIND, irc=irc)
         with Workers(specs) as workers:
             measured = measure(workers, monitor, server, scenario, duration, args)
         measured["workers"] = len(specs)
         measured["window"] = None if scenario.rate else args.window
         extra = idle_report(idle) if scenario.idle else {}
         measured["server_peak_rss_mb"] = monitor.peak_rss_mb()
+    if irc:
+        extra["protocol"] = "irc"
     return summarize_run(scenario, server.kind, measured, duration) | extra
 
 
@@ -431,11 +576,10 @@ def measure(
     """Wait for every client to register, run, collect the workers' results and the CPU use."""
     setups = workers.gather(120.0)
     nicks = [n for setup in setups for n in setup["nicks"].values()]
+    length = IRC_TEXT_LEN if args.irc else payload_len(nicks)
     t_start = time.monotonic() + 0.05  # every worker starts sending at this moment
     cpu0, sys0, own0 = monitor.cpu(), monitor.sys_cpu(), cpu_seconds()
-    workers.broadcast(
-        {"payload_len": payload_len(nicks), "t_start": t_start, "t_end": t_start + duration}
-    )
+    workers.broadcast({"payload_len": length, "t_start": t_start, "t_end": t_start + duration})
     with profiling(args.profile, server, scenario, duration):
         results = workers.gather(duration + 60.0)
     return {
@@ -528,6 +672,7 @@ def summarize_run(
         "reordered": sum(r["reordered"] for r in results),
         "drained": all(r["drained"] for r in results),
         "loadgen_frames_per_recv": round(deliveries / max(1, sum(r["batches"] for r in results))),
+        "loadgen_fallbacks": sum(r["fallbacks"] for r in results),
     }
     out |= measured
     out["server_us_per_delivery"] = round(out["server_cpu_s"] * 1e6 / max(1, deliveries), 3)
@@ -563,7 +708,7 @@ def collect_problems(results: list[dict[str, Any]]) -> dict[str, Any]:
     gone = [d for r in results for d in r["disconnected"]]
     if gone:
         problems["disconnected"] = gone[:5]
-    missing_acks = sum(r["sent"][s] - r["acks"][s] for r in results for s in r["sent"])
+    missing_acks = sum(r["sent"][s] - r["acks"][s] for r in results for s in r["acks"])
     if missing_acks:
         problems["missing_acks"] = missing_acks
     return problems
@@ -598,8 +743,8 @@ def verdict(scenario: Scenario, line: dict[str, Any]) -> dict[str, bool]:
         "exact": line["lost"] == 0 and line["duplicated"] == 0 and line["reordered"] == 0,
         "drained": bool(line.get("drained")),
     }
-    if line["server"] == "baseline":
-        return checks
+    if line["server"] == "baseline" or line.get("protocol") == "irc":
+        return checks  # the targets are the framed protocol's
     if scenario.min_dps:
         checks["deliveries_per_s"] = line["deliveries_per_s"] >= scenario.min_dps
     if scenario.max_p99_ms < 1e9:
@@ -614,7 +759,11 @@ def verdict(scenario: Scenario, line: dict[str, Any]) -> dict[str, bool]:
 
 
 def run_scenario(scenario: Scenario, kind: str, args: argparse.Namespace) -> dict[str, Any]:
-    runs = [run_once(scenario, kind, args) for _ in range(args.runs)]
+    return report(scenario, [run_once(scenario, kind, args) for _ in range(args.runs)])
+
+
+def report(scenario: Scenario, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Print (and return) the JSON line of a scenario's runs on one server."""
     line = median_of(runs) if len(runs) > 1 else runs[0]
     checks = verdict(scenario, line)
     line["targets_met"] = all(checks.values())
@@ -672,14 +821,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run each scenario (default a,b,c) in clear text and over TLS, and compare",
     )
+    parser.add_argument(
+        "--irc",
+        action="store_true",
+        help="IRC clients (scenarios a, b, c) on game_chat's IRC port and on ngIRCd, compared",
+    )
+    parser.add_argument("--no-ngircd", action="store_true", help="--irc: game_chat only")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    every = "abc" if args.tls else sorted(SCENARIOS)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    every = IRC_SCENARIOS if args.irc else "abc" if args.tls else sorted(SCENARIOS)
     names = list(every) if args.scenario == "all" else args.scenario.split(",")
     raise_fd_limit(8192 + 2 * max(customized(SCENARIOS[n], args).idle for n in names))
+    if args.irc:
+        if args.tls or set(names) - set(IRC_SCENARIOS):
+            parser.error(f"--irc runs scenarios {', '.join(IRC_SCENARIOS)} in clear text only")
+        return run_irc(names, args)
     lines: dict[tuple[str, str], dict[str, Any]] = {}
     for name in names:
         scenario = customized(SCENARIOS[name], args)
@@ -693,6 +853,75 @@ def main(argv: list[str] | None = None) -> int:
         return print_tls_summary(lines)
     print_summary(lines)
     return 0 if all(line["targets_met"] for line in lines.values()) else 1
+
+
+def irc_servers(args: argparse.Namespace) -> tuple[list[str], str]:
+    """The servers --irc runs, and what became of ngIRCd (its version, or why not)."""
+    if args.address:
+        return ["external"], "not run (--address)"
+    if args.no_ngircd:
+        return [IRC_KIND], "not run (--no-ngircd)"
+    binary = ngircd_path()
+    if binary is None:
+        print("ngircd is not installed: game_chat only", file=sys.stderr, flush=True)
+        return [IRC_KIND], "not installed"
+    return [IRC_KIND, NGIRCD_KIND], ngircd_version(binary)
+
+
+def ngircd_version(binary: str) -> str:
+    """ngIRCd's version line ("ngIRCd 26.1-...")."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unknown ({exc})"
+    return (out.stdout.splitlines() or ["unknown"])[0]
+
+
+def run_irc(names: list[str], args: argparse.Namespace) -> int:
+    """--irc: each scenario on each server, the runs interleaved (game_chat, ngIRCd, game_chat,
+    ...) so that a noisy moment of the machine does not fall on one server only; a JSON line per
+    scenario and server (medians of --runs), then the summary; 0 if every run was exact."""
+    kinds, ngircd = irc_servers(args)
+    lines: dict[tuple[str, str], dict[str, Any]] = {}
+    for name in names:
+        scenario = customized(SCENARIOS[name], args)
+        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+        for _ in range(args.runs):
+            for kind in kinds:
+                runs[kind].append(run_once(scenario, kind, args))
+        for kind in kinds:
+            lines[name, kind] = report(scenario, runs[kind])
+    return print_irc_summary(lines, ngircd)
+
+
+#: The figures of each server side by side in the --irc summary.
+IRC_COMPARED = (
+    "server_us_per_delivery", "deliveries_per_s", "p50_ms", "p99_ms",
+    "lost", "duplicated", "reordered",
+)  # fmt: skip
+
+
+def print_irc_summary(lines: dict[tuple[str, str], dict[str, Any]], ngircd: str) -> int:
+    """Per scenario, the servers side by side, and game_chat's CPU per delivery as a ratio to
+    ngIRCd's (above 1: game_chat spends more)."""
+    scenarios: dict[str, dict[str, Any]] = {}
+    for (name, kind), line in lines.items():
+        scenarios.setdefault(name, {})[kind] = {key: line[key] for key in IRC_COMPARED}
+    for compared in scenarios.values():
+        ours, theirs = compared.get(IRC_KIND), compared.get(NGIRCD_KIND)
+        if ours and theirs and theirs["server_us_per_delivery"]:
+            ratio = ours["server_us_per_delivery"] / theirs["server_us_per_delivery"]
+            compared["us_per_delivery_ratio"] = round(ratio, 2)
+    exact = all(line["checks"]["exact"] and line["checks"]["drained"] for line in lines.values())
+    summary = {
+        "summary": True,
+        "protocol": "irc",
+        "ngircd": ngircd,
+        "scenarios": scenarios,
+        "exact": exact,
+    }
+    print(json.dumps(summary), flush=True)
+    return 0 if exact else 1
 
 
 def print_tls_summary(lines: dict[tuple[str, str], dict[str, Any]]) -> int:

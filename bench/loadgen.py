@@ -1,4 +1,4 @@
-"""One load-generator worker process: many plain-dialect client sockets in one selector loop.
+"""One load-generator worker process: many plain-dialect (or IRC) client sockets in one loop.
 
 ``bench/fanout.py`` starts several of these with :func:`worker_main`. The worker connects its
 clients, registers them (first frame ``/who``, then waits for the ``* You are NICK`` line),
@@ -17,6 +17,10 @@ of fixed-length chat frames (every 64-byte header announces exactly that length)
 the fields with ``struct.iter_unpack``. Anything else (notices, errors, odd lengths) goes to the
 exact frame-by-frame parser (:meth:`Worker._generic`).
 
+With ``WorkerSpec.irc`` the worker is an :class:`IrcWorker`: its clients speak IRC (register,
+join ``#bench``, ``PRIVMSG`` the same texts), with a fast path of its own for runs of
+same-length chat lines.
+
 With ``WorkerSpec.tls`` every client speaks TLS (any certificate accepted: this measures, it
 does not verify): an ``ssl.SSLObject`` over two memory BIOs per client, the handshake done
 blocking at connect, then the same loop with ciphertext on the sockets.
@@ -33,6 +37,7 @@ import struct
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from operator import itemgetter
@@ -75,6 +80,10 @@ class WorkerSpec:
     setup_timeout: float = 60.0
     drain_timeout: float = 10.0
     tls: bool = False  # every client speaks TLS
+    irc: bool = False  # every client speaks IRC (IrcWorker)
+    first_client: int = 0  # IRC: global number of this worker's first client (its nick)
+    total_clients: int = 0  # IRC: clients in all workers (the join barrier waits for them all)
+    connect_wave: int = 8  # IRC: clients connected before waiting for their registration
 
 
 @dataclass
@@ -232,6 +241,9 @@ class Poller:
 class Worker:
     """The event loop of one worker process."""
 
+    #: The end of every message sent: sender id, sequence number, send time (µs).
+    FIELDS_FORMAT = b"%03d%010d%016d"
+
     def __init__(self, spec: WorkerSpec, shared: Shared, control: Connection) -> None:
         self.spec = spec
         self.control = control
@@ -279,14 +291,18 @@ class Worker:
             if i == spec.n_clients:
                 self.stalled = client
                 continue
-            self.clients.append(client)
-            own = spec.sender_ids[i] if i < len(spec.sender_ids) else None
-            client.exp = {k: 0 for s, k in enumerate(keys) if s != own}
-            if own is not None:
-                client.is_sender = True
-                sender = Sender(client, own, keys[own])
-                self.senders.append(sender)
+            self.add_reader(i, client, keys)
         self.poller.register(self.control.fileno(), None)
+
+    def add_reader(self, i: int, client: Client, keys: list[bytes]) -> None:
+        """Client ``i`` of this worker reads every sender but itself; the first ones send."""
+        spec = self.spec
+        self.clients.append(client)
+        own = spec.sender_ids[i] if i < len(spec.sender_ids) else None
+        client.exp = {k: 0 for s, k in enumerate(keys) if s != own}
+        if own is not None:
+            client.is_sender = True
+            self.senders.append(Sender(client, own, keys[own]))
 
     def register_all(self) -> dict[int, str]:
         """Wait until every client knows its nick (``* You are NICK``); return {sender id: nick}."""
@@ -314,6 +330,10 @@ class Worker:
             nick = (sender.client.nick or "").encode()
             pad = payload_len - len(nick) - 2 - FIELDS_LEN
             sender.prefix = b"%-64d" % (pad + FIELDS_LEN) + PAD * pad
+        self.watch_senders()
+
+    def watch_senders(self) -> None:
+        """For each sender, the receivers whose progress this worker publishes."""
         readers = self.clients
         for s in range(self.spec.total_senders):
             key = b"%03d" % s
@@ -448,12 +468,19 @@ class Worker:
         for j, byte in self.header_checks:
             if body[j::fl].count(byte) != k:
                 return None
-        sids, seqs, stamps = zip(*self.unpack.iter_unpack(body), strict=True)
+        if not self._record(c, self.unpack, body, t_us, k):
+            return None
+        return chat[k * fl :] if rem else b""
+
+    def _record(self, c: Client, unpack: struct.Struct, body: bytes, t_us: int, k: int) -> bool:
+        """Check and time ``k`` messages laid out by ``unpack``; False (and nothing counted)
+        if a number field is not a number."""
+        sids, seqs, stamps = zip(*unpack.iter_unpack(body), strict=True)
         try:
             numbers = list(map(int, seqs))
             sent_at = [(t_us - int(t), n) for t, n in Counter(stamps).items()]
         except ValueError:
-            return None
+            return False
         self._check(c, sids, numbers, k)
         hist = self.stats.hist
         for latency, n in sent_at:
@@ -461,7 +488,7 @@ class Worker:
             hist[key] = hist.get(key, 0) + n
         self.stats.last_delivery_us = t_us
         self.stats.batches += 1
-        return chat[k * fl :] if rem else b""
+        return True
 
     def _fast_one(self, c: Client, chat: bytes, t_us: int, rem: int) -> bytes | None:
         """The common case at low rates: one whole chat frame (header checked in full)."""
@@ -585,7 +612,7 @@ class Worker:
         t = now_us()
         prefix, sid, first = sender.prefix, sender.sid, sender.seq
         frames = b"".join(
-            [prefix + b"%03d%010d%016d" % (sid, q, t) for q in range(first, first + count)]
+            [prefix + self.FIELDS_FORMAT % (sid, q, t) for q in range(first, first + count)]
         )
         sender.seq = first + count
         self.sent[sid] = sender.seq
@@ -652,9 +679,14 @@ class Worker:
     def complete(self) -> bool:
         """Every local receiver has every message, every local sender every ack."""
         base = self.spec.index * self.spec.total_senders
-        return all(
-            self.progress[base + s] >= self.sent[s] for s in range(self.spec.total_senders)
-        ) and all(s.client.acks >= s.seq for s in self.senders)
+        return (
+            all(self.progress[base + s] >= self.sent[s] for s in range(self.spec.total_senders))
+            and self.acked()
+        )
+
+    def acked(self) -> bool:
+        """Every local sender got the server's ack of every message it sent."""
+        return all(s.client.acks >= s.seq for s in self.senders)
 
     def lost(self) -> int:
         """Messages some local receiver never got (counted per receiver)."""
@@ -702,7 +734,7 @@ class Worker:
             "sys_s": cpu_s[1],
             "drained": drained,
             "sent": {s.sid: s.seq for s in self.senders},
-            "acks": {s.sid: s.client.acks for s in self.senders},
+            "acks": self.acks(),
             "left_notices": stats.left_notices,
             "other_frames": stats.other_frames,
             "other_samples": stats.other_samples,
@@ -711,6 +743,10 @@ class Worker:
             "cut_seen_us": self.cut_seen[0],
             "batches": stats.batches,
         }
+
+    def acks(self) -> dict[int, int]:
+        """Acks received per sender id (compared with "sent" by the coordinator)."""
+        return {s.sid: s.client.acks for s in self.senders}
 
     def wait_control(self, timeout: float) -> dict[str, Any]:
         """Keep receiving until the coordinator sends the next message."""
@@ -728,6 +764,219 @@ class Worker:
         self.poller.close()
 
 
+# --- IRC -----------------------------------------------------------------------------------------
+
+IRC_CHANNEL = b"#bench"
+IRC_PRIVMSG = b" PRIVMSG " + IRC_CHANNEL + b" :"
+#: The text of an IRC chat line: the same as a framed chat line's (one pad byte, the fields).
+IRC_TEXT_LEN = FIELDS_LEN + 1
+#: End of the MOTD, or no MOTD: registration is complete.
+IRC_REGISTERED = (b"376", b"422")
+#: Lines that mean a client or a member is gone or refused (reported as problems).
+IRC_TROUBLE = (b"ERROR", b"KICK", b"PART", b"QUIT", b"KILL")
+IRC_NAME_PREFIXES = b"~&@%+"
+
+
+def irc_nick(k: int) -> bytes:
+    """Client ``k``'s nick, zero-padded: every chat line a server delivers has the same length."""
+    return b"n%04d" % k
+
+
+def irc_member(who: bytes) -> int | None:
+    """The client number in a ``:nick!user@host`` prefix or a NAMES entry; None if not ours."""
+    nick = who.lstrip(b":").lstrip(IRC_NAME_PREFIXES).split(b"!", 1)[0]
+    return int(nick[1:]) if nick[:1] == b"n" and nick[1:].isdigit() else None
+
+
+class IrcClient(Client):
+    """An IRC client: registration, and the members of #bench it has seen."""
+
+    __slots__ = ("members", "n_members", "registered")
+
+    def __init__(self, sock: socket.socket, total_clients: int) -> None:
+        super().__init__(sock)
+        self.registered = False  # 376 or 422 seen
+        self.members = bytearray(total_clients)  # 1: seen in #bench (NAMES or JOIN)
+        self.n_members = 0
+
+
+class IrcWorker(Worker):
+    """The event loop of a worker whose clients speak IRC (``WorkerSpec.irc``).
+
+    Setup: connect in waves of ``connect_wave`` (ngIRCd listens with a backlog of 10), each
+    client sending ``NICK nK`` and ``USER u 0 * :r`` and waiting for the end of registration
+    (376 or 422); then every client sends ``JOIN #bench``, and the worker waits until each of
+    its clients has seen every client of every worker in the channel (NAMES, then JOIN lines):
+    everybody has joined and the join traffic is over before the measurement starts.
+
+    Senders send ``PRIVMSG #bench :TEXT``; receivers get ``:nick!user@host PRIVMSG #bench :TEXT``
+    and answer ``PING`` with ``PONG``. A sender does not get its own line back, and no
+    acknowledgement either (``echo-message`` would be one, but ngIRCd does not have it), so
+    the flat-out window is the framed one's: a message is in flight until every receiver in
+    every worker has it (the shared progress counters), which holds whatever the server.
+
+    Every delivered chat line has the same length (same-length nicks, one user and host), so
+    the hot path (:meth:`_fast_irc`) proves a buffer is a run of such lines with a few strided
+    counts and unpacks it like framed chat; anything else goes line by line (:meth:`_lines`).
+    """
+
+    FIELDS_FORMAT = Worker.FIELDS_FORMAT + b"\r\n"
+
+    def __init__(self, spec: WorkerSpec, shared: Shared, control: Connection) -> None:
+        super().__init__(spec, shared, control)
+        self.irc_clients: list[IrcClient] = []
+        self.deadline = 0.0  # end of the setup
+        self.line_len = 0  # length of every chat line (CRLF included), from the first one
+        self.text_col = 0  # where the text starts in a chat line
+        self.irc_unpack: struct.Struct | None = None
+
+    # --- setup ------------------------------------------------------------------------------
+
+    def connect_all(self) -> None:
+        """Connect and register every client, a wave at a time."""
+        spec = self.spec
+        keys = [b"%03d" % s for s in range(spec.total_senders)]
+        self.deadline = time.monotonic() + spec.setup_timeout
+        self.poller.register(self.control.fileno(), None)
+        for first in range(0, spec.n_clients, spec.connect_wave):
+            wave = range(first, min(spec.n_clients, first + spec.connect_wave))
+            clients = [self.connect_one(i, keys) for i in wave]
+            self.wait_for(clients, lambda c: c.registered, "registration")
+
+    def connect_one(self, i: int, keys: list[bytes]) -> IrcClient:
+        sock = socket.create_connection(self.spec.address, timeout=10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(b"NICK %s\r\nUSER u 0 * :r\r\n" % irc_nick(self.spec.first_client + i))
+        sock.setblocking(False)
+        client = IrcClient(sock, self.spec.total_clients)
+        self.poller.register(sock.fileno(), client)
+        self.irc_clients.append(client)
+        self.add_reader(i, client, keys)
+        return client
+
+    def wait_for(
+        self, clients: list[IrcClient], ready: Callable[[IrcClient], bool], what: str
+    ) -> None:
+        """Receive until every one of ``clients`` is ``ready`` (bounded by the setup timeout)."""
+        while not all(map(ready, clients)):
+            if time.monotonic() > self.deadline:
+                raise TimeoutError(f"IRC setup: no {what} within the setup timeout")
+            self.poll(0.05)
+
+    def register_all(self) -> dict[int, str]:
+        """Join every client to #bench; wait until each has seen all clients there."""
+        for c in self.irc_clients:
+            self.write(c, c.out + b"JOIN " + IRC_CHANNEL + b"\r\n")
+        total = self.spec.total_clients
+        self.wait_for(self.irc_clients, lambda c: c.n_members >= total, "full #bench")
+        return {s.sid: s.client.nick or "" for s in self.senders}
+
+    def start(self, payload_len: int) -> None:
+        """``payload_len`` is the length of every chat line's text."""
+        self.payload_len = payload_len
+        for sender in self.senders:
+            sender.prefix = b"PRIVMSG " + IRC_CHANNEL + b" :" + PAD * (payload_len - FIELDS_LEN)
+        self.watch_senders()
+
+    def acked(self) -> bool:
+        return True  # IRC has no acknowledgements: drain() waits for every receiver instead
+
+    def acks(self) -> dict[int, int]:
+        return {}
+
+    # --- receiving ---------------------------------------------------------------------------
+
+    def receive(self, c: Client, data: bytes, t_us: int) -> None:
+        if c.tail:
+            data = c.tail + data
+        if self.irc_unpack is not None:
+            rest = self._fast_irc(c, data, t_us)
+            if rest is not None:
+                c.tail = rest
+                return
+            self.stats.fallbacks += 1
+        c.tail = self._lines(c, data, t_us)
+
+    def _fast_irc(self, c: Client, data: bytes, t_us: int) -> bytes | None:
+        """Handle a run of whole chat lines; None (nothing done) if anything else is there.
+
+        There must be exactly one LF per ``line_len`` bytes, each at the end of its line (so
+        every line has this length), each line must hold `` PRIVMSG #bench :`` with the text
+        starting where it does in a chat line, and the number fields must be numbers.
+        Returns the bytes of an incomplete line at the end.
+        """
+        assert self.irc_unpack is not None
+        n = self.line_len
+        k = len(data) // n
+        if data.count(b"\n") != k:
+            return None
+        if not k:
+            return data
+        body = data[: k * n]
+        if (
+            body[n - 1 :: n].count(b"\n") != k
+            or body.count(IRC_PRIVMSG) != k
+            or body[self.text_col - 1 :: n].count(b":") != k
+            or not self._record(c, self.irc_unpack, body, t_us, k)
+        ):
+            return None
+        return data[k * n :]
+
+    def _lines(self, c: Client, data: bytes, t_us: int) -> bytes:
+        """Exact line-by-line handling; returns the incomplete tail."""
+        lines = data.split(b"\n")
+        tail = lines.pop()
+        for raw in lines:
+            self._line(c, raw.rstrip(b"\r"), len(raw) + 1, t_us)
+        return tail
+
+    def _line(self, c: Client, line: bytes, raw_len: int, t_us: int) -> None:
+        """One line from the server (without its CR LF, which were ``raw_len - len(line)``)."""
+        if line.startswith(b"PING"):
+            self.write(c, c.out + b"PONG" + line[4:] + b"\r\n")
+            return
+        parts = line.split(b" ", 3)
+        command = parts[1] if len(parts) > 1 else b""
+        if command == b"PRIVMSG" and len(parts) == 4 and parts[2] == IRC_CHANNEL:
+            self._chat(c, parts[3][1:], raw_len, t_us)
+        elif command == b"JOIN":
+            self._member(c, irc_member(parts[0]))
+        elif command == b"353" and len(parts) == 4:
+            for name in parts[3].rsplit(b":", 1)[-1].split():
+                self._member(c, irc_member(name))
+        elif command == b"001" and len(parts) > 2:
+            c.nick = parts[2].decode()
+        elif command in IRC_REGISTERED:
+            assert isinstance(c, IrcClient)
+            c.registered = True
+        elif parts[0] in IRC_TROUBLE or command in IRC_TROUBLE or command[:1] in (b"4", b"5"):
+            self._other(line[:80].decode(errors="replace"))
+        # anything else (other numerics, MODE, NOTICE, PONG) is not the benchmark's business
+
+    def _chat(self, c: Client, text: bytes, raw_len: int, t_us: int) -> None:
+        fields = text[-FIELDS_LEN:]
+        if not self.payload_len or len(text) != self.payload_len or not fields.isdigit():
+            self._other(text[:80].decode(errors="replace"))
+            return
+        self._check(c, (fields[:3],), [int(fields[3:13])], 1)
+        self._latency(t_us - int(fields[13:]))
+        self.stats.last_delivery_us = t_us
+        if not self.line_len:
+            self.learn_line_len(raw_len)
+
+    def learn_line_len(self, n: int) -> None:
+        """Every chat line is ``n`` bytes long: from now on the fast path can take them."""
+        self.line_len = n
+        self.text_col = n - 2 - self.payload_len
+        self.irc_unpack = struct.Struct(f"{n - 2 - FIELDS_LEN}x3s10s16s2x")
+
+    def _member(self, c: Client, k: int | None) -> None:
+        assert isinstance(c, IrcClient)
+        if k is not None and k < len(c.members) and not c.members[k]:
+            c.members[k] = 1
+            c.n_members += 1
+
+
 def cpu_seconds() -> tuple[float, float]:
     """(user, system) CPU seconds of this process."""
     t = os.times()
@@ -736,7 +985,7 @@ def cpu_seconds() -> tuple[float, float]:
 
 def worker_main(spec: WorkerSpec, shared: Shared, control: Connection) -> None:
     """Process entry point: setup, report nicks, run on command, report results, close."""
-    worker = Worker(spec, shared, control)
+    worker = (IrcWorker if spec.irc else Worker)(spec, shared, control)
     try:
         worker.connect_all()
         control.send({"nicks": worker.register_all()})

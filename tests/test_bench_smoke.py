@@ -1,8 +1,9 @@
 """Smoke tests of the benchmarks on tiny loads: bench/fanout.py (plus its checker) and
 bench/listen_first.py.
 
-The end-to-end test runs scenarios a and d with 10 clients, 2 senders and 1 s of sending
-against a real game_chat server started by the bench itself.
+The end-to-end tests run scenarios a and d with 10 clients, 2 senders and 1 s of sending
+against a real game_chat server started by the bench itself, and a and b the same way with IRC
+clients on its IRC port (``--irc --no-ngircd``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import multiprocessing as mp
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +57,24 @@ def test_tiny_scenarios_a_and_d_deliver_exactly_once_and_cut_the_stalled_client(
     assert d["stalled_cut"] is True, d
     assert d["left_notices"] and "send queue exceeded" in d["left_notices"][0]
     assert summary["summary"] is True
+
+
+@pytest.mark.timeout(60)
+def test_tiny_irc_scenarios_a_and_b_deliver_exactly_once() -> None:
+    """--irc, game_chat only: 10 IRC clients register and join #bench, and every PRIVMSG
+    reaches the 9 others once, in order, flat out (a) and paced (b)."""
+    lines = run_fanout(
+        "--irc", "--no-ngircd", "--scenario", "a,b", "--clients", "10", "--senders", "2",
+        "--duration", "1",
+    )  # fmt: skip
+    a, b, summary = lines
+    for line in (a, b):
+        assert (line["server"], line["protocol"]) == ("game_chat-irc", "irc"), line
+        assert line["deliveries"] == line["messages"] * 9 > 0, line
+        assert (line["lost"], line["duplicated"], line["reordered"]) == (0, 0, 0), line
+        assert line["drained"], line
+        assert "problems" not in line, line
+    assert summary["exact"] is True and set(summary["scenarios"]) == {"a", "b"}, summary
 
 
 @pytest.mark.timeout(60)
@@ -121,6 +141,53 @@ def test_checker_counts_gaps_late_and_repeated_messages(with_notice: bool) -> No
     assert worker.lost() == 1
     assert sum(stats.hist.values()) == 5
     assert (stats.fallbacks > 0) == with_notice
+
+
+def irc_line(nick: bytes, sid: int, seq: int, sent_us: int) -> bytes:
+    fields = b"%03d%010d%016d" % (sid, seq, sent_us)
+    text = b"." * (loadgen.IRC_TEXT_LEN - len(fields)) + fields
+    return b":" + nick + b"!~u@127.0.0.1 PRIVMSG #bench :" + text + b"\r\n"
+
+
+@pytest.mark.parametrize("with_ping", [False, True], ids=["fast-path", "line-by-line"])
+def test_irc_checker_counts_gaps_late_and_repeated_lines(with_ping: bool) -> None:
+    spec = loadgen.WorkerSpec(
+        index=0,
+        address=("127.0.0.1", 9),
+        n_clients=1,
+        sender_ids=[],
+        total_senders=1,
+        n_workers=1,
+        window=8,
+        min_batch=1,
+        rate_per_sender=0.0,
+        irc=True,
+        total_clients=2,
+    )
+    shared = loadgen.Shared(*(mp.RawArray("q", 1) for _ in range(4)))
+    worker = loadgen.IrcWorker(spec, shared, control=None)
+    ours, server_side = socket.socketpair()
+    with ours, server_side:
+        client = loadgen.IrcClient(ours, spec.total_clients)
+        client.exp = {b"000": 0}
+        worker.clients.append(client)
+        worker.start(loadgen.IRC_TEXT_LEN)
+        lines = [irc_line(b"n0001", 0, seq, 1_000) for seq in (0, 1, 3, 2, 2)]
+        worker.receive(client, lines[0], 1_200)  # the first chat line: its length is learnt
+        if with_ping:  # anything but a chat line sends the buffer line by line
+            lines.insert(2, b"PING :game_chat\r\n")
+        stream = b"".join(lines[1:])
+        worker.receive(client, stream[:-10], 1_500)  # a line split across two reads
+        worker.receive(client, stream[-10:], 1_600)
+        worker.sent[0] = 5  # the sender sent 0..4: 4 never came
+        stats = worker.stats
+        assert (stats.deliveries, stats.reordered, stats.duplicated) == (4, 1, 1)
+        assert worker.lost() == 1
+        assert sum(stats.hist.values()) == 5
+        # the two reads after the first line took the fast path, or with the PING the second one
+        assert (stats.fallbacks, stats.batches) == ((1, 1) if with_ping else (0, 2))
+        if with_ping:
+            assert server_side.recv(100) == b"PONG :game_chat\r\n"
 
 
 def test_cluster_bench_runs_two_nodes_on_a_real_redis() -> None:
