@@ -79,6 +79,18 @@ def test_private_lines_carry_their_recipient(redis_db: redis.Redis) -> None:
     ]
 
 
+def test_actions_and_notices_keep_their_kind(redis_db: redis.Redis) -> None:
+    log = RoomLog(redis_db)
+    log.append(
+        [
+            NewLine("lobby", "#lobby", "ann", "waves", 5.0, action=True),
+            NewLine("lobby", "#lobby", "bot", "build green", 6.0, notice=True),
+        ]
+    )
+    lines = log.read({"lobby": 0})[0]
+    assert [(f.message.action, f.message.notice) for f in lines] == [(True, False), (False, True)]
+
+
 def test_the_room_cap_trims_old_lines(redis_db: redis.Redis) -> None:
     log = RoomLog(redis_db, room_cap=10)
     for _ in range(30):

@@ -103,8 +103,9 @@ def test_a_write_is_on_disk_when_it_returns(store: HistoryStore, db_path: Path) 
 
 def test_stored_fields_round_trip(store: HistoryStore) -> None:
     original = StoredMessage(7, "lobby", "Ann", "waves ✓", 1234.5, action=True)
-    store.write([original])
-    assert store.recent("lobby") == [original]
+    notice = StoredMessage(8, "lobby", "bot", "build green", 1235.0, notice=True)
+    store.write([original, notice])
+    assert store.recent("lobby") == [original, notice]
 
 
 def test_lines_keys_and_reservation_are_kept_together(db_path: Path) -> None:

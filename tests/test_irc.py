@@ -156,6 +156,7 @@ def test_registration_gives_the_welcome_numerics_and_no_room() -> None:
     assert "422" in box.commands()  # no MOTD
     assert session.member is not None and session.member.rooms == {}
     assert any("NICKLEN=24" in line for line in box.lines())
+    assert any(" CLIENTTAGDENY=* " in line for line in box.lines())  # no client tags relayed
 
 
 def test_nick_taken_and_invalid_get_their_numerics_and_can_be_retried() -> None:
@@ -374,3 +375,29 @@ def test_a_line_that_is_not_utf8_is_refused_with_fail() -> None:
     sender.settle()
     assert box.lines() == [":game_chat FAIL PRIVMSG INVALID_UTF8 :" + _NOT_UTF8]
     assert obox.lines() == [":hex!u@game_chat PRIVMSG #lobby :café"]
+
+
+def test_a_notice_reaches_others_as_a_notice_and_is_kept_as_one() -> None:
+    state = ChatState()
+    bot, bbox = irc(state, "bot", "echo-message")
+    human, hbox = irc(state, "human")
+    rich_box = RecordingMailbox()
+    rich = Session(state, rich_box, "127.0.0.1:2")
+    rich.handle_frame(json.dumps({"type": "hello", "nick": "ann", "version": 1}).encode())
+    for s in (bot, human):
+        s.handle_frame(b"JOIN #lobby")
+    bot.handle_frame(b"NOTICE #lobby :build green")
+    bot.handle_frame(b"NOTICE human :psst")
+    bot.settle()
+    assert hbox.lines()[-2:] == [
+        ":bot!u@game_chat NOTICE #lobby :build green",
+        ":bot!u@game_chat NOTICE human :psst",
+    ]
+    assert bbox.lines()[-2:] == hbox.lines()[-2:]  # the echoes
+    chat = [m for m in rich_box.messages() if m["type"] == "chat"][-1]
+    assert (chat["text"], chat["notice"]) == ("build green", True)
+    late, lbox = irc(state, "late", "server-time")  # the replay on joining keeps it a notice
+    late.handle_frame(b"JOIN #lobby")
+    replayed = [x for x in lbox.lines() if "build green" in x]
+    assert len(replayed) == 1 and replayed[0].startswith("@time=")
+    assert replayed[0].endswith(":bot!u@game_chat NOTICE #lobby :build green")

@@ -522,6 +522,7 @@ class ClusterPipeline:
             origin,
             recipient,
             copy_to,
+            message.notice,
         )
 
 

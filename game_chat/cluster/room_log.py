@@ -34,8 +34,8 @@ from ..server.history import StoredMessage
 
 #: Atomic append: KEYS ids counter, stream, origin key ("" for none), retry key ("" for none),
 #: a second stream that gets the same entry ("" for none: a private line to another node);
-#: ARGV max length, key lifetime (ms), room, nick, text, ts, action ("1"/"0"), digest (hex),
-#: origin, private recipient ("" for a room line).
+#: ARGV max length, key lifetime (ms), room, nick, text, ts, action ("1"/"0"; "2": a notice),
+#: digest (hex), origin, private recipient ("" for a room line).
 #: Returns {1, id} for a new line, {0, "id ts digest"} when the origin was appended already.
 _APPEND = """
 if KEYS[3] ~= '' then
@@ -123,6 +123,7 @@ class NewLine:
     #: Another stream (room key) that gets the same entry: the recipient's node's, for a
     #: private line to a member of another node (the sender's node reads its own).
     copy_to: str | None = None
+    notice: bool = False
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,7 @@ class RoomLog:
             line.nick,
             line.text,
             repr(line.ts),
-            "1" if line.action else "0",
+            "2" if line.notice else "1" if line.action else "0",
             line.digest.hex(),
             line.origin,
             line.private_to or "",
@@ -449,6 +450,7 @@ def _message(entry: tuple[bytes, dict[bytes, bytes]]) -> StoredMessage:
             float(fields[b"ts"]),
             fields[b"action"] == b"1",
             to or None,
+            fields[b"action"] == b"2",
         )
     except (KeyError, ValueError, UnicodeDecodeError) as exc:
         raise ClusterDataError(f"room log entry {entry_id!r} is damaged") from exc

@@ -101,7 +101,8 @@ def broadcast(message: ServerMessage, dialect: str) -> bytes:
         if "g" in flags and message.id:
             tags["msgid"] = str(message.id)
         target = message.room if isinstance(message, ChatMessage) else message.to
-        return said(message.nick, target, message.text, message.action, tags)
+        command = "NOTICE" if message.notice else "PRIVMSG"
+        return said(message.nick, target, message.text, message.action, tags, command)
     line: tuple[str, ...] | None = None
     prefix = None
     if isinstance(message, UserJoined):
@@ -147,8 +148,9 @@ def said(
     tags: dict[str, str] | None = None,
     command: str = "PRIVMSG",
 ) -> bytes:
-    """A PRIVMSG from ``nick``, split over as many lines as it takes to stay within 512 bytes
-    (a chat line may be up to 1,000 characters; IRC daemons cut such lines, we split them)."""
+    """A PRIVMSG (or ``command``: a NOTICE) from ``nick``, split over as many lines as it
+    takes to stay within 512 bytes (a framed client's line may be up to 1,000 characters;
+    IRC daemons cut such lines, we split them)."""
     prefix = mask(nick)
     room = MAX_LINE_BYTES - len(f":{prefix} {command} {target} :\r\n".encode())
     if action:

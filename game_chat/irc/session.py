@@ -394,11 +394,16 @@ class IrcSession(SessionCore):
         for target in targets:
             client_id = f"i{next(self._ids)}"
             self.renderer.expect_ack(client_id, message.command, target, text, action)
+            notice = message.command == "NOTICE"
             try:
                 if target.startswith("#"):
-                    accepted = self.state.say(self._me, text, client_id, False, target, action)
+                    accepted = self.state.say(
+                        self._me, text, client_id, False, target, action, notice
+                    )
                 else:
-                    accepted = self.state.private(self._me, target, text, client_id, False, action)
+                    accepted = self.state.private(
+                        self._me, target, text, client_id, False, action, notice
+                    )
             except RemoteProtocolError as exc:
                 self.renderer.forget_ack(client_id)
                 if exc.fatal or len(targets) == 1:
@@ -666,6 +671,7 @@ def isupport(state: ChatState, network: str) -> list[str]:
         "AWAYLEN=200",
         "CASEMAPPING=ascii",
         f"CHANLIMIT=#:{state.max_rooms_per_member}",
+        "CLIENTTAGDENY=*",  # client-only tags (+tag) are not relayed: lines carry no tags
         "CHANMODES=b,,,mnst",
         f"CHANNELLEN={MAX_ROOM_CHARS + 1}",
         "CHANTYPES=#",

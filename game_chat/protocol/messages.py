@@ -298,6 +298,9 @@ class ChatMessage:
     history: bool = False
     pending: bool = False
     origin: str | None = None
+    #: A notice (IRC's NOTICE): a line not to be answered automatically (bots never reply
+    #: to one); shown like any line. Left out when false.
+    notice: bool = False
 
 
 @dataclass(frozen=True)
@@ -312,6 +315,7 @@ class PrivateMessage:
     ts: float
     action: bool = False
     history: bool = False
+    notice: bool = False  # as ChatMessage's
 
 
 @dataclass(frozen=True)
@@ -539,7 +543,9 @@ CLIENT_TYPES: dict[str, type] = {cls.TYPE: cls for cls in _CLIENT_CLASSES}
 SERVER_TYPES: dict[str, type] = {cls.TYPE: cls for cls in _SERVER_CLASSES}
 
 #: Flags written only when true (a reader takes their absence as false).
-_OMITTED_WHEN_FALSE = frozenset({"retry", "action", "history", "unsaved", "pending", "secret"})
+_OMITTED_WHEN_FALSE = frozenset(
+    {"retry", "action", "history", "unsaved", "pending", "secret", "notice"}
+)
 #: Optional fields written only when they hold something.
 _OMITTED_WHEN_NONE = frozenset(
     {"after", "gap", "session", "store", "resume", "origin", "by", "arg", "topic_by", "topic_ts"}

@@ -154,6 +154,7 @@ class StoredMessage:
     action: bool = False
     #: The recipient's nick for a private message; None for a room message.
     private_to: str | None = None
+    notice: bool = False  # (kept in the action column: 2)
 
 
 @dataclass(frozen=True)
@@ -291,7 +292,15 @@ def _open(
 
 def _row(message: StoredMessage) -> tuple[object, ...]:
     m = message
-    return (m.id, m.room, m.nick, m.text, m.ts, int(m.action), m.private_to)
+    return (m.id, m.room, m.nick, m.text, m.ts, _kind(m.action, m.notice), m.private_to)
+
+
+#: The action column's values: a line, an action (/me), a notice (IRC's NOTICE).
+LINE, ACTION, NOTICE = 0, 1, 2
+
+
+def _kind(action: bool, notice: bool) -> int:
+    return NOTICE if notice else ACTION if action else LINE
 
 
 def _is_number(value: object) -> bool:
@@ -323,8 +332,9 @@ def _message(row: Sequence[object]) -> StoredMessage:
         nick,
         text,
         float(ts),  # type: ignore[arg-type]
-        bool(action),
+        action == ACTION,
         private_to,
+        action == NOTICE,
     )
 
 

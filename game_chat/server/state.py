@@ -399,7 +399,9 @@ class ChatState:
             return
         for s in lines:
             if s.ts >= since - CATCH_UP_MARGIN:
-                member.send(ChatMessage(s.id, s.nick, s.text, s.ts, room.name, s.action))
+                member.send(
+                    ChatMessage(s.id, s.nick, s.text, s.ts, room.name, s.action, notice=s.notice)
+                )
 
     def _nick_in_use(self, nick: str, me: Member | None = None) -> Member | None:
         """Lock held: the member other than ``me`` whose nick is ``nick`` or looks like it."""
@@ -837,7 +839,14 @@ class ChatState:
     def _replayed(stored: StoredMessage, room: str) -> ChatMessage:
         # Stored under the room's key, so "#Team" made anew as "#team" keeps its history.
         return ChatMessage(
-            stored.id, stored.nick, stored.text, stored.ts, room, stored.action, True
+            stored.id,
+            stored.nick,
+            stored.text,
+            stored.ts,
+            room,
+            stored.action,
+            True,
+            notice=stored.notice,
         )
 
     def _drop_from_room(self, member: Member, room: Room) -> None:
@@ -974,8 +983,10 @@ class ChatState:
         retry: bool = False,
         room: str | None = None,
         action: bool = False,
+        notice: bool = False,
     ) -> Accepted:
-        """Take a line for everyone else in ``room`` (default: the member's current room).
+        """Take a line for everyone else in ``room`` (default: the member's current room);
+        ``action``: a /me; ``notice``: a notice (IRC's NOTICE, ChatMessage.notice).
 
         It is delivered to the room and acknowledged to the sender once stored (wait for
         ``Accepted.ticket``). A client that lost its connection before the ack resends
@@ -994,10 +1005,22 @@ class ChatState:
             if earlier is not None:
                 return earlier
             message = ChatMessage(
-                self._new_id(), member.nick, text, self._clock(), target.name, action
+                self._new_id(),
+                member.nick,
+                text,
+                self._clock(),
+                target.name,
+                action,
+                notice=notice,
             )
             stored = StoredMessage(
-                message.id, nick_key(target.name), member.nick, text, message.ts, action
+                message.id,
+                nick_key(target.name),
+                member.nick,
+                text,
+                message.ts,
+                action,
+                notice=notice,
             )
             return self._submit(_Delivery(message, member, client_id), stored, key, text)
 
@@ -1009,6 +1032,7 @@ class ChatState:
         client_id: ClientId = None,
         retry: bool = False,
         action: bool = False,
+        notice: bool = False,
     ) -> Accepted:
         """A private line to one user, delivered and acked like :meth:`say`; the sender is
         told if that user is away. Its text is stored only with ``store_private``; its retry
@@ -1027,12 +1051,12 @@ class ChatState:
             if earlier is not None:
                 return earlier
             message = PrivateMessage(
-                self._new_id(), member.nick, to_nick, text, self._clock(), action
+                self._new_id(), member.nick, to_nick, text, self._clock(), action, notice=notice
             )
             stored = None
             if self.store_private:
                 stored = StoredMessage(
-                    message.id, "", member.nick, text, message.ts, action, to_nick
+                    message.id, "", member.nick, text, message.ts, action, to_nick, notice
                 )
             delivery = _Delivery(message, member, client_id, recipient)
             return self._submit(delivery, stored, key, text)
@@ -1183,7 +1207,13 @@ class ChatState:
             )
         if stored.private_to is None:
             message = ChatMessage(
-                stored.id, stored.nick, stored.text, stored.ts, stored.room, stored.action
+                stored.id,
+                stored.nick,
+                stored.text,
+                stored.ts,
+                stored.room,
+                stored.action,
+                notice=stored.notice,
             )
             return _Delivery(message, None, None)
         with self._lock:
@@ -1191,7 +1221,13 @@ class ChatState:
         if recipient is None:
             return None
         private = PrivateMessage(
-            stored.id, stored.nick, stored.private_to, stored.text, stored.ts, stored.action
+            stored.id,
+            stored.nick,
+            stored.private_to,
+            stored.text,
+            stored.ts,
+            stored.action,
+            notice=stored.notice,
         )
         return _Delivery(private, None, None, recipient)
 
