@@ -4,10 +4,11 @@ Starts ``run_server.py --irc-port`` on free ports as docs/IRC.md says (the serve
 operator password irctest's tests expect, no history, no flood limits), runs the issue's
 selection of the vendored suite (third_party/irctest) with its external-server controller,
 prints its summary and the counts, and fails if fewer tests pass than ``--at-least`` (the
-count docs/IRC.md quotes, less a margin for the run-to-run wobble of a busy machine) or if
-a server died. Each pytest-xdist worker gets a server of its own (tests/irctest_worker_port.py):
-the suite's tests use fixed nicks and channels, which collide on a shared server. ``.ci/run``
-runs it; about four minutes on two cores.
+count docs/IRC.md quotes, less a small margin), if a server died, or if a test of a server with
+a password (run apart, on a server started with the password irctest expects) fails. Each
+pytest-xdist worker gets a server of its own (tests/irctest_worker_port.py): the suite's tests
+use fixed nicks and channels, which collide on a shared server. ``.ci/run`` runs it; about
+four minutes on two cores.
 
     python3 -m pip install ecdsa filelock websockets pytest-xdist
     python3 tests/irctest_selection.py [--at-least N] [--workers 2]
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +33,7 @@ MARKERS = "not services and not implementation-specific and not deprecated and n
 AT_LEAST = 256
 
 
-def start_server(log: Path) -> tuple[subprocess.Popen[str], int]:
+def start_server(log: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen[str], int]:
     """``run_server.py`` as docs/IRC.md runs it for irctest, its IRC listener on a port the
     kernel picks (read back from what the server prints: no window for another process to
     take a port picked beforehand); its log goes to ``log``."""
@@ -40,7 +42,7 @@ def start_server(log: Path) -> tuple[subprocess.Popen[str], int]:
             sys.executable, "-u", str(ROOT / "run_server.py"), "--host", "127.0.0.1",
             "--port", "0", "--irc-port", "0", "--name", "My.Little.Server",
             "--oper-password", "operpassword", "--no-history", "--no-announce",
-            "--no-flood-limits",
+            "--no-flood-limits", *extra,
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -65,17 +67,38 @@ def counts(summary: str) -> dict[str, int]:
     return {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", summary)}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--at-least", type=int, default=AT_LEAST, help="passes required")
-    parser.add_argument("--workers", type=int, default=2, help="pytest-xdist workers")
-    args = parser.parse_args()
-    logs = Path(tempfile.mkdtemp(prefix="irctest-servers-"))
+#: irctest's tests of a server with a password (``PASS``): run on a server of their own,
+#: started with the password they expect; the rest run on servers without one.
+PASSWORDED = "PasswordedConnectionRegistrationTestCase"
+PASSWORD = "testpassword"
+
+
+@dataclass
+class Run:
+    """What one pytest run of irctest said."""
+
+    counts: dict[str, int]
+    failed: list[str]
+    summary: str
+    alive: bool  # every server lived to the end
+
+    def line(self) -> str:
+        c = self.counts
+        return (
+            f"{c.get('passed', 0)} passed, {c.get('failed', 0)} failed, "
+            f"{c.get('skipped', 0)} skipped, {c.get('errors', c.get('error', 0))} errors"
+        )
+
+
+def run_suite(workers: int, logs: Path, select: str, server_args: tuple[str, ...] = ()) -> Run:
+    """irctest's tests chosen by ``-k select`` (and the markers), ``workers`` pytest workers,
+    each against a server of its own started with ``server_args``."""
     servers: list[subprocess.Popen[str]] = []
     irc_ports: list[int] = []
     try:
-        for n in range(args.workers):
-            server, port = start_server(logs / f"server{n}.log")
+        for _ in range(workers):
+            log = logs / f"server{len(list(logs.iterdir()))}.log"
+            server, port = start_server(log, server_args)
             servers.append(server)
             irc_ports.append(port)
         env = dict(
@@ -92,7 +115,7 @@ def main() -> int:
                 sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
                 "-p", "irctest_worker_port",
                 "--controller", "irctest.controllers.external_server", "-m", MARKERS,
-                "-n", str(args.workers), "-o", "addopts=",
+                "-k", select, "-n", str(workers), "-o", "addopts=",
             ],
             cwd=SUITE,
             env=env,
@@ -112,20 +135,32 @@ def main() -> int:
                 server.kill()
     lines = [line for line in run.stdout.splitlines() if line.strip()]
     failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
-    print("\n".join(failed))
     summary = lines[-1] if lines else run.stderr.strip()[-500:]
-    print(summary)
-    found = counts(summary)
-    passed = found.get("passed", 0)
+    return Run(counts(summary), failed, summary, alive)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--at-least", type=int, default=AT_LEAST, help="passes required")
+    parser.add_argument("--workers", type=int, default=2, help="pytest-xdist workers")
+    args = parser.parse_args()
+    logs = Path(tempfile.mkdtemp(prefix="irctest-servers-"))
+    main_run = run_suite(args.workers, logs, f"not {PASSWORDED}")
+    with_password = run_suite(1, logs, PASSWORDED, ("--password", PASSWORD))
+    for run in (main_run, with_password):
+        print("\n".join(run.failed))
+        print(run.summary)
     print(
-        f"irctest selection on game_chat's IRC port: {passed} passed, "
-        f"{found.get('failed', 0)} failed, {found.get('skipped', 0)} skipped, "
-        f"{found.get('errors', found.get('error', 0))} errors (required: {args.at_least} passed)"
+        f"irctest selection on game_chat's IRC port: {main_run.line()} "
+        f"(required: {args.at_least} passed); on a server with --password {PASSWORD}: "
+        f"{with_password.line()}"
     )
-    if not alive:
+    ok = main_run.counts.get("passed", 0) >= args.at_least
+    ok = ok and with_password.counts.get("passed", 0) > 0 and not with_password.failed
+    if not (main_run.alive and with_password.alive):
         print(f"a server died during the run (logs in {logs})", file=sys.stderr)
         return 1
-    return 0 if passed >= args.at_least else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

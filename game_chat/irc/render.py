@@ -55,8 +55,8 @@ _HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}")
 #: The user and host part of every member's mask.
 USER, HOST = "u", "game_chat"
 #: Capabilities offered in CAP LS (docs/IRC.md).
-CAPABILITIES = ("away-notify", "batch", "echo-message", "message-tags", "multi-prefix",
-                "server-time", "userhost-in-names")  # fmt: skip
+CAPABILITIES = ("away-notify", "batch", "draft/chathistory", "echo-message", "message-tags",
+                "multi-prefix", "server-time", "userhost-in-names")  # fmt: skip
 #: The dialect letters of the capabilities that change broadcast bytes.
 _FLAGS = {"away-notify": "a", "message-tags": "g", "server-time": "t"}
 DIALECT_PREFIX = "irc"
@@ -178,6 +178,7 @@ class Renderer:
         # client id -> (command, target, text, action)
         self._echo: dict[str, tuple[str, str, str, bool]] = {}
         self._echo_lock = threading.Lock()  # (acks are rendered by the committing thread)
+        self._batches = 0  # batch references given so far
 
     def detach(self) -> None:
         """Forget the member's nick source (the session: see IrcSession.detach)."""
@@ -203,9 +204,41 @@ class Renderer:
     def numeric(self, code: str, *params: str) -> bytes:
         return format_line(code, self._nick() or "*", *params, prefix=self.server, trailing=True)
 
-    def fail(self, command: str, code: str, description: str) -> bytes:
-        """An IRCv3 standard reply: ``FAIL <command> <code> :<description>``."""
-        return format_line("FAIL", command, code, description, prefix=self.server, trailing=True)
+    def fail(self, command: str, code: str, *context: str) -> bytes:
+        """An IRCv3 standard reply: ``FAIL <command> <code> [<context>...] :<description>``
+        (the description is the last of ``context``)."""
+        return format_line("FAIL", command, code, *context, prefix=self.server, trailing=True)
+
+    def batch(
+        self, kind: str, params: tuple[str, ...], lines: Iterable[Callable[[dict[str, str]], bytes]]
+    ) -> bytes:
+        """IRCv3 ``batch``: ``lines`` (each made from the tags it must carry) between ``BATCH
+        +ref kind params`` and ``BATCH -ref``; without the capability, the lines alone."""
+        if "batch" not in self.caps:
+            return b"".join(make({}) for make in lines)
+        with self._echo_lock:
+            self._batches += 1
+            ref = f"b{self._batches}"
+        head = format_line("BATCH", f"+{ref}", kind, *params, prefix=self.server)
+        body = [make({"batch": ref}) for make in lines]
+        return head + b"".join(body) + format_line("BATCH", f"-{ref}", prefix=self.server)
+
+    def history(self, target: str, lines: Iterable[ChatMessage]) -> bytes:
+        """A ``chathistory`` batch of lines from a room's history (CHATHISTORY), each with
+        its ``time`` and ``msgid`` as the member's capabilities allow."""
+
+        def line(m: ChatMessage) -> Callable[[dict[str, str]], bytes]:
+            def make(tags: dict[str, str]) -> bytes:
+                if "server-time" in self.caps:
+                    tags["time"] = server_time(m.ts)
+                if "message-tags" in self.caps:
+                    tags["msgid"] = str(m.id)
+                command = "NOTICE" if m.notice else "PRIVMSG"
+                return said(m.nick, m.room, m.text, m.action, tags, command)
+
+            return make
+
+        return self.batch("chathistory", (target,), [line(m) for m in lines])
 
     def notice(self, text: str) -> bytes:
         return format_line("NOTICE", self._nick() or "*", text, prefix=self.server, trailing=True)

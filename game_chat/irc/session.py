@@ -14,6 +14,7 @@ clients join what they ask for.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import itertools
 import logging
 import math
@@ -21,15 +22,27 @@ import time
 from collections.abc import Callable
 
 from ..protocol.errors import ErrorCode, RemoteProtocolError
-from ..protocol.messages import Goodbye, Ping
+from ..protocol.messages import ChatMessage, Goodbye, Ping
 from ..protocol.names import nick_key
 from ..protocol.text import clean_reason
+from ..server.history import MAX_ID
 from ..server.members import MAX_ROOM_CHARS, MAX_TOPIC_CHARS, Mailbox
 from ..server.moderation import host_of
 from ..server.session import SessionCore
 from ..server.state import ROOM_MODES, ChatState, MemberGone
+from .chathistory import MAX_LINES as MAX_HISTORY_LINES
+from .chathistory import BadRequest, Ref, Request, parse_request
 from .lines import MAX_LINE_BYTES, IrcLineError, IrcMessage, format_line, parse_line
-from .render import CAPABILITIES, HOST, USER, Renderer, dialect_for, mask, server_name
+from .render import (
+    CAPABILITIES,
+    HOST,
+    USER,
+    Renderer,
+    dialect_for,
+    mask,
+    server_name,
+    server_time,
+)
 
 log = logging.getLogger("game_chat.irc")
 
@@ -47,6 +60,7 @@ _COSTS = {
     "NICK": "nick", "PING": "ping", "PONG": "pong", "KICK": "kick", "MODE": "who",
     "OPER": "oper", "MOTD": "help", "LUSERS": "users", "VERSION": "help", "ISON": "who",
     "USERHOST": "who", "QUIT": "pong", "CAP": "pong", "USER": "hello", "PASS": "hello",
+    "CHATHISTORY": "history",
 }  # fmt: skip
 #: Our error codes as IRC numerics (those that depend on the command are chosen in _refused).
 _NUMERICS = {
@@ -634,6 +648,110 @@ class IrcSession(SessionCore):
     def _list(self, message: IrcMessage) -> None:
         self.state.list_rooms(self._me)
 
+    def _chathistory(self, message: IrcMessage) -> None:
+        """IRCv3 draft/chathistory (irc/chathistory.py): a channel's stored lines around
+        message references, in a ``chathistory`` batch; the channels with lines between two
+        times (TARGETS). Only channels the member is in; a mistake is a FAIL reply."""
+        try:
+            request = parse_request(message.params)
+            if request.subcommand == "TARGETS":
+                self._history_targets(request)
+            else:
+                self._history_lines(request)
+        except BadRequest as exc:
+            self._send(self.renderer.fail("CHATHISTORY", exc.code, *exc.params, exc.description))
+
+    def _history_lines(self, request: Request) -> None:
+        sub, target, limit = request.subcommand, request.target, request.limit
+        if not target.startswith("#") or nick_key(target) not in self._me.rooms:
+            raise BadRequest("INVALID_TARGET", (sub, target), "not a channel you are in")
+        ref = request.refs[0]
+        read = functools.partial(self._history_read, request)
+        if sub == "BEFORE":
+            lines = read(before=self._ref_upper(ref, sub))
+        elif sub == "AFTER":
+            lines = read(after=self._ref_lower(ref, sub), newest=False)
+        elif sub == "LATEST":
+            lines = read() if ref.newest else read(after=self._ref_lower(ref, sub))
+        elif sub == "AROUND":  # half before the reference, the rest from it on
+            at, half = self._ref_upper(ref, sub), limit // 2
+            lines = read(before=at, limit=half) if half else []
+            lines += read(after=at - 1, limit=limit - half, newest=False)
+        else:  # BETWEEN, from the first reference towards the second, either way
+            first, second = request.refs
+            if self._ref_upper(first, sub) <= self._ref_upper(second, sub):
+                lower, upper = self._ref_lower(first, sub), self._ref_upper(second, sub)
+                lines = read(after=lower, before=upper, newest=False)
+            else:
+                lower, upper = self._ref_lower(second, sub), self._ref_upper(first, sub)
+                lines = read(after=lower, before=upper)
+        self._send(self.renderer.history(lines[0].room if lines else target, lines))
+
+    def _history_read(
+        self,
+        request: Request,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+        newest: bool = True,
+    ) -> list[ChatMessage]:
+        sub, target = request.subcommand, request.target
+        try:
+            _, lines, _ = self.state.history_lines(
+                self._me, target, before, limit or request.limit, after, newest
+            )
+        except RemoteProtocolError as exc:
+            if exc.code == ErrorCode.UNAVAILABLE:
+                raise BadRequest("MESSAGE_ERROR", (sub, target), exc.message) from None
+            raise BadRequest("INVALID_TARGET", (sub, target), exc.message) from None
+        return lines
+
+    def _ref_upper(self, ref: Ref, sub: str) -> int:
+        """The id the lines before ``ref`` are below (a time tag names the millisecond of
+        its line: lines before it are those before that millisecond)."""
+        if ref.msgid is not None:
+            return ref.msgid
+        if ref.ts is None:  # "*"
+            return MAX_ID
+        return self._id_at(ref.ts, sub)
+
+    def _ref_lower(self, ref: Ref, sub: str) -> int:
+        """The id the lines after ``ref`` are above (after a time: after its millisecond)."""
+        if ref.msgid is not None:
+            return ref.msgid
+        if ref.ts is None:
+            return 0
+        return self._id_at(ref.ts + 0.001, sub) - 1
+
+    def _id_at(self, ts: float, sub: str) -> int:
+        try:
+            found = self.state.first_id_at(ts)
+        except RemoteProtocolError as exc:
+            raise BadRequest("MESSAGE_ERROR", (sub, "*"), exc.message) from None
+        if found is None:
+            raise BadRequest("INVALID_PARAMS", (sub,), "use msgid= references on this server")
+        return found
+
+    def _history_targets(self, request: Request) -> None:
+        """The member's channels whose last line was said between the two times, oldest
+        first, as ``CHATHISTORY TARGETS #room time`` lines in a batch."""
+        first, second = (ref.ts or 0.0 for ref in request.refs)
+        low, high = min(first, second), max(first, second)
+        found = []
+        for room in list(self._me.rooms.values()):
+            try:
+                _, last, _ = self.state.history_lines(self._me, room.name, None, 1)
+            except RemoteProtocolError:
+                continue  # left meanwhile, or its history is unavailable: not listed
+            if last and low <= last[-1].ts <= high:
+                found.append((last[-1].ts, room.name))
+        server = self.server
+        lines = [
+            functools.partial(_targets_line, server, name, server_time(ts))
+            for ts, name in sorted(found)[: request.limit]
+        ]
+        self._send(self.renderer.batch("draft/chathistory-targets", (), lines))
+
     def _ison(self, message: IrcMessage) -> None:
         here = [n for n in " ".join(message.params).split() if self.state.member_info(n)]
         self._numeric("303", " ".join(here))
@@ -647,6 +765,10 @@ class IrcSession(SessionCore):
                 away = "-" if info["away"] else "+"
                 found.append(f"{info['nick']}{oper}={away}{USER}@{HOST}")
         self._numeric("302", " ".join(found))
+
+
+def _targets_line(server: str, room: str, when: str, tags: dict[str, str]) -> bytes:
+    return format_line("CHATHISTORY", "TARGETS", room, when, prefix=server, tags=tags or None)
 
 
 def _who_matches(pattern: str, info: dict[str, object]) -> bool:
@@ -673,10 +795,13 @@ def isupport(state: ChatState, network: str) -> list[str]:
         f"CHANLIMIT=#:{state.max_rooms_per_member}",
         "CLIENTTAGDENY=*",  # client-only tags (+tag) are not relayed: lines carry no tags
         "CHANMODES=b,,,mnst",
+        f"CHATHISTORY={MAX_HISTORY_LINES}",
         f"CHANNELLEN={MAX_ROOM_CHARS + 1}",
         "CHANTYPES=#",
         "KICKLEN=200",
         f"NETWORK={network.replace(' ', '_') or 'game_chat'}",
+        # (a cluster node's lines are in Redis, which it cannot search by time)
+        "MSGREFTYPES=msgid,timestamp" if state.finds_times else "MSGREFTYPES=msgid",
         f"NICKLEN={limits.max_nick_chars}",
         "PREFIX=(ov)@+",
         f"TOPICLEN={MAX_TOPIC_CHARS}",
@@ -712,5 +837,6 @@ _AFTER: dict[str, Callable[[IrcSession, IrcMessage], bool | None]] = {
     "LUSERS": lambda s, m: s._lusers(),
     "VERSION": lambda s, m: s._numeric("351", VERSION, s.server, "game_chat"),
     "ISON": IrcSession._ison,
+    "CHATHISTORY": IrcSession._chathistory,
     "USERHOST": IrcSession._userhost,
 }

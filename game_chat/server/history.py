@@ -118,6 +118,7 @@ _SELECT_NEWEST = f"""SELECT {_COLUMNS} FROM messages
     WHERE room = ? AND private_to IS NULL AND id > ? AND id < ? ORDER BY id DESC LIMIT ?"""
 _SELECT_OLDEST = f"""SELECT {_COLUMNS} FROM messages
     WHERE room = ? AND private_to IS NULL AND id > ? AND id < ? ORDER BY id ASC LIMIT ?"""
+_SELECT_FIRST_AT = "SELECT id FROM messages WHERE ts >= ? ORDER BY ts, id LIMIT 1"
 _SELECT_PRIVATE = f"""SELECT {_COLUMNS} FROM messages
     WHERE private_to IS NOT NULL AND id < ?
     AND ((nick = ? AND private_to = ?) OR (nick = ? AND private_to = ?))
@@ -487,6 +488,11 @@ class HistoryStore:
         first (for filling a gap forwards)."""
         params = self._room_params(room, before_id, after_id, limit)
         return [_message(r) for r in self._read(_SELECT_OLDEST, params)]
+
+    def first_id_at(self, ts: float) -> int | None:
+        """The id of the first line (of any room) stored with a time of ``ts`` or later."""
+        rows = self._read(_SELECT_FIRST_AT, (ts,))
+        return rows[0][0] if rows and type(rows[0][0]) is int else None  # type: ignore[return-value]
 
     @staticmethod
     def _room_params(

@@ -133,6 +133,7 @@ PAGE_BYTES = 256 * 1024
 #: How long a new connection waits for a nick's holder whose peer has already closed its
 #: connection to be gone (wait_for_ghost), before the nick counts as taken.
 GHOST_WAIT_SECONDS = 1.0
+HISTORY_UNAVAILABLE = "the history is unavailable right now"
 
 
 class MemberGone(ChatError):
@@ -459,16 +460,17 @@ class ChatState:
             )
 
     @contextlib.contextmanager
-    def _store_reachable(self) -> Iterator[None]:
-        """Lock held, on a cluster node: what needs Redis now is refused in the block's
-        place (RemoteProtocolError unavailable) when Redis cannot be reached."""
+    def _store_reachable(
+        self, refusal: str = "the chat's store cannot be reached; try again"
+    ) -> Iterator[None]:
+        """What needs the store (SQLite, or a cluster node's Redis) is refused in the block's
+        place, ``refusal`` said (RemoteProtocolError unavailable), when the store fails; the
+        failure is reported in the log."""
         try:
             yield
         except HistoryError as exc:
             self._report(exc)
-            raise RemoteProtocolError(
-                ErrorCode.UNAVAILABLE, "the chat's store cannot be reached; try again"
-            ) from None
+            raise RemoteProtocolError(ErrorCode.UNAVAILABLE, refusal) from None
 
     def _release_in_cluster(self, nick: str) -> None:
         """Lock held: nobody here has ``nick`` (or a look-alike) any more."""
@@ -745,24 +747,54 @@ class ChatState:
         ``after`` the oldest ``limit`` above it. Only delivered lines: a page never shows a
         line that is still to come live. The database is read outside the lock (a page is a
         reply to its asker only, so no broadcast order is at stake)."""
+        room_name, lines, more = self.history_lines(member, name, before, limit, after)
+        page, cut = _fit_page([message_dict(line) for line in lines], after)
+        member.send(HistoryPage(room_name, tuple(page), more or cut, after))
+
+    def history_lines(
+        self,
+        member: Member,
+        name: str,
+        before: int | None,
+        limit: int,
+        after: int | None = None,
+        newest: bool | None = None,
+    ) -> tuple[str, list[ChatMessage], bool]:
+        """(room name, lines, whether there are more) of a room the member is in, oldest
+        first, with ``after`` < id < ``before``: the newest ``limit`` (at most 500) of them,
+        or the oldest when ``after`` is given (``newest`` says otherwise); only delivered
+        lines. RemoteProtocolError not_in_room, no_such_room, unavailable."""
         with self._lock:
             room_name = self._member_room(member, name).name
             top = self._top(nick_key(room_name))
         limit = max(1, min(limit, 500))
+        newest = after is None if newest is None else newest
         upper = top if before is None else min(before, top)
-        try:
+        with self._store_reachable(HISTORY_UNAVAILABLE):
             stored = self._group.history(
-                nick_key(room_name), limit + 1, before=upper, after=after, newest=after is None
+                nick_key(room_name), limit + 1, before=upper, after=after, newest=newest
             )
-        except HistoryError as exc:
-            self._report(exc)
-            raise RemoteProtocolError(
-                ErrorCode.UNAVAILABLE, "the history is unavailable right now"
-            ) from None
         more = len(stored) > limit
-        stored = stored[-limit:] if after is None else stored[:limit]
-        page, cut = _fit_page([message_dict(self._replayed(s, room_name)) for s in stored], after)
-        member.send(HistoryPage(room_name, tuple(page), more or cut, after))
+        stored = stored[-limit:] if newest else stored[:limit]
+        return room_name, [self._replayed(s, room_name) for s in stored], more
+
+    @property
+    def finds_times(self) -> bool:
+        """:meth:`first_id_at` answers (one server: its SQLite store has the lines' times)."""
+        return not self._in_cluster
+
+    def first_id_at(self, ts: float) -> int | None:
+        """The id of the first line said at Unix time ``ts`` or later (ids grow with time),
+        the next id to come if none was; None when this server cannot tell (a cluster node:
+        its lines are in Redis). RemoteProtocolError unavailable."""
+        if self._in_cluster:
+            return None
+        with self._store_reachable(HISTORY_UNAVAILABLE):
+            found = self.history.first_id_at(ts)
+        if found is not None:
+            return found
+        with self._lock:
+            return self._delivered_id + 1
 
     def _enter(
         self, member: Member, room: Room, quiet: bool = False, after: int | None = None
@@ -1088,13 +1120,8 @@ class ChatState:
     def _earlier(self, member: Member, key: str, client_id: ClientId, text: str) -> Accepted | None:
         """Lock held: a retry of a line taken before is answered with that line's id (the ack
         comes with the line's delivery, or with the result when it was delivered already)."""
-        try:
+        with self._store_reachable("the server cannot check this retry now; try again later"):
             found = self._group.find(key)
-        except HistoryError as exc:
-            self._report(exc)
-            raise RemoteProtocolError(
-                ErrorCode.UNAVAILABLE, "the server cannot check this retry now; try again later"
-            ) from None
         if isinstance(found, PendingLine):
             assert found.key is not None
             if found.key.digest != _digest(text):
