@@ -401,3 +401,16 @@ def test_a_notice_reaches_others_as_a_notice_and_is_kept_as_one() -> None:
     replayed = [x for x in lbox.lines() if "build green" in x]
     assert len(replayed) == 1 and replayed[0].startswith("@time=")
     assert replayed[0].endswith(":bot!u@game_chat NOTICE #lobby :build green")
+
+
+def test_lusers_counts_the_members_now_and_the_most_at_once() -> None:
+    state = ChatState()
+    first, box = irc(state, "first")
+    second, _ = irc(state, "second")
+    second.end()
+    box.clear()
+    first.handle_frame(b"LUSERS")
+    by_code = {x.split(" ")[1]: x for x in box.lines()}
+    assert by_code["251"].endswith(":There are 1 users and 0 invisible on 1 servers")
+    assert by_code["265"].split(" ")[3:5] == ["1", "2"]  # now, and the most at once
+    assert by_code["266"].endswith(":Current global users 1, max 2")

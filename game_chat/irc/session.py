@@ -361,12 +361,12 @@ class IrcSession(SessionCore):
         self._numeric("422", "MOTD File is missing")
 
     def _lusers(self) -> None:
-        users = len(self.state)
+        users, peak = len(self.state), self.state.peak
         self._numeric("251", f"There are {users} users and 0 invisible on 1 servers")
         self._numeric("254", str(len(self.state.rooms())), "channels formed")
         self._numeric("255", f"I have {users} clients and 0 servers")
-        self._numeric("265", str(users), str(users), f"Current local users {users}, max {users}")
-        self._numeric("266", str(users), str(users), f"Current global users {users}, max {users}")
+        self._numeric("265", str(users), str(peak), f"Current local users {users}, max {peak}")
+        self._numeric("266", str(users), str(peak), f"Current global users {users}, max {peak}")
 
     def _ping(self, message: IrcMessage) -> None:
         if not message.params:

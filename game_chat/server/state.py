@@ -211,6 +211,7 @@ class ChatState:
         #: Notified whenever a member leaves (wait_for_ghost).
         self._departures = threading.Condition(self._lock)
         self._members: dict[str, Member] = {}  # nick key -> member, in join order
+        self._peak = 0  # the most members at once
         # nick skeleton (Unicode TR39) -> member: no two members' nicks look alike
         self._skeletons: dict[str, Member] = {}
         nick_skeleton("")  # the confusables table is built now, not during someone's join
@@ -273,6 +274,11 @@ class ChatState:
 
     def __len__(self) -> int:
         return len(self._members)
+
+    @property
+    def peak(self) -> int:
+        """The most members this server has had at once since it started (LUSERS)."""
+        return self._peak
 
     # --- connecting -------------------------------------------------------------------
 
@@ -429,6 +435,7 @@ class ChatState:
         self._claim_in_cluster(member.nick)
         self._members[nick_key(member.nick)] = member
         self._skeletons[nick_skeleton(member.nick)] = member
+        self._peak = max(self._peak, len(self._members))
         try:
             # Plain clients get no welcome: a tutorial client expects "Message was Sent!" as
             # the first reply to its first line.
