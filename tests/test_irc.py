@@ -21,6 +21,7 @@ from game_chat.irc.lines import (
 )
 from game_chat.irc.render import broadcast, dialect_for, server_time
 from game_chat.irc.session import _NOT_UTF8, IrcSession
+from game_chat.protocol.limits import Limits
 from game_chat.protocol.messages import ChatMessage, Ping, UserJoined
 from game_chat.server.session import Session
 from game_chat.server.state import Access, ChatState
@@ -414,3 +415,11 @@ def test_lusers_counts_the_members_now_and_the_most_at_once() -> None:
     assert by_code["251"].endswith(":There are 1 users and 0 invisible on 1 servers")
     assert by_code["265"].split(" ")[3:5] == ["1", "2"]  # now, and the most at once
     assert by_code["266"].endswith(":Current global users 1, max 2")
+
+
+def test_lines_that_are_not_utf8_count_against_the_flood_budget() -> None:
+    state = ChatState(limits=Limits())
+    flooder, box = irc(state, "flooder")
+    ended = [flooder.handle_frame(b"PRIVMSG #lobby :caf\xe9") for _ in range(200)]
+    assert False in ended  # an excess flood ends it, as for any line
+    assert box.lines()[-1].startswith("ERROR :Closing link:")

@@ -50,8 +50,8 @@ VERSION = "game_chat-0.1"
 #: Longest user name kept from USER (as daemons cut it).
 USERLEN = 9
 QUIT_REASON = "Quit"
-_NOT_UTF8 = "Message rejected, your IRC software MUST use UTF-8"
 LOST_REASON = "connection lost"
+_NOT_UTF8 = "Message rejected, your IRC software MUST use UTF-8"
 
 #: What each command costs from the flood budget: the rich message type it stands for.
 _COSTS = {
@@ -121,12 +121,12 @@ class IrcSession(SessionCore):
             message = parse_line(line)
         except IrcLineError:
             return True  # not IRC: daemons ignore such lines
-        if not message.utf8:  # ISUPPORT says UTF8ONLY: nothing else is taken, or relayed
-            if message.command != "NOTICE":  # (never an automatic reply to a NOTICE)
-                self._send(self.renderer.fail(message.command, "INVALID_UTF8", _NOT_UTF8))
-            return True
         try:
-            self._admit(message.command)
+            self._admit(message.command)  # (a refused line costs its share of the budget too)
+            if not message.utf8:  # ISUPPORT says UTF8ONLY: nothing else is taken, or relayed
+                if message.command != "NOTICE":  # (never an automatic reply to a NOTICE)
+                    self._send(self.renderer.fail(message.command, "INVALID_UTF8", _NOT_UTF8))
+                return True
             return self._dispatch(message)
         except RemoteProtocolError as exc:
             self.settle()
