@@ -19,6 +19,7 @@ the others the same.
 from __future__ import annotations
 
 import datetime
+import itertools
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -178,7 +179,7 @@ class Renderer:
         # client id -> (command, target, text, action)
         self._echo: dict[str, tuple[str, str, str, bool]] = {}
         self._echo_lock = threading.Lock()  # (acks are rendered by the committing thread)
-        self._batches = 0  # batch references given so far
+        self._batch_refs = itertools.count(1)  # (next() on a count is atomic)
 
     def detach(self) -> None:
         """Forget the member's nick source (the session: see IrcSession.detach)."""
@@ -216,9 +217,7 @@ class Renderer:
         +ref kind params`` and ``BATCH -ref``; without the capability, the lines alone."""
         if "batch" not in self.caps:
             return b"".join(make({}) for make in lines)
-        with self._echo_lock:
-            self._batches += 1
-            ref = f"b{self._batches}"
+        ref = f"b{next(self._batch_refs)}"
         head = format_line("BATCH", f"+{ref}", kind, *params, prefix=self.server)
         body = [make({"batch": ref}) for make in lines]
         return head + b"".join(body) + format_line("BATCH", f"-{ref}", prefix=self.server)
