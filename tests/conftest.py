@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -124,3 +125,12 @@ def redis_db(redis_process: RedisProcess) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def server_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """The server's log, DEBUG and up; the test fails if a line is an error or a traceback."""
+    caplog.set_level(logging.DEBUG, logger="game_chat.server")
+    yield caplog
+    crashes = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not crashes, [r.getMessage() for r in crashes]  # one line each, never a traceback

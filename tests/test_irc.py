@@ -22,7 +22,7 @@ from game_chat.irc.lines import (
 from game_chat.irc.render import broadcast, dialect_for, server_time
 from game_chat.irc.session import _NOT_UTF8, IrcSession
 from game_chat.protocol.limits import Limits
-from game_chat.protocol.messages import ChatMessage, Ping, UserJoined
+from game_chat.protocol.messages import ChatMessage, Goodbye, Ping, UserJoined
 from game_chat.server.session import Session
 from game_chat.server.state import Access, ChatState
 
@@ -121,6 +121,8 @@ def test_a_long_chat_line_is_split_into_lines_within_512_bytes() -> None:
     assert all(line.startswith(b"@time=1970-01-01T00:00:00.000Z :ann!u@game_chat PRIVMSG")
                for line in lines)  # fmt: skip
     assert broadcast(UserJoined("ann", 0.0, "#x"), "irc") == b":ann!u@game_chat JOIN #x\r\n"
+    goodbye = broadcast(Goodbye("server shutting down"), "irct")  # to every member at once
+    assert goodbye == b"ERROR :Closing link: server shutting down\r\n"
     assert server_time(1.5) == "1970-01-01T00:00:01.500Z"
 
 

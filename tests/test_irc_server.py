@@ -122,10 +122,17 @@ def test_irc_rich_and_tutorial_clients_share_a_room_once_and_in_order(
 
 def test_cap_server_time_and_echo_message(irc_server: ChatServer) -> None:
     bot = IrcClient(irc_server.irc_address)
+    watcher, _ = rich_client(irc_server.address, "watcher")
+    check_tags_and_echo(bot, watcher)
+
+
+def check_tags_and_echo(bot: IrcClient, watcher: WireClient) -> None:
+    """``bot`` (an IRC client, not yet registered) asks for server-time, echo-message and
+    message-tags, and ``watcher`` (a rich member) joins #dev with it: the bot's line comes back
+    to it once stored, with its time and the id ``watcher`` sees; ``watcher``'s is tagged."""
     bot.register("bot", "server-time", "echo-message", "message-tags")
     bot.send("JOIN #dev")
     bot.until("366")
-    watcher, _ = rich_client(irc_server.address, "watcher")
     watcher.send_json(type="join", room="#dev")
     watcher.recv_until(lambda m: m["type"] == "joined")
     bot.until("JOIN")

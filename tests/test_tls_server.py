@@ -4,11 +4,9 @@ and 200 TLS clients at once."""
 
 from __future__ import annotations
 
-import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from tls_helpers import (
     secure,
     tls_rich,
     trusting,
+    wait_for,
 )
 from wire import SelectClient, WireClient, rich_client
 
@@ -55,21 +54,6 @@ def self_signed(server_factory, tmp_path: Path) -> ChatServer:  # type: ignore[n
     cert, key, made = ensure_self_signed(tmp_path / "data", "test")
     assert made and (tmp_path / "data" / "tls-self-signed.key").stat().st_mode & 0o077 == 0
     return server_factory(tls_cert=str(cert), tls_key=str(key))  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def server_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    caplog.set_level(logging.DEBUG, logger="game_chat.server")
-    yield caplog
-    crashes = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
-    assert not crashes, [r.getMessage() for r in crashes]  # one line each, never a traceback
-
-
-def wait_for(condition, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 def handshake_lines(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -91,3 +92,11 @@ def closed_within(sock: socket.socket, timeout: float = TIMEOUT) -> bool:
     except OSError:
         return True
     return True
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Until ``condition()`` holds (what the server logs comes from its own threads)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)

@@ -134,6 +134,8 @@ def broadcast(message: ServerMessage, dialect: str) -> bytes:
         line = ("AWAY", message.reason) if message.reason else ("AWAY",)
     elif isinstance(message, Notice) and message.room:
         prefix, line = SERVER, ("NOTICE", message.room, message.text)
+    elif isinstance(message, Goodbye):  # (the server shuts down: to every member at once)
+        return format_line("ERROR", f"Closing link: {message.reason or 'goodbye'}", trailing=True)
     if line is None:
         return b""
     # A reason, a topic or a text goes after ":" (a MODE's nick does not).
@@ -332,10 +334,6 @@ class Renderer:
         if isinstance(message, Pong):
             return format_line(
                 "PONG", self.server, str(message.token), prefix=self.server, trailing=True
-            )
-        if isinstance(message, Goodbye):
-            return format_line(
-                "ERROR", f"Closing link: {message.reason or 'goodbye'}", trailing=True
             )
         if isinstance(message, ErrorReply):
             if message.fatal:

@@ -255,7 +255,17 @@ def tls_settings(args: argparse.Namespace) -> dict[str, object]:
         cert, key = str(cert_path), str(key_path)
     if args.plain_port is not None and cert is None:
         raise TlsSetupError("--plain-port is the clear-text port beside TLS: it needs TLS")
-    return {"tls_cert": cert, "tls_key": key, "plain_port": args.plain_port}
+    if args.irc_tls_port is not None and cert is None:
+        raise TlsSetupError(
+            "--irc-tls-port serves IRC over TLS with the chat port's certificate: it needs TLS "
+            "(--tls-self-signed or --tls-cert)"
+        )
+    return {
+        "tls_cert": cert,
+        "tls_key": key,
+        "plain_port": args.plain_port,
+        "irc_tls_port": args.irc_tls_port,
+    }
 
 
 def add_irc_flags(parser: argparse.ArgumentParser) -> None:
@@ -268,9 +278,16 @@ def add_irc_flags(parser: argparse.ArgumentParser) -> None:
         "rooms (default: no IRC; 6667 is IRC's usual port)",
     )
     irc.add_argument(
+        "--irc-tls-port",
+        type=int,
+        metavar="PORT",
+        help="with TLS: also serve IRC clients over TLS on this port, with the same certificate "
+        "(default: none; 6697 is IRC over TLS's usual port)",
+    )
+    irc.add_argument(
         "--irc-host",
         metavar="HOST",
-        help="the address the IRC port listens on (default: --host)",
+        help="the address the IRC ports listen on (default: --host)",
     )
 
 
@@ -397,6 +414,8 @@ def banner(server: ChatServer) -> str:
         lines.append(f"clear text (no TLS) on port {server.plain_address[1]}")
     if server.config.irc_port is not None:
         lines.append(f"IRC clients (no TLS) on port {server.irc_address[1]}")
+    if server.config.irc_tls_port is not None:
+        lines.append(f"IRC clients over TLS on port {server.irc_tls_address[1]}")
     announcer = server.announcer
     if announcer is not None and announcer.running:
         targets = ", ".join(f"{t}:{announcer.port}" for t in announcer.targets)

@@ -130,6 +130,9 @@ class ServerConfig:
     irc_port: int | None = None
     #: The address the IRC port listens on (None: ``host``).
     irc_host: str | None = None
+    #: With TLS: IRC clients over TLS on this port, on ``irc_host`` with the chat port's
+    #: certificate (0: any free one; 6697 is the usual one). None: no IRC over TLS.
+    irc_tls_port: int | None = None
 
 
 def server_descriptors(config: ServerConfig) -> int:
@@ -139,6 +142,10 @@ def server_descriptors(config: ServerConfig) -> int:
     count += 1  # the listening socket
     if config.plain_port is not None:
         count += 1  # the plaintext one beside TLS
+    if config.irc_port is not None:
+        count += 1  # the IRC one
+    if config.irc_tls_port is not None:
+        count += 1  # the IRC one over TLS
     if config.tls_cert is not None:
         count += MAX_TLS_REFUSALS  # refused connections told why inside TLS
     count += 2 + 1  # the accept thread's wake-up socket pair and its selector (epoll, kqueue)
@@ -196,6 +203,8 @@ class ChatServer:
         self.config = config = config or ServerConfig()
         if config.plain_port is not None and config.tls_cert is None:
             raise ValueError("a plaintext port beside the chat port needs TLS on the chat port")
+        if config.irc_tls_port is not None and config.tls_cert is None:
+            raise ValueError("an IRC port over TLS needs TLS on the chat port (its certificate)")
         #: The certificate new TLS handshakes use (None: no TLS); TlsSetupError, a ValueError.
         self.tls = ServerTls(config.tls_cert, config.tls_key) if config.tls_cert else None
         self._announcer = self._make_announcer() if config.announce else None  # ValueError
@@ -228,6 +237,7 @@ class ChatServer:
         self._listener: socket.socket | None = None
         self._plain_listener: socket.socket | None = None  # with TLS and plain_port only
         self._irc_listener: socket.socket | None = None  # with irc_port only
+        self._irc_tls_listener: socket.socket | None = None  # with TLS and irc_tls_port only
         self._selector: selectors.BaseSelector | None = None  # the accept thread's
         self._wake_r, self._wake_w = socket.socketpair()
         self._accept_thread = threading.Thread(
@@ -300,6 +310,9 @@ class ChatServer:
                 self._plain_listener = self._listen(self.config.plain_port)
             if self.config.irc_port is not None:
                 self._irc_listener = self._listen(self.config.irc_port, self.config.irc_host)
+            if self.config.irc_tls_port is not None:
+                irc_host = self.config.irc_host
+                self._irc_tls_listener = self._listen(self.config.irc_tls_port, irc_host)
             self._selector = selectors.DefaultSelector()
         except BaseException:
             for listener in self._listeners():
@@ -319,6 +332,8 @@ class ChatServer:
             log.info("plaintext on %s", format_address(self.plain_address))
         if self._irc_listener is not None:
             log.info("IRC on %s", format_address(self.irc_address))
+        if self._irc_tls_listener is not None:
+            log.info("IRC over TLS on %s", format_address(self.irc_tls_address))
         self._start_announcer(port)
 
     def _listen(self, port: int, host: str | None = None) -> socket.socket:
@@ -329,8 +344,23 @@ class ChatServer:
         return listener
 
     def _listeners(self) -> list[socket.socket]:
-        listeners = (self._listener, self._plain_listener, self._irc_listener)
+        listeners = (
+            self._listener,
+            self._plain_listener,
+            self._irc_listener,
+            self._irc_tls_listener,
+        )
         return [s for s in listeners if s is not None]
+
+    def _speaks_tls(self, listener: socket.socket) -> bool:
+        """Whether connections to ``listener`` start with a TLS handshake."""
+        if self.tls is None:
+            return False
+        return listener is self._listener or listener is self._irc_tls_listener
+
+    def _speaks_irc(self, listener: socket.socket) -> bool:
+        """Whether ``listener`` is one of the IRC ports (clear text or TLS)."""
+        return listener is self._irc_listener or listener is self._irc_tls_listener
 
     def _fit_open_files_limit(self) -> None:
         """Check ``max_clients`` against RLIMIT_NOFILE: raise a soft limit that is too low up
@@ -398,6 +428,13 @@ class ChatServer:
         """The IRC port's (host, port) (``irc_port``)."""
         assert self._irc_listener is not None, "no IRC port"
         host, port = self._irc_listener.getsockname()[:2]
+        return host, port
+
+    @property
+    def irc_tls_address(self) -> tuple[str, int]:
+        """The IRC over TLS port's (host, port) (``irc_tls_port``)."""
+        assert self._irc_tls_listener is not None, "no IRC over TLS port"
+        host, port = self._irc_tls_listener.getsockname()[:2]
         return host, port
 
     @property
@@ -553,11 +590,11 @@ class ChatServer:
 
     def _accept_pending(self, selector: selectors.BaseSelector, listener: socket.socket) -> None:
         """Take every connection waiting in ``listener``'s backlog: a slot in ``_waiting`` for
-        each (on the TLS port with its TLS channel), or a refusal (banned, ``server_full``).
+        each (on a TLS port with its TLS channel), or a refusal (banned, ``server_full``).
         Accept thread only."""
         self._take_reserve()  # given back after an earlier shortage, if there is one again
-        secure = self.tls is not None and listener is self._listener
-        irc = listener is self._irc_listener
+        secure = self._speaks_tls(listener)
+        irc = self._speaks_irc(listener)
         while True:
             try:
                 sock, address = listener.accept()
@@ -578,7 +615,8 @@ class ChatServer:
             deadline = now + self.config.hello_timeout
             if secure:  # the grace starts once the handshake is done
                 assert self.tls is not None
-                waiting = _Waiting(address, deadline, None, time.time(), self.tls.channel(), grace)
+                channel = self.tls.channel()
+                waiting = _Waiting(address, deadline, None, time.time(), channel, grace, irc=irc)
             else:
                 quiet_at = None if grace is None else now + grace
                 waiting = _Waiting(address, deadline, quiet_at, time.time(), irc=irc)
@@ -695,7 +733,7 @@ class ChatServer:
         log.debug("%s: TLS established (%s)", format_address(waiting.address), tls.version)
         if waiting.refusal is not None:  # now it can be told why it is refused
             self._forget_waiting(selector, sock)
-            _send_and_close(sock, waiting.refusal, tls, waiting.unsent)
+            _send_and_close(sock, waiting.refusal, tls, waiting.unsent, irc=waiting.irc)
             return
         if waiting.grace is not None:  # a silent peer becomes a plain guest from now on
             waiting.quiet_at = min(waiting.deadline, time.monotonic() + waiting.grace)
@@ -732,9 +770,14 @@ class ChatServer:
     def _not_tls(
         self, selector: selectors.BaseSelector, sock: socket.socket, waiting: _Waiting, data: bytes
     ) -> None:
-        """Something else than TLS came to the TLS port: a frame of ours in clear text is
-        answered (in clear text: it reads nothing else) with ``tls_required``; anything else
-        is closed."""
+        """Something else than TLS came to a TLS port: on the chat port a frame of ours in
+        clear text is answered (in clear text: it reads nothing else) with ``tls_required``;
+        anything else, and anything on the IRC over TLS port (a frame would mean nothing to
+        an IRC client), is closed."""
+        if waiting.irc:
+            why = f"not TLS on the IRC over TLS port (first bytes {data[:8]!r})"
+            self._end_handshake(selector, sock, why)
+            return
         if not looks_like_frame(data):
             self._end_handshake(selector, sock, f"not TLS (first bytes {data[:8]!r})")
             return
@@ -825,15 +868,17 @@ class ChatServer:
                 if waiting.refusal is None:
                     self._uncount(format_address(waiting.address))
         for sock, waiting in self._waiting.items():
-            _send_and_close(sock, waiting.refusal or farewell, waiting.tls, waiting.unsent)
+            message = waiting.refusal or farewell
+            _send_and_close(sock, message, waiting.tls, waiting.unsent, irc=waiting.irc)
         self._waiting.clear()
         self._refusing = 0
 
     def _close_backlog(self, listener: socket.socket, farewell: Goodbye) -> None:
         """Shutdown: connections still in the listen backlog get the goodbye too, rather than
-        a reset (at most a backlog's worth; accept thread only). On the TLS port there is no
-        handshake yet to say it with: they are closed."""
-        secure = self.tls is not None and listener is self._listener
+        a reset (at most a backlog's worth; accept thread only). On a TLS port there is no
+        handshake yet to say it with: they are closed. On the IRC port it is an IRC line."""
+        secure = self._speaks_tls(listener)
+        irc = self._speaks_irc(listener)
         for _ in range(self.config.backlog):
             try:
                 sock, _ = listener.accept()
@@ -842,7 +887,7 @@ class ChatServer:
             if secure:
                 sock.close()
             else:
-                _send_and_close(sock, farewell)
+                _send_and_close(sock, farewell, irc=irc)
 
     def _refusal(self, address: object) -> RemoteProtocolError | None:
         try:
@@ -859,10 +904,11 @@ class ChatServer:
         selector: selectors.BaseSelector | None = None,
         irc: bool = False,
     ) -> None:
-        """Tell ``sock`` why with a fatal error frame, and close it. "Server full" is logged at
-        most once a second (a crowd over the limit would write a line per connection).
+        """Tell ``sock`` why with a fatal error frame (``irc``: an IRC ``ERROR`` line), and
+        close it. "Server full" is logged at most once a second (a crowd over the limit would
+        write a line per connection).
 
-        On the TLS port (``selector`` given) the frame can only go inside TLS: the handshake
+        On a TLS port (``selector`` given) the frame can only go inside TLS: the handshake
         is done first, as for anyone but within :data:`_REFUSAL_HANDSHAKE_SECONDS`, for at
         most :data:`MAX_TLS_REFUSALS` connections at once (counted apart from the clients);
         beyond that, it is closed before the handshake (the log says so)."""
@@ -888,6 +934,7 @@ class ChatServer:
                 time.time(),
                 self.tls.channel(),
                 refusal=ErrorReply.from_exception(refusal),
+                irc=irc,
             )
             self._refusing += 1
             selector.register(sock, selectors.EVENT_READ)
@@ -911,8 +958,9 @@ class ChatServer:
             except OSError:
                 self._take_reserve()  # the descriptor went to another thread meanwhile
             else:
-                secure = self.tls is not None and listener is self._listener
-                self._refuse_out_of_descriptors(sock, address, exc, secure)
+                secure = self._speaks_tls(listener)
+                irc = self._speaks_irc(listener)
+                self._refuse_out_of_descriptors(sock, address, exc, secure, irc)
                 self._take_reserve()  # the one sock had, now closed
                 return True
         if (quiet := self._accept_errors.due()) is not None:
@@ -921,7 +969,7 @@ class ChatServer:
         return False
 
     def _refuse_out_of_descriptors(
-        self, sock: socket.socket, address: object, exc: OSError, secure: bool
+        self, sock: socket.socket, address: object, exc: OSError, secure: bool, irc: bool = False
     ) -> None:
         if (quiet := self._accept_errors.due()) is not None:
             log.error(
@@ -939,7 +987,7 @@ class ChatServer:
             "server full (out of file descriptors), try again later",
             fatal=True,
         )
-        _send_and_close(sock, ErrorReply.from_exception(refusal))
+        _send_and_close(sock, ErrorReply.from_exception(refusal), irc=irc)
 
 
 def _quiet_note(quiet: int, what: str = "failed") -> str:
@@ -960,7 +1008,7 @@ _CERTIFICATE_ALERTS = frozenset(
 
 @dataclass
 class _Waiting:
-    """An accepted socket that has sent nothing yet (accept thread only); on the TLS port,
+    """An accepted socket that has sent nothing yet (accept thread only); on a TLS port,
     one whose handshake is under way or done."""
 
     address: object
@@ -973,7 +1021,7 @@ class _Waiting:
     unsent: bytes = b""  # TLS: handshake bytes the socket has not taken yet
     events: int = selectors.EVENT_READ  # what the selector waits for
     refusal: ErrorReply | None = None  # TLS: refused at accept, told once the handshake is done
-    irc: bool = False  # came to the IRC port
+    irc: bool = False  # came to an IRC port (clear text or TLS)
 
     @property
     def due(self) -> float:
