@@ -816,8 +816,8 @@ class IrcWorker(Worker):
     every worker has it (the shared progress counters), which holds whatever the server.
 
     Every delivered chat line has the same length (same-length nicks, one user and host), so
-    the hot path (:meth:`_fast_irc`) proves a buffer is a run of such lines with a few strided
-    counts and unpacks it like framed chat; anything else goes line by line (:meth:`_lines`).
+    the hot path (:meth:`_fast`) proves a buffer is a run of such lines with a few strided
+    counts and unpacks it like framed chat; anything else goes line by line (:meth:`_generic`).
     """
 
     FIELDS_FORMAT = Worker.FIELDS_FORMAT + b"\r\n"
@@ -828,7 +828,6 @@ class IrcWorker(Worker):
         self.deadline = 0.0  # end of the setup
         self.line_len = 0  # length of every chat line (CRLF included), from the first one
         self.text_col = 0  # where the text starts in a chat line
-        self.irc_unpack: struct.Struct | None = None
 
     # --- setup ------------------------------------------------------------------------------
 
@@ -886,18 +885,9 @@ class IrcWorker(Worker):
 
     # --- receiving ---------------------------------------------------------------------------
 
-    def receive(self, c: Client, data: bytes, t_us: int) -> None:
-        if c.tail:
-            data = c.tail + data
-        if self.irc_unpack is not None:
-            rest = self._fast_irc(c, data, t_us)
-            if rest is not None:
-                c.tail = rest
-                return
-            self.stats.fallbacks += 1
-        c.tail = self._lines(c, data, t_us)
+    # (Worker.receive: the fast path once the chat lines' length is known, else line by line)
 
-    def _fast_irc(self, c: Client, data: bytes, t_us: int) -> bytes | None:
+    def _fast(self, c: Client, data: bytes, t_us: int) -> bytes | None:
         """Handle a run of whole chat lines; None (nothing done) if anything else is there.
 
         There must be exactly one LF per ``line_len`` bytes, each at the end of its line (so
@@ -905,7 +895,7 @@ class IrcWorker(Worker):
         starting where it does in a chat line, and the number fields must be numbers.
         Returns the bytes of an incomplete line at the end.
         """
-        assert self.irc_unpack is not None
+        assert self.unpack is not None
         n = self.line_len
         k = len(data) // n
         if data.count(b"\n") != k:
@@ -917,12 +907,12 @@ class IrcWorker(Worker):
             body[n - 1 :: n].count(b"\n") != k
             or body.count(IRC_PRIVMSG) != k
             or body[self.text_col - 1 :: n].count(b":") != k
-            or not self._record(c, self.irc_unpack, body, t_us, k)
+            or not self._record(c, self.unpack, body, t_us, k)
         ):
             return None
         return data[k * n :]
 
-    def _lines(self, c: Client, data: bytes, t_us: int) -> bytes:
+    def _generic(self, c: Client, data: bytes, t_us: int) -> bytes:
         """Exact line-by-line handling; returns the incomplete tail."""
         lines = data.split(b"\n")
         tail = lines.pop()
@@ -968,7 +958,7 @@ class IrcWorker(Worker):
         """Every chat line is ``n`` bytes long: from now on the fast path can take them."""
         self.line_len = n
         self.text_col = n - 2 - self.payload_len
-        self.irc_unpack = struct.Struct(f"{n - 2 - FIELDS_LEN}x3s10s16s2x")
+        self.unpack = struct.Struct(f"{n - 2 - FIELDS_LEN}x3s10s16s2x")
 
     def _member(self, c: Client, k: int | None) -> None:
         assert isinstance(c, IrcClient)

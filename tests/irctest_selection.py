@@ -63,6 +63,17 @@ def start_server(log: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Pop
     )
 
 
+def stop_servers(servers: list[subprocess.Popen[str]]) -> None:
+    """SIGTERM each (they stop together), then wait for each; a SIGKILL after 10 s."""
+    for server in servers:
+        server.terminate()
+    for server in servers:
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
 def counts(summary: str) -> dict[str, int]:
     """pytest's last line (``59 failed, 248 passed, 155 skipped, 3 errors in 255.18s``)."""
     return {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", summary)}
@@ -139,13 +150,7 @@ def run_suite(
         )  # fmt: skip
         alive = all(server.poll() is None for server in servers)
     finally:
-        for server in servers:
-            server.terminate()
-        for server in servers:
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        stop_servers(servers)
     lines = [line for line in run.stdout.splitlines() if line.strip()]
     failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
     summary = lines[-1] if lines else run.stderr.strip()[-500:]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +33,7 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
     fresh = os.environ.get("GAME_CHAT_IRCTEST_FRESH")
     if fresh is None:
         return (yield)
-    from irctest_selection import start_server  # (tests/ is on the path: it runs us)
+    from irctest_selection import start_server, stop_servers  # (tests/ is on the path)
 
     log = Path(tempfile.mkdtemp(prefix="irctest-fresh-")) / "server.log"
     server, port = start_server(log, tuple(json.loads(fresh)))
@@ -42,8 +41,4 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
     try:
         return (yield)
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_servers([server])

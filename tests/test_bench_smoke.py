@@ -105,7 +105,9 @@ def notice_frame(text: bytes) -> bytes:
     return b"%-64d" % len(text) + text
 
 
-def one_receiver_worker() -> tuple[Any, Any]:
+def one_receiver(**extra: Any) -> tuple[Any, Any]:
+    """The spec of a worker with one receiving client and one sender (not connected), and
+    the counters its workers share."""
     spec = loadgen.WorkerSpec(
         index=0,
         address=("127.0.0.1", 9),
@@ -116,8 +118,13 @@ def one_receiver_worker() -> tuple[Any, Any]:
         window=8,
         min_batch=1,
         rate_per_sender=0.0,
+        **extra,
     )
-    shared = loadgen.Shared(*(mp.RawArray("q", 1) for _ in range(4)))
+    return spec, loadgen.Shared(*(mp.RawArray("q", 1) for _ in range(4)))
+
+
+def one_receiver_worker() -> tuple[Any, Any]:
+    spec, shared = one_receiver()
     worker = loadgen.Worker(spec, shared, control=None)
     client = loadgen.Client(sock=None)
     client.exp = {b"000": 0}
@@ -151,20 +158,7 @@ def irc_line(nick: bytes, sid: int, seq: int, sent_us: int) -> bytes:
 
 @pytest.mark.parametrize("with_ping", [False, True], ids=["fast-path", "line-by-line"])
 def test_irc_checker_counts_gaps_late_and_repeated_lines(with_ping: bool) -> None:
-    spec = loadgen.WorkerSpec(
-        index=0,
-        address=("127.0.0.1", 9),
-        n_clients=1,
-        sender_ids=[],
-        total_senders=1,
-        n_workers=1,
-        window=8,
-        min_batch=1,
-        rate_per_sender=0.0,
-        irc=True,
-        total_clients=2,
-    )
-    shared = loadgen.Shared(*(mp.RawArray("q", 1) for _ in range(4)))
+    spec, shared = one_receiver(irc=True, total_clients=2)
     worker = loadgen.IrcWorker(spec, shared, control=None)
     ours, server_side = socket.socketpair()
     with ours, server_side:

@@ -143,6 +143,12 @@ def broadcast(message: ServerMessage, dialect: str) -> bytes:
     return format_line(*line, prefix=prefix, tags=tags or None, trailing=text)
 
 
+def text_room(nick: str, command: str, target: str) -> int:
+    """How many bytes of text ``command target :text`` from ``nick`` holds within 512 bytes,
+    its sender's mask in front and CR LF included."""
+    return MAX_LINE_BYTES - len(f":{mask(nick)} {command} {target} :\r\n".encode())
+
+
 def said(
     nick: str,
     target: str,
@@ -155,7 +161,7 @@ def said(
     takes to stay within 512 bytes (a framed client's line may be up to 1,000 characters;
     IRC daemons cut such lines, we split them)."""
     prefix = mask(nick)
-    room = MAX_LINE_BYTES - len(f":{prefix} {command} {target} :\r\n".encode())
+    room = text_room(nick, command, target)
     if action:
         room -= len("\x01ACTION \x01")
     out = []

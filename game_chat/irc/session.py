@@ -25,14 +25,13 @@ from ..protocol.errors import ErrorCode, RemoteProtocolError
 from ..protocol.messages import ChatMessage, Goodbye, Ping
 from ..protocol.names import nick_key
 from ..protocol.text import clean_reason
-from ..server.history import MAX_ID
 from ..server.members import MAX_ROOM_CHARS, MAX_TOPIC_CHARS, Mailbox
 from ..server.moderation import host_of
 from ..server.session import SessionCore
 from ..server.state import ROOM_MODES, ChatState, MemberGone
 from .chathistory import MAX_LINES as MAX_HISTORY_LINES
 from .chathistory import BadRequest, Ref, Request, parse_request
-from .lines import MAX_LINE_BYTES, IrcLineError, IrcMessage, format_line, parse_line
+from .lines import IrcLineError, IrcMessage, format_line, parse_line
 from .render import (
     CAPABILITIES,
     HOST,
@@ -42,6 +41,7 @@ from .render import (
     mask,
     server_name,
     server_time,
+    text_room,
 )
 
 log = logging.getLogger("game_chat.irc")
@@ -306,8 +306,7 @@ class IrcSession(SessionCore):
                 return
             self.state.rename(self.member, nick)
             return
-        # 432/433 now, as daemons answer NICK at once
-        self.unless_ghost(nick, lambda: self.state.validate_new_nick(nick))
+        self.state.validate_new_nick(nick)  # 432/433 now, as daemons answer NICK at once
         self._nick = nick
         self._try_register()
 
@@ -329,17 +328,13 @@ class IrcSession(SessionCore):
                 self.state.check_password(self._password)
             except RemoteProtocolError as exc:
                 raise exc.as_fatal() from None
-        nick = self._nick
-        member = self.unless_ghost(
-            nick,
-            lambda: self.state.join(
-                nick,
-                self.renderer.dialect,
-                self.mailbox,
-                self.address,
-                lobby=False,
-                render=self.renderer.render,
-            ),
+        member = self.state.join(
+            self._nick,
+            self.renderer.dialect,
+            self.mailbox,
+            self.address,
+            lobby=False,
+            render=self.renderer.render,
         )
         member.disconnect = self._kicked
         member.ident = (self._user[:USERLEN], self._realname)
@@ -393,7 +388,8 @@ class IrcSession(SessionCore):
             return
         text, action = message.params[1], False
         targets = [t for t in message.params[0].split(",") if t]
-        if any(self._too_long_relayed(message.command, t, text) for t in targets):
+        size, nick = len(text.encode()), self._me.nick
+        if any(size > text_room(nick, message.command, t) for t in targets):
             # Relayed with the sender's mask in front, it would pass 512 bytes: refused
             # (nothing is said), as irctest allows, rather than cut as daemons do: a line
             # acked is delivered whole (the framed protocol's longer lines are split instead).
@@ -429,11 +425,6 @@ class IrcSession(SessionCore):
                 info = self.state.member_info(target)
                 if info is not None and info["away"]:  # (the chat tells others in a notice)
                     self._numeric("301", info["nick"], info["away"])
-
-    def _too_long_relayed(self, command: str, target: str, text: str) -> bool:
-        """``command target :text`` from this member would pass 512 bytes with its mask."""
-        relayed = format_line(command, target, text, prefix=mask(self._me.nick), trailing=True)
-        return len(relayed) > MAX_LINE_BYTES
 
     def _join(self, message: IrcMessage) -> None:
         if not self._need(message, 1):
@@ -668,23 +659,23 @@ class IrcSession(SessionCore):
         ref = request.refs[0]
         read = functools.partial(self._history_read, request)
         if sub == "BEFORE":
-            lines = read(before=self._ref_upper(ref, sub))
+            lines = read(before=self._ref_id(ref, sub))
         elif sub == "AFTER":
-            lines = read(after=self._ref_lower(ref, sub), newest=False)
+            lines = read(after=self._ref_id(ref, sub, after=True), newest=False)
         elif sub == "LATEST":
-            lines = read() if ref.newest else read(after=self._ref_lower(ref, sub))
+            lines = read() if ref.newest else read(after=self._ref_id(ref, sub, after=True))
         elif sub == "AROUND":  # half before the reference, the rest from it on
-            at, half = self._ref_upper(ref, sub), limit // 2
+            at, half = self._ref_id(ref, sub), limit // 2
             lines = read(before=at, limit=half) if half else []
             lines += read(after=at - 1, limit=limit - half, newest=False)
         else:  # BETWEEN, from the first reference towards the second, either way
             first, second = request.refs
-            if self._ref_upper(first, sub) <= self._ref_upper(second, sub):
-                lower, upper = self._ref_lower(first, sub), self._ref_upper(second, sub)
-                lines = read(after=lower, before=upper, newest=False)
+            first_at, second_at = self._ref_id(first, sub), self._ref_id(second, sub)
+            if first_at <= second_at:
+                lower = self._ref_id(first, sub, after=True)
+                lines = read(after=lower, before=second_at, newest=False)
             else:
-                lower, upper = self._ref_lower(second, sub), self._ref_upper(first, sub)
-                lines = read(after=lower, before=upper)
+                lines = read(after=self._ref_id(second, sub, after=True), before=first_at)
         self._send(self.renderer.history(lines[0].room if lines else target, lines))
 
     def _history_read(
@@ -706,22 +697,14 @@ class IrcSession(SessionCore):
             raise BadRequest("INVALID_TARGET", (sub, target), exc.message) from None
         return lines
 
-    def _ref_upper(self, ref: Ref, sub: str) -> int:
-        """The id the lines before ``ref`` are below (a time tag names the millisecond of
-        its line: lines before it are those before that millisecond)."""
+    def _ref_id(self, ref: Ref, sub: str, after: bool = False) -> int:
+        """The id the lines before ``ref`` are below, or (``after``) the lines after it are
+        above. A time tag names the millisecond of its line: lines before it are those before
+        that millisecond, lines after it those after."""
         if ref.msgid is not None:
             return ref.msgid
-        if ref.ts is None:  # "*"
-            return MAX_ID
-        return self._id_at(ref.ts, sub)
-
-    def _ref_lower(self, ref: Ref, sub: str) -> int:
-        """The id the lines after ``ref`` are above (after a time: after its millisecond)."""
-        if ref.msgid is not None:
-            return ref.msgid
-        if ref.ts is None:
-            return 0
-        return self._id_at(ref.ts + 0.001, sub) - 1
+        assert ref.ts is not None  # ("*" is LATEST's only, taken apart)
+        return self._id_at(ref.ts + 0.001, sub) - 1 if after else self._id_at(ref.ts, sub)
 
     def _id_at(self, ts: float, sub: str) -> int:
         try:

@@ -12,7 +12,7 @@ from ..irc.render import is_irc
 from ..protocol.commands import LOBBY
 from ..protocol.errors import ErrorCode, RemoteProtocolError
 from ..protocol.framing import SELECT_HEADER_SIZE, encode_frame
-from ..protocol.messages import ServerMessage, encode_message
+from ..protocol.messages import ServerMessage, TopicChanged, encode_message
 from ..protocol.names import nick_key, validate_nick
 from ..protocol.plain import render_plain, render_select
 from .stream import RoomStream, Variant
@@ -111,6 +111,10 @@ class Room:
 
     def __post_init__(self) -> None:
         self.stream = RoomStream(self.name, encode_variant)
+
+    def set_topic(self, changed: TopicChanged) -> None:
+        """The topic, and who set it when, as ``changed`` says (here or on another node)."""
+        self.topic, self.topic_by, self.topic_ts = changed.topic, changed.nick, changed.ts
 
 
 @dataclass(eq=False)

@@ -419,30 +419,22 @@ class ChatServer:
 
     @property
     def address(self) -> tuple[str, int]:
-        assert self._listener is not None, "server not started"
-        host, port = self._listener.getsockname()[:2]
-        return host, port
+        return _bound(self._listener, "server not started")
 
     @property
     def irc_address(self) -> tuple[str, int]:
         """The IRC port's (host, port) (``irc_port``)."""
-        assert self._irc_listener is not None, "no IRC port"
-        host, port = self._irc_listener.getsockname()[:2]
-        return host, port
+        return _bound(self._irc_listener, "no IRC port")
 
     @property
     def irc_tls_address(self) -> tuple[str, int]:
         """The IRC over TLS port's (host, port) (``irc_tls_port``)."""
-        assert self._irc_tls_listener is not None, "no IRC over TLS port"
-        host, port = self._irc_tls_listener.getsockname()[:2]
-        return host, port
+        return _bound(self._irc_tls_listener, "no IRC over TLS port")
 
     @property
     def plain_address(self) -> tuple[str, int]:
         """The plaintext port's (host, port) beside TLS (``plain_port``)."""
-        assert self._plain_listener is not None, "no plaintext port"
-        host, port = self._plain_listener.getsockname()[:2]
-        return host, port
+        return _bound(self._plain_listener, "no plaintext port")
 
     def reload_tls(self) -> bool:
         """Read the certificate and key again (SIGHUP): new handshakes use them, connections
@@ -988,6 +980,13 @@ class ChatServer:
             fatal=True,
         )
         _send_and_close(sock, ErrorReply.from_exception(refusal), irc=irc)
+
+
+def _bound(listener: socket.socket | None, missing: str) -> tuple[str, int]:
+    """The (host, port) ``listener`` listens on (AssertionError ``missing``: there is none)."""
+    assert listener is not None, missing
+    host, port = listener.getsockname()[:2]
+    return host, port
 
 
 def _quiet_note(quiet: int, what: str = "failed") -> str:

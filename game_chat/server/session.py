@@ -27,7 +27,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from ..protocol.commands import is_command, parse_command
 from ..protocol.errors import ErrorCode, RemoteProtocolError
@@ -78,7 +78,6 @@ def _ignore(reason: str) -> None:
 
 #: Reason shown to the others when a session ends without saying why.
 QUIT_REASON = "quit"
-T = TypeVar("T")
 LOST_REASON = "connection lost"
 
 
@@ -117,17 +116,6 @@ class SessionCore:
         if member is None:  # kicked, banned or taken over by another thread meanwhile
             raise MemberGone("no longer a member")
         return member
-
-    def unless_ghost(self, nick: str, attempt: Callable[[], T]) -> T:
-        """``attempt()`` (a registration under ``nick``); if it finds the nick taken by a
-        member whose peer has already closed its connection (a client back faster than the
-        close was read: ChatState.wait_for_ghost), once more after that member is gone."""
-        try:
-            return attempt()
-        except RemoteProtocolError as exc:
-            if exc.code != ErrorCode.NICK_TAKEN or not self.state.wait_for_ghost(nick):
-                raise
-        return attempt()
 
     def settle(self) -> None:
         """Wait until our lines handed to the chat state are delivered and acknowledged."""
@@ -282,17 +270,14 @@ class Session(SessionCore):
                 f"{PROTOCOL_VERSION})",
             )
         self.state.check_password(hello.password)
-        member = self.unless_ghost(
+        member = self.state.join(
             hello.nick,
-            lambda: self.state.join(
-                hello.nick,
-                Dialect.RICH,
-                self.mailbox,
-                self.address,
-                session=hello.session,
-                store=hello.store,
-                resume=hello.resume,
-            ),
+            Dialect.RICH,
+            self.mailbox,
+            self.address,
+            session=hello.session,
+            store=hello.store,
+            resume=hello.resume,
         )
         self._registered(member)
         log.info("%s: %s joined", self.address, member.nick)
@@ -385,7 +370,7 @@ class Session(SessionCore):
             if self.state.access.password is None:
                 self._register_select(name)
                 return True
-            self.unless_ghost(name, lambda: self.state.validate_new_nick(name))
+            self.state.validate_new_nick(name)
         except RemoteProtocolError as exc:
             raise exc.as_fatal() from None
         self._username = name  # registered by the /pass line that must follow
@@ -394,9 +379,7 @@ class Session(SessionCore):
 
     def _register_select(self, name: str) -> None:
         self._username = name
-        member = self.unless_ghost(
-            name, lambda: self.state.join(name, Dialect.SELECT, self.mailbox, self.address)
-        )
+        member = self.state.join(name, Dialect.SELECT, self.mailbox, self.address)
         self._registered(member)
         log.info("%s: select client joined as %s", self.address, member.nick)
 

@@ -341,6 +341,7 @@ class ChatState:
         nick = validate_nick(nick, self.limits.max_nick_chars)
         self._check_nick_ban(nick)
         with self._lock:
+            self._ghost_gone(nick)
             self._require_open()
             self._claim(nick)
             self._check_room_capacity(points or ())
@@ -354,22 +355,28 @@ class ChatState:
         nick = validate_nick(nick, self.limits.max_nick_chars)
         self._check_nick_ban(nick)
         with self._lock:
+            self._ghost_gone(nick)
             self._claim(nick)
         return nick
 
     def wait_for_ghost(self, nick: str, timeout: float = GHOST_WAIT_SECONDS) -> bool:
         """True if ``nick`` is free, or was held by a member whose peer had already closed its
-        connection (a client that comes back faster than the thread reading its old
-        connection saw the close) and that member left within ``timeout`` seconds; False at
-        once if its holder's connection is still open."""
+        connection and that member left within ``timeout`` seconds; False at once if its
+        holder's connection is still open. (``join`` and ``validate_new_nick`` do this
+        first.)"""
         with self._lock:
-            holder = self._nick_in_use(nick)
+            return self._ghost_gone(nick, timeout)
+
+    def _ghost_gone(self, nick: str, timeout: float = GHOST_WAIT_SECONDS) -> bool:
+        """Lock held: :meth:`wait_for_ghost`. A client that comes back faster than the thread
+        reading its old connection saw the close must not find its own nick taken: a holder
+        whose peer has closed is waited for (the lock is let go meanwhile)."""
+        holder = self._nick_in_use(nick)
         if holder is None:
             return True
-        if not holder.mailbox.peer_closed():  # (a syscall: out of the lock)
+        if not holder.mailbox.peer_closed():  # (a non-blocking peek: only for a taken nick)
             return False
-        with self._departures:
-            return self._departures.wait_for(lambda: self._nick_in_use(nick) is not holder, timeout)
+        return self._departures.wait_for(lambda: self._nick_in_use(nick) is not holder, timeout)
 
     def join_guest(
         self, dialect: str, mailbox: Mailbox, address: str = "", since: float | None = None
@@ -406,9 +413,7 @@ class ChatState:
             return
         for s in lines:
             if s.ts >= since - CATCH_UP_MARGIN:
-                member.send(
-                    ChatMessage(s.id, s.nick, s.text, s.ts, room.name, s.action, notice=s.notice)
-                )
+                member.send(self._line_of(s, room.name, history=False))
 
     def _nick_in_use(self, nick: str, me: Member | None = None) -> Member | None:
         """Lock held: the member other than ``me`` whose nick is ``nick`` or looks like it."""
@@ -720,7 +725,7 @@ class ChatState:
                     ErrorCode.NOT_OPERATOR, f"only operators of {room.name} set its topic (+t)"
                 )
             changed = TopicChanged(room.name, topic, member.nick, self._clock())
-            room.topic, room.topic_by, room.topic_ts = topic, member.nick, changed.ts
+            room.set_topic(changed)
             self._send_all(room.members.values(), changed)
             self._tell_cluster(changed, [room], topic=(nick_key(room.name), topic))
             if nick_key(room.name) not in member.rooms:  # an operator from outside
@@ -783,7 +788,7 @@ class ChatState:
             )
         more = len(stored) > limit
         stored = stored[-limit:] if newest else stored[:limit]
-        return room_name, [self._replayed(s, room_name) for s in stored], more
+        return room_name, [self._line_of(s, room_name) for s in stored], more
 
     @property
     def finds_times(self) -> bool:
@@ -852,7 +857,7 @@ class ChatState:
             gap = {"after": after or 0, "before": lines[0].id if lines else top}
         member.send(self._room_joined(room, gap))
         for stored in lines:
-            member.send(self._replayed(stored, room.name))
+            member.send(self._line_of(stored, room.name))
 
     def _room_joined(self, room: Room, gap: dict[str, int] | None = None) -> RoomJoined:
         now = self._clock()
@@ -875,8 +880,9 @@ class ChatState:
             log.error("%s (%d more since the last report)", exc, quiet)
 
     @staticmethod
-    def _replayed(stored: StoredMessage, room: str) -> ChatMessage:
-        # Stored under the room's key, so "#Team" made anew as "#team" keeps its history.
+    def _line_of(stored: StoredMessage, room: str, history: bool = True) -> ChatMessage:
+        """A stored room line as members get it: in ``room`` (stored under the room's key, so
+        "#Team" made anew as "#team" keeps its history), replayed (``history``) or live."""
         return ChatMessage(
             stored.id,
             stored.nick,
@@ -884,7 +890,7 @@ class ChatState:
             stored.ts,
             room,
             stored.action,
-            True,
+            history,
             notice=stored.notice,
         )
 
@@ -1204,8 +1210,7 @@ class ChatState:
             if isinstance(message, TopicChanged):  # the room's state, not only a notice
                 changed = self._rooms.get(nick_key(message.room))
                 if changed is not None:
-                    changed.topic, changed.topic_by = message.topic, message.nick
-                    changed.topic_ts = message.ts
+                    changed.set_topic(message)
             audience: dict[Member, None] = {}
             for key in room_keys:
                 room = self._rooms.get(key)
@@ -1240,16 +1245,7 @@ class ChatState:
                 dataclasses.replace(d.message, id=stored.id), d.sender, d.client_id, d.recipient
             )
         if stored.private_to is None:
-            message = ChatMessage(
-                stored.id,
-                stored.nick,
-                stored.text,
-                stored.ts,
-                stored.room,
-                stored.action,
-                notice=stored.notice,
-            )
-            return _Delivery(message, None, None)
+            return _Delivery(self._line_of(stored, stored.room, history=False), None, None)
         with self._lock:
             recipient = self._members.get(nick_key(stored.private_to))
         if recipient is None:

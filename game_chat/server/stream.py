@@ -154,11 +154,15 @@ class RoomStream:
         place in the order of all entries, all of them joined, and the index after the last
         of them."""
         last, stop = self._last, self._end
-        fresh = last is not None and last[:3] == (start, stop, variant) and upto is None
-        if fresh and follower not in last[3]:  # type: ignore[index]
+        if (
+            upto is None
+            and last is not None
+            and last[:3] == (start, stop, variant)
+            and follower not in last[3]
+        ):
             # Another follower at this place read these entries as this one sees them: no
             # lock (the cache is a tuple, replaced whole under the lock, never changed).
-            return last[4], last[5], stop  # type: ignore[index]
+            return last[4], last[5], stop
         with self._lock:
             base, stop = self._base, self._end
             if upto is not None:
