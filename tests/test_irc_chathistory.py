@@ -26,6 +26,9 @@ def test_requests_parse_and_mistakes_are_named() -> None:
     )  # fmt: skip
     assert parse_request(("BEFORE", "#dev", "msgid=12", "500")).refs == (Ref(msgid=12),)
     assert parse_request(("BEFORE", "#dev", "msgid=12", "500")).limit == 100  # at most
+    assert parse_request(("LATEST", "#dev", "*", "1000000")).limit == 100
+    assert parse_request(("LATEST", "#dev", "*", "9" * 5000)).limit == 100
+    assert parse_request(("LATEST", "#dev", "*", "007")).limit == 7
     ts = parse_request(("AFTER", "#dev", "timestamp=2027-01-15T08:00:00.250Z", "5")).refs[0]
     assert ts.msgid is None and ts.ts is not None
     assert server_time(ts.ts) == "2027-01-15T08:00:00.250Z"  # (round trip)

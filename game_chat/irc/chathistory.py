@@ -83,10 +83,11 @@ def parse_request(params: tuple[str, ...]) -> Request:
     if len(params) < wanted:
         raise BadRequest("INVALID_PARAMS", (sub,), "not enough parameters")
     limit_text = params[wanted - 1]
-    limit = int(limit_text[-6:]) if limit_text.isascii() and limit_text.isdigit() else 0
-    if limit == 0:
+    digits = limit_text.lstrip("0") if limit_text.isascii() and limit_text.isdigit() else ""
+    if not digits:  # not a number, or 0
         raise BadRequest("INVALID_PARAMS", (sub,), f"not a limit: {limit_text[:20]}")
-    limit = min(limit, MAX_LINES)
+    # (int() of thousands of digits is slow: any number past MAX_LINES asks for MAX_LINES)
+    limit = MAX_LINES if len(digits) > 3 else min(int(digits), MAX_LINES)
     if sub == "TARGETS":
         refs = (parse_ref(params[1], sub), parse_ref(params[2], sub))
         if refs[0].ts is None or refs[1].ts is None:
