@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from .records import quick_init
 from .text import decode_utf8
 
 PROTOCOL_VERSION = 1
@@ -278,6 +279,7 @@ class Welcome:
     store: str = ""
 
 
+@quick_init
 @dataclass(frozen=True)
 class ChatMessage:
     """A chat line as the server delivers it: stamped with sender, server id and time.
@@ -303,6 +305,7 @@ class ChatMessage:
     notice: bool = False
 
 
+@quick_init
 @dataclass(frozen=True)
 class PrivateMessage:
     """A private message; the recipient gets it, the sender gets an Ack."""
@@ -444,6 +447,7 @@ class Notice:
     room: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class Ack:
     """The sender's receipt for its chat line ``id`` (the rich form of "Message was Sent!")."""

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from ..dirs import HISTORY_FILE, data_dir
 from ..protocol.errors import ChatError
+from ..protocol.records import quick_init
 
 log = logging.getLogger("game_chat.server")
 
@@ -143,6 +144,7 @@ class HistoryError(ChatError):
     locked or closed. The message is one line, fit for a log or a terminal."""
 
 
+@quick_init
 @dataclass(frozen=True)
 class StoredMessage:
     """One chat line as stored: ``id`` is the server's message id, unique across restarts."""
@@ -158,6 +160,7 @@ class StoredMessage:
     notice: bool = False  # (kept in the action column: 2)
 
 
+@quick_init
 @dataclass(frozen=True)
 class SentKey:
     """What a retry key leads to: the line's id, time and a digest of its text."""
@@ -443,7 +446,8 @@ class HistoryStore:
         with self._writer(busy_timeout) as db, _transaction(db):
             if messages:
                 db.executemany(_INSERT, map(_row, messages))
-                db.execute(_RAISE_META, ("last_message_id", max(m.id for m in messages)))
+                if self.path is not None:  # (read when a file is opened again: never in memory)
+                    db.execute(_RAISE_META, ("last_message_id", max(m.id for m in messages)))
             if keys:
                 db.executemany(_INSERT_KEY, map(astuple, keys))
             if reserve_to is not None:

@@ -71,6 +71,7 @@ from ..protocol.messages import (
 )
 from ..protocol.names import nick_key, nick_skeleton, validate_nick
 from ..protocol.plain import SERVER_NAME
+from ..protocol.records import quick_init
 from ..protocol.text import clean_reason, validate_text
 from .fanout import Fanout, write_through
 from .group_commit import Deliver, GroupCommit, IdsExhausted, PendingLine
@@ -141,6 +142,7 @@ class MemberGone(ChatError):
     connection, or the server is shutting down. Its connection just ends."""
 
 
+@quick_init
 @dataclass(frozen=True)
 class Accepted:
     """A chat line or private message the server took."""
@@ -155,6 +157,7 @@ class Accepted:
     ack: Ack | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class _Delivery:
     """What delivering one line takes (PendingLine.delivery)."""
