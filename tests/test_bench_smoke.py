@@ -225,3 +225,18 @@ def test_client_cpu_frames_late_by_the_previous_look() -> None:
     assert stats["latency_ms_max"] == 105.0  # 0.100 -> 0.205
     assert stats["frame_ms_max"] == 35.0  # 0.060 -> 0.095
     assert stats["late"] == 2  # 65 ms and 105 ms; the first, 35 ms, is on time
+
+
+@pytest.mark.timeout(60)
+def test_line_path_prints_its_four_figures() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "line_path.py"), "--runs", "1", "--rounds", "5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=True,
+    )
+    figures = [line.rsplit(": ", 1)[1] for line in proc.stdout.splitlines()]
+    assert len(figures) == 4, proc.stdout
+    assert all(float(f.split()[0]) > 0 for f in figures), proc.stdout

@@ -3,8 +3,8 @@
 A frozen dataclass's generated ``__init__`` sets each field with a call of
 ``object.__setattr__`` (its own ``__setattr__`` refuses), about 100 ns a field: for the five
 records a chat line makes on its way through the server (the message, its stored row, the
-delivery, the acceptance, the ack) that was about 3 µs of the line's 17 (issue 10; measured
-with ``bench``-style runs of the line path). :func:`quick_init` gives such a class an
+delivery, the acceptance, the ack) that was about 2 µs of the line's 18 in a flood
+(``bench/line_path.py``; issue 10). :func:`quick_init` gives such a class an
 ``__init__`` with the same signature and defaults that fills the instance's ``__dict__``
 directly (2.5 times as fast); everything else (frozenness, equality, hashing, ``replace``,
 ``fields``) stays the dataclass's own.
