@@ -191,3 +191,31 @@ def test_a_silent_irc_connection_is_closed_at_the_registration_deadline() -> Non
         assert "not registered" in closing.params[0]
     finally:
         server.shutdown()
+
+
+def test_what_follows_a_line_is_answered_after_it(irc_server: ChatServer) -> None:
+    """A PING sent right behind a PRIVMSG (in one write) is a client's barrier: its PONG comes
+    after the line's echo; a NICK right behind a line reaches the room after the line."""
+    bot = IrcClient(irc_server.irc_address)
+    watcher = IrcClient(irc_server.irc_address)
+    bot.register("bot", "echo-message")
+    watcher.register("watcher")
+    for client in (bot, watcher):
+        client.send("JOIN #dev")
+        client.until("366")
+    bot.until("JOIN")  # the watcher's
+    rounds = 3  # (within the flood budget of a new connection)
+    for round_ in range(rounds):
+        bot.sock.sendall(f"PRIVMSG #dev :line {round_}\r\nPING :mark{round_}\r\n".encode())
+        first = bot.recv()
+        assert first is not None and first.command == "PRIVMSG", first
+        assert first.params == ("#dev", f"line {round_}")
+        assert bot.until("PONG").params[-1] == f"mark{round_}"
+    bot.sock.sendall(b"PRIVMSG #dev :last words as bot\r\nNICK bot2\r\n")
+    heard = [watcher.recv() for _ in range(rounds + 1)]
+    assert [m.command for m in heard if m is not None] == ["PRIVMSG"] * (rounds + 1)
+    assert heard[-1].params[1] == "last words as bot" and heard[-1].prefix.startswith("bot!")
+    renamed = watcher.until("NICK")
+    assert renamed.prefix.startswith("bot!") and renamed.params[0] == "bot2"
+    for client in (bot, watcher):
+        client.close()

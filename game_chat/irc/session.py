@@ -228,6 +228,11 @@ class IrcSession(SessionCore):
 
     def _dispatch(self, message: IrcMessage) -> bool:
         command = message.command
+        if command not in ("PRIVMSG", "NOTICE"):
+            # Lines go on without waiting; anything else (PING, NICK, QUIT too) answers
+            # after them: a client's PING after its PRIVMSG is its barrier, and a rename
+            # after a line must not reach the room before the line does.
+            self.settle()
         early = _BEFORE.get(command)
         if early is not None:
             return early(self, message) is not False
@@ -241,8 +246,6 @@ class IrcSession(SessionCore):
         if handler is None:
             self._numeric("421", command, "Unknown command")
             return True
-        if command not in ("PRIVMSG", "NOTICE"):
-            self.settle()  # lines go on without waiting; the rest answers after them
         return handler(self, message) is not False
 
     def _need(self, message: IrcMessage, count: int) -> bool:
