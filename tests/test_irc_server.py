@@ -195,7 +195,8 @@ def test_a_silent_irc_connection_is_closed_at_the_registration_deadline() -> Non
 
 def test_what_follows_a_line_is_answered_after_it(irc_server: ChatServer) -> None:
     """A PING sent right behind a PRIVMSG (in one write) is a client's barrier: its PONG comes
-    after the line's echo; a NICK right behind a line reaches the room after the line."""
+    after the line's echo; so does a refusal of the next PRIVMSG; a NICK right behind a line
+    reaches the room after the line."""
     bot = IrcClient(irc_server.irc_address)
     watcher = IrcClient(irc_server.irc_address)
     bot.register("bot", "echo-message")
@@ -211,6 +212,9 @@ def test_what_follows_a_line_is_answered_after_it(irc_server: ChatServer) -> Non
         assert first is not None and first.command == "PRIVMSG", first
         assert first.params == ("#dev", f"line {round_}")
         assert bot.until("PONG").params[-1] == f"mark{round_}"
+    bot.sock.sendall(b"PRIVMSG #dev :refused after me\r\nPRIVMSG #dev\r\n")
+    assert [bot.recv().command for _ in range(2)] == ["PRIVMSG", "412"]  # type: ignore[union-attr]
+    rounds += 1
     bot.sock.sendall(b"PRIVMSG #dev :last words as bot\r\nNICK bot2\r\n")
     heard = [watcher.recv() for _ in range(rounds + 1)]
     assert [m.command for m in heard if m is not None] == ["PRIVMSG"] * (rounds + 1)

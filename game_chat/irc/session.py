@@ -125,6 +125,7 @@ class IrcSession(SessionCore):
             self._admit(message.command)  # (a refused line costs its share of the budget too)
             if not message.utf8:  # ISUPPORT says UTF8ONLY: nothing else is taken, or relayed
                 if message.command != "NOTICE":  # (never an automatic reply to a NOTICE)
+                    self.settle()  # (as _answer_line)
                     self._send(self.renderer.fail(message.command, "INVALID_UTF8", _NOT_UTF8))
                 return True
             return self._dispatch(message)
@@ -177,6 +178,12 @@ class IrcSession(SessionCore):
 
     def _numeric(self, code: str, *params: str) -> None:
         self._send(self.renderer.numeric(code, *params))
+
+    def _answer_line(self, code: str, *params: str) -> None:
+        """A numeric refusing a PRIVMSG: after the echoes of the lines before it (lines do
+        not wait for each other, so their answers must)."""
+        self.settle()
+        self._numeric(code, *params)
 
     def _admit(self, command: str) -> None:
         member = self.member
@@ -383,11 +390,11 @@ class IrcSession(SessionCore):
     def _privmsg(self, message: IrcMessage) -> None:
         if len(message.params) < 1 or not message.params[0]:
             if message.command == "PRIVMSG":
-                self._numeric("411", f"No recipient given ({message.command})")
+                self._answer_line("411", f"No recipient given ({message.command})")
             return
         if len(message.params) < 2 or not message.params[1]:
             if message.command == "PRIVMSG":
-                self._numeric("412", "No text to send")
+                self._answer_line("412", "No text to send")
             return
         text, action = message.params[1], False
         targets = [t for t in message.params[0].split(",") if t]
@@ -397,7 +404,7 @@ class IrcSession(SessionCore):
             # (nothing is said), as irctest allows, rather than cut as daemons do: a line
             # acked is delivered whole (the framed protocol's longer lines are split instead).
             if message.command == "PRIVMSG":
-                self._numeric("417", "Input line was too long")
+                self._answer_line("417", "Input line was too long")
             return
         if text.startswith("\x01"):
             body = text.strip("\x01")
@@ -421,6 +428,7 @@ class IrcSession(SessionCore):
                 self.renderer.forget_ack(client_id)
                 if exc.fatal or len(targets) == 1:
                     raise
+                self.settle()  # (as _answer_line)
                 self._refused(IrcMessage(message.command, (target,)), exc)
                 continue
             self._ticket = accepted.ticket or self._ticket
