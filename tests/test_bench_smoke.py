@@ -26,16 +26,19 @@ loadgen = importlib.import_module("loadgen")
 PAYLOAD_LEN = 40
 
 
+def run_bench(
+    script: str, *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run bench/``script`` with ``args`` from the project's root; its output as text."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False, env=env,
+    )  # fmt: skip
+
+
 def run_fanout(*args: str) -> list[dict[str, Any]]:
     """Run bench/fanout.py and return its JSON lines."""
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "fanout.py"), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_bench("fanout.py", *args)
     assert proc.stdout, proc.stderr
     return [json.loads(line) for line in proc.stdout.splitlines()]
 
@@ -81,11 +84,7 @@ def test_tiny_irc_scenarios_a_and_b_deliver_exactly_once() -> None:
 def test_the_listen_first_tutorial_client_hears_every_line() -> None:
     """bench/listen_first.py for 6 s: connect, then only recv; the lines said before the
     server made it a guest (2 s) and after, all of them, and nothing else."""
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "listen_first.py"), "--minutes", "0.1",
-         "--interval", "0.25"],
-        cwd=ROOT, capture_output=True, text=True, timeout=50, check=False,
-    )  # fmt: skip
+    proc = run_bench("listen_first.py", "--minutes", "0.1", "--interval", "0.25", timeout=50)
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     summary = json.loads(proc.stdout.splitlines()[-1])
     assert summary["said"] == summary["heard"] >= 10, summary
@@ -133,6 +132,19 @@ def one_receiver_worker() -> tuple[Any, Any]:
     return worker, client
 
 
+def check_the_five(worker: Any, client: Any, stream: bytes) -> None:
+    """``stream`` (messages 0, 1, 3, 2, 2 of sender 0, after whatever the worker had) reaches
+    the checker in two reads, split inside the last one; the sender sent 0..4: one came late,
+    one twice, 4 never."""
+    worker.receive(client, stream[:-10], 1_500)
+    worker.receive(client, stream[-10:], 1_600)
+    worker.sent[0] = 5
+    stats = worker.stats
+    assert (stats.deliveries, stats.reordered, stats.duplicated) == (4, 1, 1)
+    assert worker.lost() == 1
+    assert sum(stats.hist.values()) == 5
+
+
 @pytest.mark.parametrize("with_notice", [False, True], ids=["fast-path", "exact-parser"])
 def test_checker_counts_gaps_late_and_repeated_messages(with_notice: bool) -> None:
     worker, client = one_receiver_worker()
@@ -140,14 +152,8 @@ def test_checker_counts_gaps_late_and_repeated_messages(with_notice: bool) -> No
     if with_notice:  # anything but a chat frame sends the buffer to the exact parser
         frames.insert(2, notice_frame(b"* guest-2 joined"))
     stream = b"".join(frames)
-    worker.receive(client, stream[:-10], 1_500)  # a frame split across two reads
-    worker.receive(client, stream[-10:], 1_600)
-    worker.sent[0] = 5  # the sender sent 0..4: 4 never came
-    stats = worker.stats
-    assert (stats.deliveries, stats.reordered, stats.duplicated) == (4, 1, 1)
-    assert worker.lost() == 1
-    assert sum(stats.hist.values()) == 5
-    assert (stats.fallbacks > 0) == with_notice
+    check_the_five(worker, client, stream)
+    assert (worker.stats.fallbacks > 0) == with_notice
 
 
 def irc_line(nick: bytes, sid: int, seq: int, sent_us: int) -> bytes:
@@ -171,13 +177,8 @@ def test_irc_checker_counts_gaps_late_and_repeated_lines(with_ping: bool) -> Non
         if with_ping:  # anything but a chat line sends the buffer line by line
             lines.insert(2, b"PING :game_chat\r\n")
         stream = b"".join(lines[1:])
-        worker.receive(client, stream[:-10], 1_500)  # a line split across two reads
-        worker.receive(client, stream[-10:], 1_600)
-        worker.sent[0] = 5  # the sender sent 0..4: 4 never came
+        check_the_five(worker, client, stream)
         stats = worker.stats
-        assert (stats.deliveries, stats.reordered, stats.duplicated) == (4, 1, 1)
-        assert worker.lost() == 1
-        assert sum(stats.hist.values()) == 5
         # the two reads after the first line took the fast path, or with the PING the second one
         assert (stats.fallbacks, stats.batches) == ((1, 1) if with_ping else (0, 2))
         if with_ping:
@@ -186,10 +187,9 @@ def test_irc_checker_counts_gaps_late_and_repeated_lines(with_ping: bool) -> Non
 
 def test_cluster_bench_runs_two_nodes_on_a_real_redis() -> None:
     """bench/cluster.py, tiny: two nodes, clients split across them, nothing lost."""
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "cluster.py"), "--scenario", "b", "--nodes", "2",
-         "--duration", "1", "--clients", "10", "--senders", "2", "--rate", "20"],
-        cwd=ROOT, capture_output=True, text=True, timeout=90, check=False,
+    proc = run_bench(
+        "cluster.py", "--scenario", "b", "--nodes", "2", "--duration", "1", "--clients", "10",
+        "--senders", "2", "--rate", "20", timeout=90,
     )  # fmt: skip
     assert proc.stdout, proc.stderr
     (line,) = [json.loads(text) for text in proc.stdout.splitlines()]
@@ -202,10 +202,7 @@ def test_cluster_bench_runs_two_nodes_on_a_real_redis() -> None:
 def test_client_cpu_bench_measures_the_real_window() -> None:
     """bench/client_cpu.py, tiny: the real window (dummy driver here), a phase each."""
     env = {k: v for k, v in __import__("os").environ.items() if k != "DISPLAY"}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "client_cpu.py"), "--seconds", "0.5"],
-        cwd=ROOT, capture_output=True, text=True, timeout=90, check=False, env=env,
-    )  # fmt: skip
+    proc = run_bench("client_cpu.py", "--seconds", "0.5", timeout=90, env=env)
     assert proc.stdout, proc.stderr
     phases = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [p["phase"] for p in phases] == ["idle", "lines_200_per_s", "lines_1000_per_s"]
@@ -229,14 +226,8 @@ def test_client_cpu_frames_late_by_the_previous_look() -> None:
 
 @pytest.mark.timeout(60)
 def test_line_path_prints_its_four_figures() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "line_path.py"), "--runs", "1", "--rounds", "5"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=True,
-    )
+    proc = run_bench("line_path.py", "--runs", "1", "--rounds", "5", timeout=50)
+    assert proc.returncode == 0, proc.stderr
     figures = [line.rsplit(": ", 1)[1] for line in proc.stdout.splitlines()]
     assert len(figures) == 4, proc.stdout
     assert all(float(f.split()[0]) > 0 for f in figures), proc.stdout

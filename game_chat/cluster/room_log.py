@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import redis
 
 from ..protocol.errors import ChatError
-from ..server.history import StoredMessage
+from ..server.history import ACTION, NOTICE, StoredMessage, line_kind
 
 #: Atomic append: KEYS ids counter, stream, origin key ("" for none), retry key ("" for none),
 #: a second stream that gets the same entry ("" for none: a private line to another node);
@@ -248,7 +248,7 @@ class RoomLog:
             line.nick,
             line.text,
             repr(line.ts),
-            "2" if line.notice else "1" if line.action else "0",
+            str(line_kind(line.action, line.notice)),
             line.digest.hex(),
             line.origin,
             line.private_to or "",
@@ -448,9 +448,9 @@ def _message(entry: tuple[bytes, dict[bytes, bytes]]) -> StoredMessage:
             fields[b"nick"].decode("utf-8"),
             fields[b"text"].decode("utf-8"),
             float(fields[b"ts"]),
-            fields[b"action"] == b"1",
+            fields[b"action"] == b"%d" % ACTION,
             to or None,
-            fields[b"action"] == b"2",
+            fields[b"action"] == b"%d" % NOTICE,
         )
     except (KeyError, ValueError, UnicodeDecodeError) as exc:
         raise ClusterDataError(f"room log entry {entry_id!r} is damaged") from exc

@@ -102,8 +102,7 @@ def broadcast(message: ServerMessage, dialect: str) -> bytes:
         if "g" in flags and message.id:
             tags["msgid"] = str(message.id)
         target = message.room if isinstance(message, ChatMessage) else message.to
-        command = "NOTICE" if message.notice else "PRIVMSG"
-        return said(message.nick, target, message.text, message.action, tags, command)
+        return said(message.nick, target, message.text, message.action, tags, _command(message))
     line: tuple[str, ...] | None = None
     prefix = None
     if isinstance(message, UserJoined):
@@ -141,6 +140,11 @@ def broadcast(message: ServerMessage, dialect: str) -> bytes:
     # A reason, a topic or a text goes after ":" (a MODE's nick does not).
     text = line[0] != "MODE" and (len(line) > 2 or line[0] in ("QUIT", "AWAY"))
     return format_line(*line, prefix=prefix, tags=tags or None, trailing=text)
+
+
+def _command(message: ChatMessage | PrivateMessage) -> str:
+    """The IRC command that carries a chat line."""
+    return "NOTICE" if message.notice else "PRIVMSG"
 
 
 def text_room(nick: str, command: str, target: str) -> int:
@@ -240,8 +244,7 @@ class Renderer:
                     tags["time"] = server_time(m.ts)
                 if "message-tags" in self.caps:
                     tags["msgid"] = str(m.id)
-                command = "NOTICE" if m.notice else "PRIVMSG"
-                return said(m.nick, m.room, m.text, m.action, tags, command)
+                return said(m.nick, m.room, m.text, m.action, tags, _command(m))
 
             return make
 

@@ -125,12 +125,10 @@ class IrcSession(SessionCore):
             self._admit(message.command)  # (a refused line costs its share of the budget too)
             if not message.utf8:  # ISUPPORT says UTF8ONLY: nothing else is taken, or relayed
                 if message.command != "NOTICE":  # (never an automatic reply to a NOTICE)
-                    self.settle()  # (as _answer_line)
-                    self._send(self.renderer.fail(message.command, "INVALID_UTF8", _NOT_UTF8))
+                    self._answer(self.renderer.fail(message.command, "INVALID_UTF8", _NOT_UTF8))
                 return True
             return self._dispatch(message)
         except RemoteProtocolError as exc:
-            self.settle()
             self._refused(message, exc)
             return not exc.fatal
         except MemberGone:
@@ -179,11 +177,15 @@ class IrcSession(SessionCore):
     def _numeric(self, code: str, *params: str) -> None:
         self._send(self.renderer.numeric(code, *params))
 
-    def _answer_line(self, code: str, *params: str) -> None:
-        """A numeric refusing a PRIVMSG: after the echoes of the lines before it (lines do
-        not wait for each other, so their answers must)."""
+    def _answer(self, data: bytes) -> None:
+        """A refusal of a line: after the echoes of the lines before it (lines do not wait
+        for each other, so their refusals must; every other command waits in _dispatch)."""
         self.settle()
-        self._numeric(code, *params)
+        self._send(data)
+
+    def _answer_line(self, code: str, *params: str) -> None:
+        """A numeric refusing a PRIVMSG (:meth:`_answer`)."""
+        self._answer(self.renderer.numeric(code, *params))
 
     def _admit(self, command: str) -> None:
         member = self.member
@@ -193,7 +195,8 @@ class IrcSession(SessionCore):
 
     def _refused(self, message: IrcMessage, exc: RemoteProtocolError) -> None:
         """A refusal as the numeric an IRC client expects for this command (a fatal one as
-        :meth:`reject` tells it)."""
+        :meth:`reject` tells it), after the answers to the lines before it (:meth:`_answer`)."""
+        self.settle()
         if exc.fatal:
             self.reject(exc)
             return
@@ -428,7 +431,6 @@ class IrcSession(SessionCore):
                 self.renderer.forget_ack(client_id)
                 if exc.fatal or len(targets) == 1:
                     raise
-                self.settle()  # (as _answer_line)
                 self._refused(IrcMessage(message.command, (target,)), exc)
                 continue
             self._ticket = accepted.ticket or self._ticket

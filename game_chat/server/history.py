@@ -296,14 +296,15 @@ def _open(
 
 def _row(message: StoredMessage) -> tuple[object, ...]:
     m = message
-    return (m.id, m.room, m.nick, m.text, m.ts, _kind(m.action, m.notice), m.private_to)
+    return (m.id, m.room, m.nick, m.text, m.ts, line_kind(m.action, m.notice), m.private_to)
 
 
 #: The action column's values: a line, an action (/me), a notice (IRC's NOTICE).
 LINE, ACTION, NOTICE = 0, 1, 2
 
 
-def _kind(action: bool, notice: bool) -> int:
+def line_kind(action: bool, notice: bool) -> int:
+    """The action column's value for a line (the cluster's room log keeps the same)."""
     return NOTICE if notice else ACTION if action else LINE
 
 
