@@ -214,7 +214,9 @@ def test_what_follows_a_line_is_answered_after_it(irc_server: ChatServer) -> Non
         assert bot.until("PONG").params[-1] == f"mark{round_}"
     bot.sock.sendall(b"PRIVMSG #dev :refused after me\r\nPRIVMSG #dev\r\n")
     assert [bot.recv().command for _ in range(2)] == ["PRIVMSG", "412"]  # type: ignore[union-attr]
-    rounds += 1
+    bot.sock.sendall(b"PRIVMSG #dev :before a line over the limit\r\n" + b"x" * 9000 + b"\r\n")
+    assert [bot.recv().command for _ in range(2)] == ["PRIVMSG", "417"]  # type: ignore[union-attr]
+    rounds += 2
     bot.sock.sendall(b"PRIVMSG #dev :last words as bot\r\nNICK bot2\r\n")
     heard = [watcher.recv() for _ in range(rounds + 1)]
     assert [m.command for m in heard if m is not None] == ["PRIVMSG"] * (rounds + 1)

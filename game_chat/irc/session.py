@@ -115,7 +115,7 @@ class IrcSession(SessionCore):
         if self._removed:
             return False
         if line is None:
-            self._numeric("417", "Input line was too long")
+            self._answer_line("417", "Input line was too long")
             return True
         try:
             message = parse_line(line)
